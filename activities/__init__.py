@@ -1,0 +1,1 @@
+"""Temporal activities: thin, idempotent side effects. Clients are injected by the worker."""

@@ -1,0 +1,242 @@
+"""The ``model-migration`` command line. Every user error is one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from model_migration import operations as ops
+from model_migration import render
+from model_migration.domain.errors import DomainError
+from model_migration.domain.stages import Stage
+from model_migration.settings import Settings
+from workflows.messages import (
+    Abort, CompleteStage, ExtendDeadline, MetricResult, Pause, ReportEvaluation, ReportRollout, Resume, Verdict,
+)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Durable GitLab AI model migrations on Temporal.")
+out = Console()
+T = TypeVar("T")
+
+Feature = Annotated[str | None, typer.Option("--feature", "-f", help="Feature name, when the id is a migration id.")]
+Actor = Annotated[str, typer.Option("--actor", help="GitLab username recorded as the author.")]
+RequestId = Annotated[str | None, typer.Option("--request-id", help="Idempotency key: a retried command with the same key runs once.")]
+WorkflowId = Annotated[str, typer.Argument(help="migration:<provider>/<model>/<version>[:feature:<name>]")]
+
+
+class Fail(Exception):
+    """Raised to end a command with one line on stderr."""
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database entry, e.g. in a container
+        return "cli"
+
+
+def settings() -> Settings:
+    return Settings()
+
+
+def run(coro_factory: Callable[[Any], Awaitable[T]]) -> T:
+    """Connect to Temporal and run one coroutine with the client."""
+    from model_migration.temporal import connect
+
+    async def main() -> T:
+        s = settings()
+        try:
+            client = await connect(s)
+        except RuntimeError:
+            raise Fail(
+                f"cannot reach Temporal at {s.temporal_address}; start it with: model-migration dev-server "
+                "or set MODEL_MIGRATION_TEMPORAL_ADDRESS"
+            ) from None
+        return await coro_factory(client)
+
+    return asyncio.run(main())
+
+
+def parse_when(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise Fail(f"bad date {value!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def parse_metric(value: str) -> MetricResult:
+    try:
+        name, scores = value.split("=", 1)
+        baseline, candidate = (float(x) for x in scores.split(":", 1))
+    except ValueError:
+        raise Fail(f"bad metric {value!r}: use name=baseline:candidate, e.g. correctness=3.1:3.4") from None
+    lower_better = name.strip() in {"latency", "latency_ms", "error_rate", "poor_ratio", "tokens"}
+    return MetricResult(name=name.strip(), baseline=baseline, candidate=candidate, higher_is_better=not lower_better)
+
+
+def command(workflow_id: str, feature: str | None, update: str, payload: Any, request_id: str | None) -> None:
+    target = ops.target_id(workflow_id, feature)
+    result = run(lambda c: ops.send(c, target, update, payload, request_id))
+    out.print(f"{target}: {result.message}")
+
+
+@app.command()
+def start(
+    model: Annotated[str, typer.Option("--model", "-m", help="New model: identifier, key or name.")],
+    replaces: Annotated[str | None, typer.Option("--replaces", "-r", help="The model being replaced.")] = None,
+    features: Annotated[list[str] | None, typer.Option("--feature", "-f", help="Feature to migrate (repeat); default: every feature on --replaces.")] = None,
+    target_date: Annotated[str | None, typer.Option("--target-date", help="Plan backwards so cleanup is due then (YYYY-MM-DD).")] = None,
+    day_seconds: Annotated[float | None, typer.Option("--day-seconds", help="Rehearsal: one plan day lasts this many seconds.")] = None,
+    actor: Actor = "ai-framework",
+) -> None:
+    """Start a model migration (AI Framework)."""
+    from model_migration.catalog import load_catalog
+
+    s = settings()
+    catalog = load_catalog(s.catalog_dir)
+    day = timedelta(seconds=day_seconds) if day_seconds else timedelta(days=1)
+    target = parse_when(target_date) if target_date else None
+    request = ops.build_input(catalog, model, replaces, features or [], target=target, actor=actor, tune=ops.tunables(day))
+    workflow_id = run(lambda c: ops.start(c, s.task_queue, request))
+    out.print(f"started {workflow_id} with {len(request.features)} features: {', '.join(f.name for f in request.features)}")
+
+
+@app.command()
+def status(workflow_id: WorkflowId, feature: Feature = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show a migration's or a feature's timeline."""
+    target = ops.target_id(workflow_id, feature)
+    st = run(lambda c: ops.status(c, target))
+    if as_json:
+        print(st.model_dump_json(indent=2))
+    else:
+        render.status(out, st)
+
+
+@app.command("list")
+def list_(include_closed: Annotated[bool, typer.Option("--all", help="Include finished migrations.")] = False) -> None:
+    """List open migrations."""
+    rows = run(lambda c: ops.list_open(c, include_closed))
+    render.rows(out, rows)
+
+
+@app.command()
+def complete(
+    workflow_id: WorkflowId,
+    stage: Annotated[Stage, typer.Option("--stage", "-s")],
+    feature: Feature = None,
+    prompt_version: Annotated[str | None, typer.Option("--prompt-version")] = None,
+    flag: Annotated[str | None, typer.Option("--flag")] = None,
+    note: Annotated[str, typer.Option("--note")] = "",
+    actor: Actor = "",
+    request_id: RequestId = None,
+) -> None:
+    """Mark a stage complete (feature teams)."""
+    payload = CompleteStage(stage=stage, actor=actor or default_actor(), prompt_version=prompt_version, flag_name=flag, note=note)
+    command(workflow_id, feature, "complete_stage", payload, request_id)
+
+
+@app.command("report-eval")
+def report_eval(
+    workflow_id: WorkflowId,
+    verdict: Annotated[Verdict, typer.Option("--verdict")],
+    feature: Feature = None,
+    metric: Annotated[list[str] | None, typer.Option("--metric", help="name=baseline:candidate (repeat).")] = None,
+    dataset: Annotated[str, typer.Option("--dataset")] = "",
+    summary: Annotated[str, typer.Option("--summary")] = "",
+    url: Annotated[str, typer.Option("--url")] = "",
+    actor: Actor = "",
+    request_id: RequestId = None,
+) -> None:
+    """Report an evaluation: baseline vs candidate, with a verdict."""
+    payload = ReportEvaluation(
+        actor=actor or default_actor(), verdict=verdict, metrics=tuple(parse_metric(m) for m in metric or []),
+        dataset=dataset, summary=summary, url=url,
+    )
+    command(workflow_id, feature, "report_evaluation", payload, request_id)
+
+
+@app.command("report-rollout")
+def report_rollout(
+    workflow_id: WorkflowId,
+    percentage: Annotated[int, typer.Option("--percentage", "-p")],
+    feature: Feature = None,
+    rollback: Annotated[bool, typer.Option("--rollback")] = False,
+    note: Annotated[str, typer.Option("--note")] = "",
+    actor: Actor = "",
+    request_id: RequestId = None,
+) -> None:
+    """Report the feature flag's rollout percentage."""
+    payload = ReportRollout(actor=actor or default_actor(), percentage=percentage, rollback=rollback, note=note)
+    command(workflow_id, feature, "report_rollout", payload, request_id)
+
+
+@app.command()
+def pause(workflow_id: WorkflowId, feature: Feature = None, reason: Annotated[str, typer.Option("--reason")] = "", actor: Actor = "", request_id: RequestId = None) -> None:
+    """Pause a migration or one feature; deadlines stop while paused."""
+    command(workflow_id, feature, "pause", Pause(actor=actor or default_actor(), reason=reason), request_id)
+
+
+@app.command()
+def resume(workflow_id: WorkflowId, feature: Feature = None, note: Annotated[str, typer.Option("--note")] = "", actor: Actor = "", request_id: RequestId = None) -> None:
+    """Resume a paused or blocked migration or feature."""
+    command(workflow_id, feature, "resume", Resume(actor=actor or default_actor(), note=note), request_id)
+
+
+@app.command()
+def abort(workflow_id: WorkflowId, reason: Annotated[str, typer.Option("--reason")], feature: Feature = None, actor: Actor = "", request_id: RequestId = None) -> None:
+    """Abort a migration or one feature."""
+    command(workflow_id, feature, "abort", Abort(actor=actor or default_actor(), reason=reason), request_id)
+
+
+@app.command("extend-deadline")
+def extend_deadline(
+    workflow_id: WorkflowId,
+    stage: Annotated[Stage, typer.Option("--stage", "-s")],
+    date: Annotated[str, typer.Option("--date", help="New due date, YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC).")],
+    reason: Annotated[str, typer.Option("--reason")],
+    feature: Feature = None,
+    actor: Actor = "",
+    request_id: RequestId = None,
+) -> None:
+    """Move a stage's due date later; later stages move with it."""
+    payload = ExtendDeadline(actor=actor or default_actor(), stage=stage, new_date=parse_when(date), reason=reason)
+    command(workflow_id, feature, "extend_deadline", payload, request_id)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from model_migration import services  # registers worker, dev-server, sandbox, demo
+
+    services.register(app)
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except typer.TyperException as err:
+        print(f"error: {err.format_message()}".splitlines()[0], file=sys.stderr)
+        sys.exit(2)
+    except (DomainError, Fail) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except ValidationError as err:
+        first = err.errors()[0]
+        print(f"error: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:
+        print(f"error: {err.strerror or err}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

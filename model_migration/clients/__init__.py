@@ -1,0 +1,1 @@
+"""Adapters over external systems. They return domain models and raise domain errors."""

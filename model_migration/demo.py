@@ -1,0 +1,163 @@
+"""The demo: a dev server, the GitLab sandbox and a worker, then a 3-feature migration in seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import BaseModel
+from rich.console import Console
+from temporalio.client import Client
+
+from activities.gitlab import GitLabActivities
+from model_migration import operations as ops
+from model_migration.catalog import load_catalog
+from model_migration.devserver import DevServer
+from model_migration.domain.deadlines import StagePlan
+from model_migration.domain.escalation import scaled_ladder
+from model_migration.domain.stages import Stage
+from model_migration.settings import Settings
+from workflows.messages import (
+    CompleteStage, MetricResult, ReportEvaluation, ReportRollout, Status, Tunables, Verdict, feature_workflow_id,
+)
+
+MODEL, REPLACES = "claude_sonnet_4_5_20250929", "claude_3_7_sonnet_20250219"
+FEATURES = ("duo_chat", "code_generation", "code_explanation")
+LATE = "code_generation"  # this team finishes implement late, so escalations fire
+DEMO_TUNABLES = Tunables(
+    plan=StagePlan(
+        implement=timedelta(seconds=8), evaluate=timedelta(seconds=10),
+        rollout=timedelta(seconds=15), cleanup=timedelta(seconds=10),
+    ),
+    ladder=scaled_ladder(timedelta(seconds=2)),
+    activity_timeout=timedelta(seconds=10),
+)
+
+
+class FeatureSummary(BaseModel):
+    name: str
+    stage: Stage
+    outcome: str
+    issue_url: str
+
+
+class Summary(BaseModel):
+    migration_id: str
+    features: list[FeatureSummary]
+    escalations: int
+    tracking_issue_url: str
+    temporal_ui_url: str
+    gitlab_calls_per_feature: float
+
+
+async def play_team(client: Client, migration: str, feature: str, say: Console) -> None:
+    """What a feature team does, through the same updates the CLI sends."""
+    wid = feature_workflow_id(migration, feature)
+    st = await _wait_for(client, wid, lambda s: s.issue is not None)
+    say.print(f"  {feature}: rollout issue {st.issue.web_url if st.issue else ''}")
+    if feature == LATE:
+        say.print(f"  {feature}: the team is late with implement…")
+        await _wait_for(client, wid, lambda s: len(s.escalations) >= 3)
+    dri = st.pending_action.owner if st.pending_action else "team"
+    await ops.send(client, wid, "complete_stage", CompleteStage(stage=Stage.IMPLEMENT, actor=dri, prompt_version="1.0.0-dev"))
+    say.print(f"  {feature}: implement complete (prompt 1.0.0-dev)")
+    await ops.send(client, wid, "report_evaluation", ReportEvaluation(
+        actor=dri, verdict=Verdict.PASS, dataset=f"{feature}.demo.v1", summary="candidate matches or beats baseline",
+        metrics=(MetricResult(name="correctness", baseline=3.1, candidate=3.4),
+                 MetricResult(name="cosine_similarity", baseline=0.84, candidate=0.87)),
+    ))
+    say.print(f"  {feature}: evaluation passed")
+    for pct in DEMO_TUNABLES.rollout_ladder:
+        await ops.send(client, wid, "report_rollout", ReportRollout(actor=dri, percentage=pct))
+        await asyncio.sleep(0.2)
+    say.print(f"  {feature}: rolled out to 100 %")
+    await ops.send(client, wid, "complete_stage", CompleteStage(stage=Stage.CLEANUP, actor=dri, note="flag removed"))
+    say.print(f"  {feature}: cleanup complete")
+
+
+async def _wait_for(client: Client, wid: str, ready, timeout: float = 120.0) -> Status:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        try:
+            st = await ops.status(client, wid)
+            if ready(st):
+                return st
+        except ops.UserError:
+            pass  # not started yet
+        if loop.time() > end:
+            raise ops.UserError(f"the demo waited {timeout:.0f}s for {wid} and gave up")
+        await asyncio.sleep(0.25)
+
+
+async def run_demo(*, as_json: bool, keep: bool, state_dir: Path | None) -> int:
+    import worker as worker_module
+    from model_migration import logging as mm_logging
+    from model_migration.sandbox.gitlab import GitLabSandbox
+    from model_migration.temporal import connect
+
+    say = Console(stderr=as_json, quiet=False)
+    mm_logging.configure("error", "console")
+    base = state_dir or Path(tempfile.mkdtemp(prefix="model-migration-demo-"))
+    catalog = load_catalog()
+    token = secrets.token_urlsafe(24)
+    server = DevServer(base / "temporal")
+    box = GitLabSandbox(base / "gitlab.db", token=token, usernames=catalog.usernames())
+    say.print(f"[bold]model-migration demo[/bold] (state in {base})")
+    server.start()
+    box.start()
+    say.print(f"Temporal {server.address}, Web UI {server.ui_url}; GitLab sandbox {box.url}")
+    settings = Settings(temporal_address=server.address, gitlab_url=box.url, gitlab_token=token, state_dir=base)
+    stop = asyncio.Event()
+    gitlab = GitLabActivities(worker_module.gitlab_factory(settings))
+    try:
+        client = await connect(settings)
+        worker_task = asyncio.create_task(worker_module.run(settings, client, stop, gitlab))
+        request = ops.build_input(catalog, MODEL, REPLACES, list(FEATURES), actor="ai-framework", tune=DEMO_TUNABLES)
+        migration = await ops.start(client, settings.task_queue, request)
+        say.print(f"Started {migration}: {', '.join(FEATURES)}")
+        await asyncio.gather(*(play_team(client, migration, f, say) for f in FEATURES))
+        result = await client.get_workflow_handle(migration).result()
+        summary = await _summary(client, migration, result, server.ui_url, gitlab)
+        _print(say, summary, as_json)
+        if keep:
+            say.print("Servers keep running; Ctrl-C to stop.")
+            await asyncio.Event().wait()
+        stop.set()
+        await worker_task
+    finally:
+        stop.set()
+        box.stop()
+        server.stop()
+    return 0 if all(f.stage == Stage.DONE for f in summary.features) else 1
+
+
+async def _summary(client: Client, migration: str, result: object, ui: str, gitlab: GitLabActivities) -> Summary:
+    st = await ops.status(client, migration)
+    features = [
+        FeatureSummary(name=f.feature, stage=f.stage, outcome=f.outcome or str(f.stage), issue_url=f.issue_url)
+        for f in st.features
+    ]
+    return Summary(
+        migration_id=migration, features=features, escalations=sum(f.escalations for f in st.features),
+        tracking_issue_url=st.issue.web_url if st.issue else "", temporal_ui_url=ui,
+        gitlab_calls_per_feature=round(sum(gitlab.calls.values()) / max(1, len(features)), 1),
+    )
+
+
+def _print(say: Console, summary: Summary, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary.model_dump(mode="json"), indent=2))
+        return
+    say.print("\n[bold]Summary[/bold]")
+    say.print(f"Migration:      {summary.migration_id}")
+    say.print(f"Tracking issue: {summary.tracking_issue_url}")
+    for f in summary.features:
+        say.print(f"  {f.name:<20} {f.outcome:<10} {f.issue_url}")
+    say.print(f"Escalations fired: {summary.escalations}")
+    say.print(f"GitLab calls per feature: {summary.gitlab_calls_per_feature}")
+    say.print(f"Temporal Web UI: {summary.temporal_ui_url}/namespaces/default/workflows")

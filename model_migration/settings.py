@@ -1,0 +1,41 @@
+"""Process configuration only. Per-run tunables travel in workflow inputs instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODEL_MIGRATION_", extra="ignore")
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_tls: bool = False
+    temporal_api_key: SecretStr | None = None
+    task_queue: str = "model-migration"
+
+    gitlab_url: str = "http://127.0.0.1:8929"
+    gitlab_token: SecretStr | None = None
+    gitlab_project: str = "gitlab-org/modelops/ai-model-migrations"
+    gitlab_group: str = "gitlab-org"
+    gitlab_timeout: float = 10.0
+
+    state_dir: Path = Path(".model-migration")
+    catalog_dir: Path | None = None
+    log_format: str = "auto"  # auto | json | console
+    log_level: str = "info"
+
+    def sandbox_token_file(self) -> Path:
+        return self.state_dir / "sandbox.token"
+
+    def resolved_gitlab_token(self) -> SecretStr | None:
+        """The configured token, else the one the local sandbox wrote for itself."""
+        if self.gitlab_token is not None:
+            return self.gitlab_token
+        path = self.sandbox_token_file()
+        if path.is_file():
+            return SecretStr(path.read_text().strip())
+        return None

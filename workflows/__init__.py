@@ -1,0 +1,1 @@
+"""Temporal workflows: deterministic state machines. No I/O, no clock, no randomness."""

@@ -1,0 +1,259 @@
+"""ModelMigrationWorkflow: init, one child per feature, then cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.payloads import Activity, EnsureIssueInput, UpdateIssueInput
+    from model_migration.domain import stages, templates
+    from model_migration.domain.compat import compatibility_problems
+    from model_migration.domain.deadlines import Deadline, plan_due_dates
+    from model_migration.domain.errors import CommandRejected
+    from model_migration.domain.models import IssueDraft, IssueRef
+    from model_migration.domain.stages import Stage
+    from workflows import attributes
+    from workflows.common import GitLabBlocked, Journal, call
+    from workflows.feature import FeatureMigrationWorkflow, rejected
+    from workflows.messages import (
+        Abort, CommandResult, FeatureMigrationInput, FeatureOutcome, FeatureProgress,
+        MigrationInput, MigrationResult, ParentCommand, Pause, PendingAction, Resume, Status,
+        feature_workflow_id,
+    )
+
+
+@workflow.defn
+class ModelMigrationWorkflow:
+    @workflow.init
+    def __init__(self, input: MigrationInput) -> None:
+        self.input = input
+        self.id = workflow.info().workflow_id
+        self.stage = Stage.INIT
+        self.journal = Journal(self.id)
+        self.issue: IssueRef | None = None
+        self.paused = False
+        self.blocked = ""
+        self.problems: list[str] = []
+        self.children: dict[str, FeatureProgress] = {
+            f.name: FeatureProgress(feature=f.name, stage=Stage.IMPLEMENT) for f in input.features
+        }
+        self.outcomes: dict[str, FeatureOutcome] = {}
+        self.eta = max(plan_due_dates(workflow.now(), input.tunables.plan).values())
+        self.table_dirty = False
+        self.forward: list[ParentCommand] = []
+
+    @workflow.run
+    async def run(self, input: MigrationInput) -> MigrationResult:
+        self._publish()
+        await self._gitlab(self._ensure_tracking_issue)
+        self.problems = compatibility_problems(input.model, input.features)
+        if self.problems:
+            self.journal.note(templates.compatibility_note(self.problems))
+            self._move(Stage.FAILED, "model-migration", "infrastructure compatibility check failed")
+            await self._gitlab(self._flush)
+            return self._result()
+        self._move(Stage.FEATURES, input.started_by, f"{len(input.features)} feature migrations started")
+        await self._run_features()
+        if self.stage != Stage.ABORTED:
+            self._move(Stage.CLEANUP, "model-migration", "every feature finished")
+        self.journal.note(templates.summary_note(
+            migration_id=self.id, at=workflow.now(),
+            outcomes=[(o.title, o.outcome, o.issue_url) for o in self._ordered_outcomes()],
+        ))
+        await self._gitlab(self._flush)
+        await self._gitlab(self._close)
+        if self.stage == Stage.CLEANUP:
+            self._move(Stage.DONE, "model-migration", "tracking issue closed")
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._result()
+
+    async def _run_features(self) -> None:
+        handles = []
+        for feature in self.input.features:
+            child = FeatureMigrationInput(
+                migration_id=self.id, feature=feature, model=self.input.model,
+                replaced=self.input.replaced, tunables=self.input.tunables,
+                tracking_issue=self.issue, parent_id=self.id, started_by=self.input.started_by,
+            )
+            handles.append(await workflow.start_child_workflow(
+                FeatureMigrationWorkflow.run, child, id=feature_workflow_id(self.id, feature.name),
+                parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+            ))
+        results = asyncio.gather(*handles)
+        while not results.done():
+            await workflow.wait_condition(lambda: results.done() or self.table_dirty or bool(self.forward))
+            await self._forward_commands()
+            if self.table_dirty:
+                self.table_dirty = False
+                await self._gitlab(self._update_table)
+        for outcome in results.result():
+            self.outcomes[outcome.feature] = outcome
+            self.children[outcome.feature] = self.children[outcome.feature].model_copy(
+                update={"stage": outcome.stage, "outcome": outcome.outcome, "issue_url": outcome.issue_url}
+            )
+        await self._gitlab(self._update_table)
+
+    async def _forward_commands(self) -> None:
+        while self.forward:
+            command = self.forward.pop(0)
+            for feature in self.input.features:
+                progress = self.children[feature.name]
+                if progress.stage.terminal:
+                    continue
+                handle = workflow.get_external_workflow_handle(feature_workflow_id(self.id, feature.name))
+                try:
+                    await handle.signal(FeatureMigrationWorkflow.parent_command, command)
+                except Exception as err:  # a child that finished meanwhile needs nothing
+                    workflow.logger.info("command not passed to %s: %s", feature.name, err)
+
+    # -- GitLab -----------------------------------------------------------------------------
+
+    def _body(self) -> str:
+        rows = [
+            templates.FeatureRow(
+                feature=f, stage=self.children[f.name].stage, eta=(self.children[f.name].eta or self.eta).date(),
+                issue_url=self.children[f.name].issue_url, outcome=self.children[f.name].outcome,
+            )
+            for f in self.input.features
+        ]
+        target = self.input.tunables.plan.target
+        return templates.tracking_issue_body(
+            migration_id=self.id, model=self.input.model, replaced=self.input.replaced,
+            rows=rows, target_date=target.date() if target else None,
+        )
+
+    async def _ensure_tracking_issue(self) -> None:
+        draft = IssueDraft(
+            title=templates.tracking_issue_title(self.input.model), description=self._body(),
+            marker=f"{self.id}:tracking", labels=["AI Model Migration", "group::ai framework"],
+            due_date=self.eta.date(),
+        )
+        self.issue = await call(Activity.ENSURE_ISSUE, EnsureIssueInput(draft=draft), IssueRef, self._timeout)
+
+    async def _update_table(self) -> None:
+        assert self.issue is not None
+        description = self._body() + "\n\n" + f"<!-- model-migration:{self.id}:tracking -->"
+        await call(Activity.UPDATE_ISSUE, UpdateIssueInput(iid=self.issue.iid, description=description), IssueRef, self._timeout)
+
+    async def _flush(self) -> None:
+        assert self.issue is not None
+        await self.journal.flush(self.issue.iid, self._timeout)
+
+    async def _close(self) -> None:
+        assert self.issue is not None
+        await call(Activity.UPDATE_ISSUE, UpdateIssueInput(iid=self.issue.iid, state_event="close"), IssueRef, self._timeout)
+
+    async def _gitlab(self, step) -> None:  # type: ignore[no-untyped-def]
+        while True:
+            try:
+                await step()
+                self.blocked = ""
+                return
+            except GitLabBlocked as err:
+                self.blocked = f"GitLab: {err}"
+                await workflow.wait_condition(lambda: not self.blocked)
+
+    @property
+    def _timeout(self):  # type: ignore[no-untyped-def]
+        return self.input.tunables.activity_timeout
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _move(self, to: Stage, actor: str, detail: str = "") -> None:
+        self.journal.record(self.stage, to, actor, detail)
+        self.stage = to
+        self._publish()
+
+    def _publish(self) -> None:
+        model = self.input.model
+        workflow.upsert_search_attributes([
+            attributes.KIND.value_set("migration"),
+            attributes.STAGE.value_set(self.stage.value),
+            attributes.MODEL.value_set(model.gitlab_identifier),
+            attributes.PROVIDER.value_set(model.provider),
+            attributes.FEATURES.value_set(sorted(f.name for f in self.input.features)),
+            attributes.DUE_DATE.value_set(self.eta),
+        ])
+
+    def _ordered_outcomes(self) -> list[FeatureOutcome]:
+        return [self.outcomes[f.name] for f in self.input.features if f.name in self.outcomes]
+
+    def _result(self) -> MigrationResult:
+        outcomes = self._ordered_outcomes()
+        return MigrationResult(
+            migration_id=self.id, stage=self.stage, features=tuple(outcomes),
+            tracking_issue_url=self.issue.web_url if self.issue else "",
+            escalations=sum(o.escalations for o in outcomes), problems=tuple(self.problems),
+        )
+
+    # -- messages ---------------------------------------------------------------------------
+
+    @workflow.signal
+    def feature_progress(self, progress: FeatureProgress) -> None:
+        if progress.feature in self.children:
+            self.children[progress.feature] = progress
+            self.table_dirty = True
+
+    @workflow.update
+    def pause(self, cmd: Pause) -> CommandResult:
+        self.paused = True
+        self.forward.append(ParentCommand(kind="pause", actor=cmd.actor, reason=cmd.reason))
+        return CommandResult(stage=self.stage, message="paused; every feature is on hold")
+
+    @pause.validator
+    def _check_pause(self, cmd: Pause) -> None:
+        self._check(lambda: stages.check_pause(self.stage, self.paused))
+
+    @workflow.update
+    def resume(self, cmd: Resume) -> CommandResult:
+        self.paused, self.blocked = False, ""
+        self.forward.append(ParentCommand(kind="resume", actor=cmd.actor, reason=cmd.note))
+        return CommandResult(stage=self.stage, message="resumed")
+
+    @resume.validator
+    def _check_resume(self, cmd: Resume) -> None:
+        self._check(lambda: stages.check_resume(self.stage, self.paused or bool(self.blocked)))
+
+    @workflow.update
+    def abort(self, cmd: Abort) -> CommandResult:
+        self.forward.append(ParentCommand(kind="abort", actor=cmd.actor, reason=cmd.reason))
+        self._move(Stage.ABORTED, cmd.actor, f"Aborted: {cmd.reason}")
+        return CommandResult(stage=self.stage, message="aborted; every open feature is being aborted")
+
+    @abort.validator
+    def _check_abort(self, cmd: Abort) -> None:
+        def rule() -> None:
+            stages.check_abort(self.stage, cmd.reason)
+            if self.stage == Stage.CLEANUP:
+                raise CommandRejected("every feature has finished; the migration is closing")
+
+        self._check(rule)
+
+    @staticmethod
+    def _check(rule) -> None:  # type: ignore[no-untyped-def]
+        try:
+            rule()
+        except CommandRejected as err:
+            raise rejected(err) from None
+
+    @workflow.query
+    def status(self) -> Status:
+        pending = None
+        if self.blocked:
+            pending = PendingAction(action=f"fix GitLab access ({self.blocked}), then resume", owner="ai-framework", command="resume")
+        elif self.stage == Stage.FEATURES:
+            open_ = [p.feature for p in self.children.values() if not p.stage.terminal]
+            pending = PendingAction(action=f"feature teams: {', '.join(open_)}", owner="feature teams")
+        return Status(
+            workflow_id=self.id, kind="migration", stage=self.stage, paused=self.paused,
+            blocked=self.blocked, model=self.input.model.gitlab_identifier,
+            provider=self.input.model.provider,
+            replaced=self.input.replaced.gitlab_identifier if self.input.replaced else "",
+            issue=self.issue, history=tuple(self.journal.history),
+            deadlines=(Deadline(stage=Stage.CLEANUP, due=self.eta),),
+            pending_action=pending, features=tuple(self.children[f.name] for f in self.input.features),
+            problems=tuple(self.problems),
+        )
