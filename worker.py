@@ -47,7 +47,7 @@ def build_worker(
         workflows=WORKFLOWS,
         activities=gitlab.all(),
         activity_executor=executor,
-        max_concurrent_activities=32,
+        max_concurrent_activities=executor._max_workers,
     )
 
 

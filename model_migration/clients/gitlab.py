@@ -1,0 +1,405 @@
+"""The GitLab adapter: python-gitlab inside, domain models and ``GitLabError`` outside.
+
+Only Temporal retries. python-gitlab's own retries and its sleep on 429 are switched off in
+``_Gitlab.http_request``, and every failure becomes one ``GitLabError`` with an ``ErrorType``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import threading
+import time
+from collections.abc import Callable
+from datetime import date
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar, cast
+from urllib.parse import quote
+
+import gitlab
+import gitlab.exceptions
+import requests
+import structlog
+from pydantic import SecretStr
+from requests.structures import CaseInsensitiveDict
+
+from model_migration.domain.errors import ErrorType, GitLabError
+from model_migration.domain.models import Issue, IssueDraft, Note, User, marker_comment
+
+log = structlog.get_logger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Gitlab(gitlab.Gitlab):
+    """python-gitlab that sends each request exactly once and remembers the failed response's
+    headers (``GitlabHttpError`` keeps only status and body, so ``Retry-After`` would be lost).
+
+    python-gitlab has no constructor switch for ``obey_rate_limit`` or ``max_retries``: they are
+    arguments of every ``http_request`` call, defaulting to "sleep on 429, up to 10 times".
+    Every manager method funnels through ``http_request``, so pinning them here covers all.
+    """
+
+    def __init__(self, *args: Any, on_request: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_request = on_request
+        self._last = threading.local()
+        self.session.hooks["response"].append(self._remember_headers)
+
+    def _remember_headers(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._last.headers = response.headers
+
+    def http_request(self, verb: str, path: str, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.update(obey_rate_limit=False, retry_transient_errors=False, max_retries=0)
+        self._last.headers = None
+        self._on_request()
+        try:
+            return super().http_request(verb, path, *args, **kwargs)
+        except gitlab.exceptions.GitlabError as exc:
+            headers = CaseInsensitiveDict(self._last.headers or {})
+            exc.response_headers = headers  # type: ignore[attr-defined]
+            raise
+
+
+_CAUGHT = (gitlab.exceptions.GitlabError, requests.RequestException)
+_AUTH_HINTS = {
+    401: "the token is invalid, expired or revoked",
+    403: "the token needs the api scope and at least Reporter role",
+}
+_OLDEST_FIRST = {"sort": "asc", "order_by": "created_at"}
+_TOKEN_LIKE = re.compile(r"\b(gl[a-z]{1,6}-[A-Za-z0-9_\-]{16,})|(private_token=)[^&\s]+")
+
+
+def to_domain_error(
+    exc: BaseException,
+    operation: str = "call the GitLab API",
+    *,
+    target: str = "",
+    secret: str | None = None,
+) -> GitLabError:
+    """Map a python-gitlab or requests failure to one ``GitLabError``: one line, no token."""
+    if isinstance(exc, GitLabError):
+        return exc
+    where = f" in {target}" if target else ""
+    status: int | None = None
+    retry_after: float | None = None
+    if isinstance(exc, gitlab.exceptions.GitlabError) and exc.response_code is not None:
+        status = exc.response_code
+        detail = _detail(exc.error_message)
+        said = f"; GitLab said: {detail}" if detail and not detail.startswith(str(status)) else ""
+        if status in _AUTH_HINTS:
+            kind = ErrorType.GITLAB_AUTH
+            verb = "rejected the token for" if status == 401 else "refused"
+            text = f"GitLab {verb} {operation}{where} ({status}): {_AUTH_HINTS[status]}{said}"
+        elif status == 404:
+            kind = ErrorType.GITLAB_NOT_FOUND
+            text = f"GitLab found nothing for {operation}{where} (404): {detail or 'Not Found'}"
+        elif status == 409:
+            kind = ErrorType.GITLAB_CONFLICT
+            text = f"GitLab reported a conflict for {operation}{where} (409): {detail}"
+        elif status == 429 or status >= 500:
+            kind = ErrorType.GITLAB_TRANSIENT
+            retry_after = _retry_after(_response_headers(exc))
+            wait = f"; retry after {retry_after:g}s" if retry_after is not None else ""
+            reason = "rate-limited" if status == 429 else "failed"
+            text = f"GitLab {reason} {operation}{where} ({status}): {detail}{wait}"
+        else:  # 400, 422 and any other client error: sending it again will not help
+            kind = ErrorType.GITLAB_INVALID
+            text = f"GitLab rejected {operation}{where} as invalid ({status}): {detail}"
+    elif isinstance(
+        exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+    ):
+        kind = ErrorType.GITLAB_TRANSIENT
+        text = f"Could not reach GitLab to {operation}{where}: {type(exc).__name__}: {_detail(exc)}"
+    elif isinstance(exc, gitlab.exceptions.GitlabParsingError):
+        kind = ErrorType.GITLAB_TRANSIENT  # typically a proxy's HTML page instead of JSON
+        text = f"GitLab answered {operation}{where} with something that is not JSON: {exc}"
+    else:
+        kind = ErrorType.GITLAB_INVALID  # a redirect, a malformed URL: configuration problems
+        text = f"GitLab call {operation}{where} failed: {type(exc).__name__}: {_detail(exc)}"
+    return GitLabError(
+        _scrub(_one_line(text), secret), type=kind, status=status, retry_after=retry_after
+    )
+
+
+def _gitlab_call(operation: str) -> Callable[[F], F]:
+    """Turn every vendor failure of a method into ``GitLabError``. ``operation`` is formatted
+    with the method's arguments, e.g. ``"update issue #{iid}"``."""
+
+    def wrap(method: F) -> F:
+        signature = inspect.signature(method)
+
+        @functools.wraps(method)
+        def wrapper(self: GitLabClient, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except _CAUGHT as exc:
+                bound = signature.bind(self, *args, **kwargs).arguments
+                error = to_domain_error(
+                    exc,
+                    operation.format(**bound),
+                    target=self.project_path,
+                    secret=self._gl.private_token,
+                )
+                log.debug(
+                    "gitlab_call_failed", error_type=str(error.type), status=error.status,
+                    retry_after=error.retry_after, error=error.message,
+                )  # fmt: skip
+                raise error from exc
+
+        return cast(F, wrapper)
+
+    return wrap
+
+
+class GitLabClient:
+    """Issues, notes, labels and users of one project, as domain models.
+
+    ``calls`` counts HTTP requests attempted (one per call: nothing is retried here).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: SecretStr | str,
+        project: str,
+        group: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        secret = token.get_secret_value() if isinstance(token, SecretStr) else token
+        self.url = url
+        self.project_path = project
+        self.group_path = group
+        self.calls = 0
+        self._calls_lock = threading.Lock()
+        self._gl = _Gitlab(
+            url,
+            private_token=secret,
+            retry_transient_errors=False,
+            timeout=timeout,
+            on_request=self._count_request,
+        )
+        # Lazy: no request until a sub-resource is used; the path is URL-encoded for us.
+        self._project = self._gl.projects.get(project, lazy=True)
+
+    def __repr__(self) -> str:
+        return f"GitLabClient(url={self.url!r}, project={self.project_path!r})"
+
+    def __enter__(self) -> GitLabClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._gl.session.close()
+
+    def _count_request(self) -> None:
+        with self._calls_lock:
+            self.calls += 1
+
+    # -- issues ------------------------------------------------------------------------------
+
+    @_gitlab_call("find issue {title!r}")
+    def find_issue(self, title: str, marker: str, labels: list[str] | None = None) -> Issue | None:
+        """The issue carrying ``marker``, among those whose title matches ``title``."""
+        wanted = marker_comment(marker)
+        query: dict[str, Any] = {"search": title, "in": "title", "state": "all", "per_page": 100}
+        if labels:
+            query["labels"] = labels
+        # Usually one page, hence one request; later pages are fetched only if needed.
+        for found in self._project.issues.list(iterator=True, **query):
+            if wanted in (found.attributes.get("description") or ""):
+                return _issue(found.attributes)
+        return None
+
+    @_gitlab_call("create issue {draft.title!r}")
+    def create_issue(self, draft: IssueDraft) -> Issue:
+        data: dict[str, Any] = {
+            "title": draft.title,
+            "description": _with_marker(draft.description, draft.marker),
+            "confidential": draft.confidential,
+        }
+        if draft.labels:
+            data["labels"] = ",".join(draft.labels)
+        if draft.assignee_username:
+            data["assignee_ids"] = [self.user(draft.assignee_username).id]
+        if draft.due_date:
+            data["due_date"] = draft.due_date.isoformat()
+        created = self._project.issues.create(data)
+        log.info("gitlab_issue_created", iid=created.iid, project=self.project_path)
+        return _issue(created.attributes)
+
+    def ensure_issue(self, draft: IssueDraft) -> Issue:
+        """Find the issue by its marker, or create it: safe to call again after a retry.
+
+        No label filter here: people edit labels, and a missed issue would be created twice."""
+        found = self.find_issue(draft.title, draft.marker)
+        return found if found is not None else self.create_issue(draft)
+
+    @_gitlab_call("get issue #{iid}")
+    def get_issue(self, iid: int) -> Issue:
+        return _issue(self._project.issues.get(iid).attributes)
+
+    @_gitlab_call("update issue #{iid}")
+    def update_issue(
+        self,
+        iid: int,
+        *,
+        description: str | None = None,
+        add_labels: list[str] | None = None,
+        remove_labels: list[str] | None = None,
+        state_event: str | None = None,
+        due_date: date | None = None,
+        assignee_ids: list[int] | None = None,
+        title: str | None = None,
+    ) -> Issue:
+        """One PUT with only the given fields; ``None`` means "leave as is"."""
+        changes: dict[str, Any] = {
+            "title": title,
+            "description": description,
+            "add_labels": ",".join(add_labels) if add_labels else None,
+            "remove_labels": ",".join(remove_labels) if remove_labels else None,
+            "state_event": state_event,
+            "due_date": due_date.isoformat() if due_date else None,
+            "assignee_ids": assignee_ids,
+        }
+        changes = {name: value for name, value in changes.items() if value is not None}
+        if not changes:
+            return self.get_issue(iid)
+        return _issue(self._project.issues.update(iid, changes))
+
+    # -- notes -------------------------------------------------------------------------------
+
+    @_gitlab_call("find note on issue #{iid}")
+    def find_note(self, iid: int, marker: str) -> Note | None:
+        wanted = marker_comment(marker)
+        notes = self._notes(iid).list(iterator=True, per_page=100, **_OLDEST_FIRST)
+        for found in notes:
+            if not found.attributes.get("system") and wanted in found.attributes.get("body", ""):
+                return _note(found.attributes)
+        return None
+
+    @_gitlab_call("create note on issue #{iid}")
+    def create_note(self, iid: int, body: str, marker: str | None = None) -> Note:
+        if marker:
+            body = _with_marker(body, marker)
+        return _note(self._notes(iid).create({"body": body}).attributes)
+
+    @_gitlab_call("list notes on issue #{iid}")
+    def list_notes(self, iid: int) -> list[Note]:
+        """Comments oldest first; GitLab's system notes ("closed", "added label") are left out."""
+        notes = self._notes(iid).list(get_all=True, per_page=100, **_OLDEST_FIRST)
+        return [_note(n.attributes) for n in notes if not n.attributes.get("system")]
+
+    def _notes(self, iid: int) -> Any:
+        return self._project.issues.get(iid, lazy=True).notes
+
+    # -- users and labels --------------------------------------------------------------------
+
+    @_gitlab_call("look up user {username!r}")
+    def user(self, username: str) -> User:
+        name = username.removeprefix("@")
+        for found in self._gl.users.list(username=name, get_all=False):
+            if str(found.username).lower() == name.lower():
+                return User(id=found.id, username=found.username, name=found.name or "")
+        raise GitLabError(
+            f"GitLab user {name!r} does not exist; check the DRI/manager username in the catalog",
+            type=ErrorType.GITLAB_NOT_FOUND,
+            status=404,
+        )
+
+    @_gitlab_call("ensure label {name!r}")
+    def ensure_label(self, name: str, color: str, description: str = "") -> None:
+        try:
+            self._project.labels.create({"name": name, "color": color, "description": description})
+        except gitlab.exceptions.GitlabCreateError as exc:
+            if exc.response_code != 409:  # 409: the label already exists, which is the goal
+                raise
+
+
+def _issue(data: dict[str, Any]) -> Issue:
+    return Issue(
+        id=data["id"],
+        iid=data["iid"],
+        project_id=data["project_id"],
+        title=data["title"],
+        description=data.get("description") or "",
+        state=data.get("state") or "opened",
+        # Plain names, or objects when a caller asked for with_labels_details.
+        labels=[x if isinstance(x, str) else x["name"] for x in data.get("labels") or []],
+        web_url=data.get("web_url") or "",
+        assignee_ids=[assignee["id"] for assignee in data.get("assignees") or []],
+        due_date=data.get("due_date"),
+        confidential=bool(data.get("confidential")),
+    )
+
+
+def _note(data: dict[str, Any]) -> Note:
+    return Note(id=data["id"], body=data.get("body") or "", created_at=data.get("created_at"))
+
+
+def _with_marker(text: str, marker: str) -> str:
+    comment = marker_comment(marker)
+    if comment in text:
+        return text
+    return f"{text.rstrip()}\n\n{comment}" if text.strip() else comment
+
+
+def _detail(message: Any) -> str:
+    """GitLab's error body: a string, or ``{field: [problems]}`` for validation errors."""
+    if isinstance(message, dict):
+        parts = []
+        for field, problems in message.items():
+            problems = problems if isinstance(problems, list) else [problems]
+            parts.append(f"{field} {', '.join(str(p) for p in problems)}")
+        message = "; ".join(parts)
+    elif isinstance(message, bytes):
+        message = message.decode(errors="replace")
+    text = _one_line(str(message or ""))
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _response_headers(exc: BaseException) -> Any:
+    """The headers ``_Gitlab`` pinned on the original error; python-gitlab re-raises it
+    wrapped (``GitlabGetError`` from ``GitlabHttpError``), so look down the chain."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        headers = getattr(seen, "response_headers", None)
+        if headers is not None:
+            return headers
+        seen = seen.__cause__ or seen.__context__
+    return {}
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``Retry-After`` (seconds or an HTTP date), else ``RateLimit-Reset``."""
+    value = headers.get("Retry-After")
+    if value:
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            pass
+        try:
+            return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+        except (TypeError, ValueError):
+            pass
+    reset = headers.get("RateLimit-Reset")
+    if reset:
+        try:
+            return max(float(reset) - time.time(), 0.0)
+        except ValueError:
+            pass
+    return None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    if secret:
+        for form in {secret, quote(secret, safe="")}:
+            text = text.replace(form, "[REDACTED]")
+    return _TOKEN_LIKE.sub(lambda m: (m.group(2) or "") + "[REDACTED]", text)

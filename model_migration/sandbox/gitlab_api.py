@@ -1,0 +1,367 @@
+"""The GitLab REST v4 subset the sandbox serves: projects, groups, users, labels, issues, notes.
+
+Status codes and error bodies mirror GitLab's: Grape parameter errors are ``{"error": ...}``,
+model validation errors are ``{"message": {field: [...]}}``, missing objects are
+``{"message": "404 <Thing> Not Found"}``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from model_migration.sandbox.gitlab_json import Renderer
+from model_migration.sandbox.routing import (
+    ApiError,
+    Request,
+    Response,
+    Router,
+    json_response,
+    paged_json,
+)
+from model_migration.sandbox.store import Store, now_iso
+
+API = "/api/v4"
+PROJECT = rf"{API}/projects/(?P<project>[^/]+)"
+ISSUE = rf"{PROJECT}/issues/(?P<iid>\d+)"
+
+BOT_USERNAME = "model-migration-bot"
+DEFAULT_LABEL_COLOR = "#6699cc"  # what GitLab gives labels it creates on the fly
+_COLOR = re.compile(r"^(#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}|[a-zA-Z]+)$")
+_ISSUE_ORDER = (
+    "created_at", "updated_at", "priority", "due_date", "relative_position",
+    "label_priority", "milestone_due", "popularity", "weight", "title",
+)  # fmt: skip
+_ISSUE_UPDATE_KEYS = (
+    "title", "description", "labels", "add_labels", "remove_labels", "state_event",
+    "assignee_id", "assignee_ids", "due_date", "confidential",
+)  # fmt: skip
+
+
+class GitLabApi:
+    """Request handlers over a ``Store``; the token's user is ``current_username``."""
+
+    def __init__(self, store: Store, current_username: str = BOT_USERNAME) -> None:
+        self.store = store
+        self.current_username = current_username
+
+    def register(self, router: Router) -> None:
+        add = router.add
+        add("GET", f"{API}/version", self.version)
+        add("GET", f"{API}/user", self.current_user)
+        add("GET", f"{API}/users", self.list_users)
+        add("GET", rf"{API}/users/(?P<user_id>\d+)", self.get_user)
+        add("GET", rf"{API}/groups/(?P<group>[^/]+)", self.get_group)
+        add("GET", PROJECT, self.get_project)
+        add("GET", f"{PROJECT}/labels", self.list_labels)
+        add("POST", f"{PROJECT}/labels", self.create_label)
+        add("GET", f"{PROJECT}/issues", self.list_issues)
+        add("POST", f"{PROJECT}/issues", self.create_issue)
+        add("GET", ISSUE, self.get_issue)
+        add("PUT", ISSUE, self.update_issue)
+        add("GET", f"{ISSUE}/notes", self.list_notes)
+        add("POST", f"{ISSUE}/notes", self.create_note)
+        add("GET", rf"{ISSUE}/notes/(?P<note_id>\d+)", self.get_note)
+
+    # -- lookups shared by handlers ----------------------------------------------------------
+
+    def project(self, req: Request) -> dict[str, Any]:
+        key = req.match["project"]
+        found = (
+            self.store.find("projects", id=int(key))
+            if key.isdigit()
+            else self.store.find("projects", path_with_namespace=key)
+        )
+        if found is None:
+            raise ApiError.not_found("Project")
+        return found
+
+    def issue(self, req: Request, project: dict[str, Any]) -> dict[str, Any]:
+        found = self.store.find("issues", project_id=project["id"], iid=int(req.match["iid"]))
+        if found is None:
+            raise ApiError.not_found("Issue")
+        return found
+
+    def me(self) -> dict[str, Any]:
+        user = self.store.find("users", username=self.current_username)
+        assert user is not None, "the token user is seeded at start"
+        return user
+
+    # -- instance, users, groups, projects ---------------------------------------------------
+
+    def version(self, req: Request) -> Response:
+        return json_response({"version": "17.11.0-sandbox", "revision": "sandbox"})
+
+    def current_user(self, req: Request) -> Response:
+        return json_response(Renderer(self.store, req.base_url).current_user(self.me()))
+
+    def list_users(self, req: Request) -> Response:
+        username = req.get("username")
+        users = self.store.select("users", **({"username": username} if username else {}))
+        return paged_json(req, users, Renderer(self.store, req.base_url).user)
+
+    def get_user(self, req: Request) -> Response:
+        user = self.store.find("users", id=int(req.match["user_id"]))
+        if user is None:
+            raise ApiError.not_found("User")
+        return json_response(Renderer(self.store, req.base_url).user(user))
+
+    def get_group(self, req: Request) -> Response:
+        key = req.match["group"]
+        group = (
+            self.store.find("groups", id=int(key))
+            if key.isdigit()
+            else self.store.find("groups", full_path=key)
+        )
+        if group is None:
+            raise ApiError.not_found("Group")
+        return json_response(Renderer(self.store, req.base_url).group(group))
+
+    def get_project(self, req: Request) -> Response:
+        return json_response(Renderer(self.store, req.base_url).project(self.project(req)))
+
+    # -- labels ------------------------------------------------------------------------------
+
+    def list_labels(self, req: Request) -> Response:
+        labels = self.store.select("labels", project_id=self.project(req)["id"])
+        labels.sort(key=lambda label: label["name"].lower())
+        return paged_json(req, labels, Renderer(self.store, req.base_url).label)
+
+    def create_label(self, req: Request) -> Response:
+        project = self.project(req)
+        for required in ("name", "color"):
+            if not req.has(required):
+                raise ApiError.missing(required)
+        name, color = str(req.get("name")).strip(), str(req.get("color")).strip()
+        if not name:
+            raise ApiError.validation({"title": ["can't be blank"]})
+        if not _COLOR.match(color):
+            raise ApiError.validation({"color": ["must be a valid color code"]})
+        with self.store.lock:
+            if self.store.find("labels", project_id=project["id"], name=name):
+                raise ApiError(409, {"message": "Label already exists"})
+            data = {"name": name, "color": color, "description": req.get("description") or ""}
+            label = self.store.insert("labels", data, project_id=project["id"], name=name)
+        return json_response(Renderer(self.store, req.base_url).label(label), 201)
+
+    def ensure_labels(self, project: dict[str, Any], names: list[str]) -> list[str]:
+        """GitLab creates labels that an issue names but the project lacks."""
+        for name in names:
+            data = {"name": name, "color": DEFAULT_LABEL_COLOR, "description": ""}
+            self.store.insert_if_absent("labels", data, project_id=project["id"], name=name)
+        return sorted(set(names))
+
+    # -- issues ------------------------------------------------------------------------------
+
+    def list_issues(self, req: Request) -> Response:
+        project = self.project(req)
+        state = req.get_choice("state", ("opened", "closed", "all"), "all")
+        order_by = req.get_choice("order_by", _ISSUE_ORDER, "created_at")
+        descending = req.get_choice("sort", ("asc", "desc"), "desc") == "desc"
+        labels = req.get_list("labels")
+        search = str(req.get("search") or "")
+        columns = _search_columns(req)
+        assignee_names = {n.lower() for n in req.get_list("assignee_username") or []}
+        assignee_id = req.get("assignee_id")
+        iids = set(req.get_int_list("iids") or [])
+
+        def keep(issue: dict[str, Any]) -> bool:
+            if state != "all" and issue["state"] != state:
+                return False
+            if iids and issue["iid"] not in iids:
+                return False
+            if labels and not _labels_match(labels, issue["labels"]):
+                return False
+            if search and not _search_matches(search, [issue.get(c) or "" for c in columns]):
+                return False
+            if assignee_id is not None and not _assignee_id_matches(
+                str(assignee_id), issue["assignee_ids"]
+            ):
+                return False
+            if assignee_names:
+                users = (self.store.find("users", id=i) for i in issue["assignee_ids"])
+                if not any(u and u["username"].lower() in assignee_names for u in users):
+                    return False
+            return True
+
+        issues = [i for i in self.store.select("issues", project_id=project["id"]) if keep(i)]
+        field = order_by if order_by in ("updated_at", "due_date", "title") else "created_at"
+        present = [i for i in issues if i.get(field) is not None]
+        missing = [i for i in issues if i.get(field) is None]  # GitLab sorts nulls last
+        present.sort(key=lambda i: (i[field], i["id"]), reverse=descending)
+        render = Renderer(self.store, req.base_url)
+        return paged_json(req, present + missing, lambda issue: render.issue(project, issue))
+
+    def get_issue(self, req: Request) -> Response:
+        project = self.project(req)
+        issue = self.issue(req, project)
+        return json_response(Renderer(self.store, req.base_url).issue(project, issue))
+
+    def create_issue(self, req: Request) -> Response:
+        project = self.project(req)
+        if not req.has("title"):
+            raise ApiError.missing("title")
+        title = str(req.get("title") or "")
+        description = req.get("description")
+        _validate_issue_text(title, description)
+        due_date = req.get_date("due_date")
+        confidential = bool(req.get_bool("confidential"))
+        assignee_ids = self._assignee_ids(req) or []
+        now = now_iso()
+        data = {
+            "project_id": project["id"],
+            "title": title,
+            "description": None if description is None else str(description),
+            "state": "opened",
+            "labels": self.ensure_labels(project, req.get_list("labels") or []),
+            "assignee_ids": assignee_ids,
+            "author_id": self.me()["id"],
+            "due_date": due_date.isoformat() if due_date else None,
+            "confidential": confidential,
+            "created_at": now,
+            "updated_at": now,
+            "closed_at": None,
+            "closed_by_id": None,
+        }
+        issue = self.store.insert_issue(project["id"], data)
+        return json_response(Renderer(self.store, req.base_url).issue(project, issue), 201)
+
+    def update_issue(self, req: Request) -> Response:
+        project = self.project(req)
+        if not any(req.has(key) for key in _ISSUE_UPDATE_KEYS):
+            keys = ", ".join(_ISSUE_UPDATE_KEYS)
+            message = f"{keys} are missing, at least one parameter must be provided"
+            raise ApiError(400, {"error": message})
+        state_event = req.get("state_event")
+        if state_event is not None and state_event not in ("close", "reopen"):
+            raise ApiError.not_valid_value("state_event")
+        with self.store.lock:
+            issue = dict(self.issue(req, project))
+            if req.has("title"):
+                issue["title"] = str(req.get("title") or "")
+            if req.has("description"):
+                issue["description"] = str(req.get("description") or "")
+            _validate_issue_text(issue["title"], issue["description"])
+            labels = set(issue["labels"])
+            if req.has("labels"):
+                labels = set(req.get_list("labels") or [])
+            labels |= set(req.get_list("add_labels") or [])
+            labels -= set(req.get_list("remove_labels") or [])
+            issue["labels"] = self.ensure_labels(project, sorted(labels))
+            if req.has("due_date"):
+                due_date = req.get_date("due_date")
+                issue["due_date"] = due_date.isoformat() if due_date else None
+            if req.has("confidential"):
+                issue["confidential"] = bool(req.get_bool("confidential"))
+            assignee_ids = self._assignee_ids(req)
+            if assignee_ids is not None:
+                issue["assignee_ids"] = assignee_ids
+            now = now_iso()
+            if state_event == "close" and issue["state"] != "closed":
+                issue.update(state="closed", closed_at=now, closed_by_id=self.me()["id"])
+            elif state_event == "reopen" and issue["state"] != "opened":
+                issue.update(state="opened", closed_at=None, closed_by_id=None)
+            issue["updated_at"] = now
+            self.store.update("issues", issue)
+        return json_response(Renderer(self.store, req.base_url).issue(project, issue))
+
+    def _assignee_ids(self, req: Request) -> list[int] | None:
+        """Known users only, in order; ``[]``, ``0`` or ``[0]`` unassign."""
+        if req.has("assignee_ids"):
+            wanted = req.get_int_list("assignee_ids") or []
+        elif req.has("assignee_id"):
+            wanted = [req.get_int("assignee_id") or 0]
+        else:
+            return None
+        known = [i for i in wanted if i and self.store.find("users", id=i)]
+        return list(dict.fromkeys(known))
+
+    # -- notes -------------------------------------------------------------------------------
+
+    def list_notes(self, req: Request) -> Response:
+        project = self.project(req)
+        issue = self.issue(req, project)
+        order_by = req.get_choice("order_by", ("created_at", "updated_at"), "created_at")
+        descending = req.get_choice("sort", ("asc", "desc"), "desc") == "desc"
+        notes = self.store.select("notes", project_id=project["id"], issue_iid=issue["iid"])
+        notes.sort(key=lambda note: (note[order_by], note["id"]), reverse=descending)
+        render = Renderer(self.store, req.base_url)
+        return paged_json(req, notes, lambda note: render.note(issue, note))
+
+    def create_note(self, req: Request) -> Response:
+        project = self.project(req)
+        issue = self.issue(req, project)
+        if not req.has("body"):
+            raise ApiError.missing("body")
+        body = str(req.get("body") or "")
+        if not body.strip():
+            raise ApiError.validation({"note": ["can't be blank"]})
+        now = now_iso()
+        data = {"body": body, "author_id": self.me()["id"], "created_at": now, "updated_at": now}
+        note = self.store.insert("notes", data, project_id=project["id"], issue_iid=issue["iid"])
+        with self.store.lock:  # a note touches its issue, as in GitLab
+            current = self.store.find("issues", id=issue["id"]) or issue
+            self.store.update("issues", {**current, "updated_at": now})
+        return json_response(Renderer(self.store, req.base_url).note(issue, note), 201)
+
+    def get_note(self, req: Request) -> Response:
+        project = self.project(req)
+        issue = self.issue(req, project)
+        note = self.store.find(
+            "notes", id=int(req.match["note_id"]), project_id=project["id"], issue_iid=issue["iid"]
+        )
+        if note is None:
+            raise ApiError.not_found("Note")
+        return json_response(Renderer(self.store, req.base_url).note(issue, note))
+
+
+def _validate_issue_text(title: str, description: Any) -> None:
+    if not title.strip():
+        raise ApiError.validation({"title": ["can't be blank"]})
+    if len(title) > 255:
+        raise ApiError.validation({"title": ["is too long (maximum is 255 characters)"]})
+    if description is not None and len(str(description)) > 1_048_576:
+        raise ApiError.validation(
+            {"description": ["is too long (maximum is 1048576 characters)"]}
+        )
+
+
+def _search_columns(req: Request) -> list[str]:
+    wanted = req.get_list("in") or ["title", "description"]
+    if any(column not in ("title", "description") for column in wanted):
+        raise ApiError.not_valid_value("in")
+    return wanted
+
+
+def _search_matches(query: str, texts: list[str]) -> bool:
+    """GitLab's fuzzy match: every term of 3+ characters (quoted phrases kept whole) appears,
+    case-insensitively, in one column; a query of only short terms must equal the column."""
+    query = " ".join(query.split())
+    terms = [t.strip('"').lower() for t in re.findall(r'"[^"]+"|\S+', query)]
+    terms = [t for t in terms if len(t) >= 3]
+    for text in texts:
+        lowered = text.lower()
+        if terms and all(term in lowered for term in terms):
+            return True
+        if not terms and lowered == query.lower():
+            return True
+    return False
+
+
+def _labels_match(wanted: list[str], labels: list[str]) -> bool:
+    if wanted == ["None"]:
+        return not labels
+    if wanted == ["Any"]:
+        return bool(labels)
+    return set(wanted) <= set(labels)
+
+
+def _assignee_id_matches(wanted: str, assignee_ids: list[int]) -> bool:
+    if wanted.lower() == "none":
+        return not assignee_ids
+    if wanted.lower() == "any":
+        return bool(assignee_ids)
+    try:
+        return int(wanted) in assignee_ids
+    except ValueError:
+        raise ApiError.invalid("assignee_id") from None

@@ -1,0 +1,112 @@
+"""Session-wide Temporal servers and a worker bound to the GitLab sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+import worker as worker_module
+from activities.gitlab import GitLabActivities
+from model_migration.clients.gitlab import GitLabClient
+from model_migration.devserver import free_port
+from model_migration.temporal import binary, register_search_attributes
+from workflows import attributes
+
+T = TypeVar("T")
+
+
+@dataclass
+class Engine:
+    """A running worker: its client, task queue, and the GitLab activities it uses."""
+
+    client: Client
+    task_queue: str
+    gitlab: GitLabActivities
+
+    def gitlab_client(self) -> GitLabClient:
+        return self.gitlab._factory()  # type: ignore[return-value]
+
+
+async def assert_eventually(check: Callable[[], Awaitable[T]], timeout: float = 20.0, interval: float = 0.2) -> T:
+    """Retry ``check`` until it stops raising AssertionError, or fail with its last error."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if loop.time() > end:
+                raise
+        await asyncio.sleep(interval)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(binary("temporal")),
+        ip="127.0.0.1",
+        port=free_port(),
+        ui=False,
+        search_attributes=attributes.ALL,
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+        dev_server_extra_args=["--http-port", str(free_port()), "--metrics-port", str(free_port())],
+    )
+    async with env:
+        yield env
+
+
+@pytest_asyncio.fixture(scope="session")
+async def skip_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(binary("temporal-test-server")),
+        port=free_port(),
+        data_converter=pydantic_data_converter,
+    )
+    async with env:
+        await register_search_attributes(env.client)
+        yield env
+
+
+def _activities(sandbox) -> GitLabActivities:  # type: ignore[no-untyped-def]
+    def make() -> GitLabClient:
+        return GitLabClient(sandbox.url, sandbox.token, sandbox.project_path, sandbox.group_path)
+
+    return GitLabActivities(make)
+
+
+async def _engine(env: WorkflowEnvironment, sandbox) -> AsyncIterator[Engine]:  # type: ignore[no-untyped-def]
+    gitlab = _activities(sandbox)
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        async with worker_module.build_worker(env.client, queue, gitlab, executor):
+            yield Engine(env.client, queue, gitlab)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def engine(dev_env: WorkflowEnvironment, gitlab_sandbox) -> AsyncIterator[Engine]:  # type: ignore[no-untyped-def]
+    """A worker on the dev server, shared by the workflow tests."""
+    async for e in _engine(dev_env, gitlab_sandbox):
+        yield e
+
+
+@pytest_asyncio.fixture(scope="session")
+async def skip_engine(skip_env: WorkflowEnvironment, gitlab_sandbox) -> AsyncIterator[Engine]:  # type: ignore[no-untyped-def]
+    """A worker on the time-skipping server."""
+    async for e in _engine(skip_env, gitlab_sandbox):
+        yield e
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:6]

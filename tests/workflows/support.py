@@ -1,0 +1,65 @@
+"""Helpers shared by the workflow tests: inputs, starting, driving a feature through its stages."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.client import WorkflowHandle
+
+from model_migration.catalog import load_catalog
+from model_migration.domain.deadlines import StagePlan
+from model_migration.domain.stages import Stage
+from tests.temporal_fixtures import Engine, assert_eventually
+from workflows.feature import FeatureMigrationWorkflow
+from workflows.messages import (
+    CompleteStage, FeatureMigrationInput, MetricResult, ReportEvaluation, ReportRollout, Status, Tunables, Verdict,
+)
+
+CATALOG = load_catalog()
+TARGET = CATALOG.model("claude_sonnet_4_5_20250929")
+REPLACED = CATALOG.model("claude_3_7_sonnet_20250219")
+#: Days-long stages: nothing escalates while a dev-server test runs.
+SLOW = Tunables(activity_timeout=timedelta(seconds=10))
+QUICK_STAGES = StagePlan(
+    implement=timedelta(hours=1), evaluate=timedelta(hours=1), rollout=timedelta(hours=1), cleanup=timedelta(hours=1)
+)
+
+
+def model_for(unique: str):  # type: ignore[no-untyped-def]
+    """The target model under a version of its own, so every test has its own workflow ids."""
+    return TARGET.model_copy(update={"version": unique})
+
+
+async def start_feature(engine: Engine, unique: str, feature: str = "duo_chat", tunables: Tunables = SLOW) -> WorkflowHandle:
+    model = model_for(unique)
+    migration = f"migration:{model.key}"
+    request = FeatureMigrationInput(
+        migration_id=migration, feature=CATALOG.feature(feature), model=model, replaced=REPLACED, tunables=tunables,
+    )
+    return await engine.client.start_workflow(
+        FeatureMigrationWorkflow.run, request, id=f"{migration}:feature:{feature}", task_queue=engine.task_queue,
+    )
+
+
+async def status(handle: WorkflowHandle) -> Status:
+    return await handle.query("status", result_type=Status)
+
+
+async def wait_issue(handle: WorkflowHandle) -> Status:
+    async def check() -> Status:
+        st = await status(handle)
+        assert st.issue is not None
+        return st
+
+    return await assert_eventually(check)
+
+
+async def drive(handle: WorkflowHandle, actor: str = "achen") -> None:
+    """Walk one feature through every stage the way its team would."""
+    await handle.execute_update("complete_stage", CompleteStage(stage=Stage.IMPLEMENT, actor=actor, prompt_version="1.0.0-dev"))
+    await handle.execute_update("report_evaluation", ReportEvaluation(
+        actor=actor, verdict=Verdict.PASS, metrics=(MetricResult(name="correctness", baseline=3.0, candidate=3.3),),
+    ))
+    for pct in (1, 10, 25, 50, 75, 100):
+        await handle.execute_update("report_rollout", ReportRollout(actor=actor, percentage=pct))
+    await handle.execute_update("complete_stage", CompleteStage(stage=Stage.CLEANUP, actor=actor))
