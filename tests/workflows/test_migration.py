@@ -1,0 +1,94 @@
+"""ModelMigrationWorkflow on the dev server: three features end to end, compatibility, abort."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.service import RPCError
+
+from model_migration.domain.stages import Stage
+from tests.temporal_fixtures import Engine, assert_eventually
+from tests.workflows.support import CATALOG, REPLACED, SLOW, drive, model_for, status
+from workflows.messages import Abort, MigrationInput, MigrationResult, Status, feature_workflow_id
+from workflows.migration import ModelMigrationWorkflow
+
+FEATURES = ("duo_chat", "code_generation", "code_explanation")
+
+
+async def start_migration(engine: Engine, model, features=FEATURES):  # type: ignore[no-untyped-def]
+    request = MigrationInput(
+        model=model, replaced=REPLACED, features=tuple(CATALOG.feature(f) for f in features), tunables=SLOW,
+    )
+    wid = f"migration:{model.key}"
+    return await engine.client.start_workflow(ModelMigrationWorkflow.run, request, id=wid, task_queue=engine.task_queue)
+
+
+async def child(engine: Engine, parent_id: str, feature: str):  # type: ignore[no-untyped-def]
+    handle = engine.client.get_workflow_handle(feature_workflow_id(parent_id, feature))
+
+    async def ready() -> None:
+        try:
+            st = await handle.query("status", result_type=Status)
+        except RPCError as err:
+            raise AssertionError(f"child not started yet: {err}") from err
+        assert st.issue is not None
+
+    await assert_eventually(ready)
+    return handle
+
+
+async def test_three_features_end_to_end(engine: Engine, unique: str) -> None:
+    """Three children run to done; the tracking table tracks them; the issue closes with a summary."""
+    parent = await start_migration(engine, model_for(unique))
+    children = [await child(engine, parent.id, f) for f in FEATURES]
+
+    async def table_has_links() -> Status:
+        st = await status(parent)
+        assert st.issue is not None
+        body = engine.gitlab_client().get_issue(st.issue.iid).description
+        assert body.count("/-/issues/") >= 3, body
+        return st
+
+    st = await assert_eventually(table_has_links)
+    await asyncio.gather(*(drive(h) for h in children))
+    result: MigrationResult = await parent.result()
+    assert result.stage == Stage.DONE
+    assert [f.stage for f in result.features] == [Stage.DONE] * 3
+    assert [f.feature for f in result.features] == list(FEATURES)
+    gl = engine.gitlab_client()
+    tracking = gl.get_issue(st.issue.iid)
+    assert tracking.state == "closed"
+    assert tracking.title.startswith("AI Model Migration - Anthropic/Claude Sonnet 4.5/")
+    assert {"AI Model Migration", "group::ai framework"} <= set(tracking.labels)
+    assert tracking.description.count("- [x]") >= 3
+    assert gl.find_issue(tracking.title, f"{parent.id}:tracking") is not None
+    summary = [n.body for n in gl.list_notes(tracking.iid)]
+    assert len(summary) == 1 and all(title in summary[0] for title in ("Duo Chat", "Code Generation", "Code Explanation"))
+    history = [t.to_stage for t in (await status(parent)).history]
+    assert history == [Stage.FEATURES, Stage.CLEANUP, Stage.DONE]
+
+
+async def test_incompatible_model_stops_with_reasons(engine: Engine, unique: str) -> None:
+    """A model too small for a feature fails init and posts the reasons on the tracking issue."""
+    model = model_for(unique).model_copy(update={"max_context_tokens": 1000})
+    parent = await start_migration(engine, model, ("duo_chat",))
+    result: MigrationResult = await parent.result()
+    assert result.stage == Stage.FAILED
+    assert any("context tokens" in p for p in result.problems)
+    st = await status(parent)
+    notes = engine.gitlab_client().list_notes(st.issue.iid)
+    assert len(notes) == 1 and "context tokens" in notes[0].body
+
+
+async def test_abort_migration_aborts_every_feature(engine: Engine, unique: str) -> None:
+    """Aborting the parent aborts each open child, closes their issues, and ends aborted."""
+    parent = await start_migration(engine, model_for(unique), FEATURES[:2])
+    children = [await child(engine, parent.id, f) for f in FEATURES[:2]]
+    await parent.execute_update("abort", Abort(actor="lead", reason="provider postponed retirement"))
+    result: MigrationResult = await parent.result()
+    assert result.stage == Stage.ABORTED
+    assert [f.stage for f in result.features] == [Stage.ABORTED, Stage.ABORTED]
+    gl = engine.gitlab_client()
+    for handle in children:
+        st = await handle.query("status", result_type=Status)
+        assert gl.get_issue(st.issue.iid).state == "closed"
