@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
@@ -23,7 +24,7 @@ from workflows.messages import (
 )
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Durable GitLab AI model migrations on Temporal.")
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 200)  # pipes get whole lines
 T = TypeVar("T")
 
 Feature = Annotated[str | None, typer.Option("--feature", "-f", help="Feature name, when the id is a migration id.")]
@@ -96,6 +97,7 @@ def start(
     features: Annotated[list[str] | None, typer.Option("--feature", "-f", help="Feature to migrate (repeat); default: every feature on --replaces.")] = None,
     target_date: Annotated[str | None, typer.Option("--target-date", help="Plan backwards so cleanup is due then (YYYY-MM-DD).")] = None,
     day_seconds: Annotated[float | None, typer.Option("--day-seconds", help="Rehearsal: one plan day lasts this many seconds.")] = None,
+    activity_timeout: Annotated[float, typer.Option("--activity-timeout", help="Seconds before a stuck GitLab call is retried.")] = 30.0,
     actor: Actor = "ai-framework",
 ) -> None:
     """Start a model migration (AI Framework)."""
@@ -105,7 +107,8 @@ def start(
     catalog = load_catalog(s.catalog_dir)
     day = timedelta(seconds=day_seconds) if day_seconds else timedelta(days=1)
     target = parse_when(target_date) if target_date else None
-    request = ops.build_input(catalog, model, replaces, features or [], target=target, actor=actor, tune=ops.tunables(day))
+    tune = ops.tunables(day).model_copy(update={"activity_timeout": timedelta(seconds=activity_timeout)})
+    request = ops.build_input(catalog, model, replaces, features or [], target=target, actor=actor, tune=tune)
     workflow_id = run(lambda c: ops.start(c, s.task_queue, request))
     out.print(f"started {workflow_id} with {len(request.features)} features: {', '.join(f.name for f in request.features)}")
 
@@ -212,30 +215,42 @@ def extend_deadline(
     command(workflow_id, feature, "extend_deadline", payload, request_id)
 
 
+def _exit(code: int) -> None:
+    """Leave without interpreter finalization: Temporal's core threads can abort a finalizing process."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run_app(argv: list[str] | None) -> int:
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except typer.Exit as done:
+        return done.exit_code
+    except typer.Abort:
+        return 130
+    except typer.TyperException as err:
+        return _fail(err.format_message())
+    except (DomainError, Fail) as err:
+        return _fail(str(err))
+    except ValidationError as err:
+        first = err.errors()[0]
+        return _fail(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+    except OSError as err:
+        return _fail(str(err.strerror or err))
+    return code if isinstance(code, int) else 0
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message.splitlines()[0] if message else 'failed'}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> None:
     from model_migration import services  # registers worker, dev-server, sandbox, demo
 
     services.register(app)
-    try:
-        code = app(args=argv, standalone_mode=False)
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
-    except typer.Abort:
-        sys.exit(130)
-    except typer.TyperException as err:
-        print(f"error: {err.format_message()}".splitlines()[0], file=sys.stderr)
-        sys.exit(2)
-    except (DomainError, Fail) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except ValidationError as err:
-        first = err.errors()[0]
-        print(f"error: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}", file=sys.stderr)
-        sys.exit(2)
-    except OSError as err:
-        print(f"error: {err.strerror or err}", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(code if isinstance(code, int) else 0)
+    _exit(_run_app(argv))
 
 
 if __name__ == "__main__":

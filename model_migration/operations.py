@@ -114,7 +114,7 @@ async def status(client: Client, workflow_id: str) -> Status:
     try:
         return await handle.query("status", result_type=Status)
     except RPCError as err:
-        raise _not_found(err, workflow_id) from None
+        raise await _explain(client, err, workflow_id) from None
 
 
 async def send(client: Client, workflow_id: str, update: str, payload: BaseModel, request_id: str | None = None) -> CommandResult:
@@ -129,14 +129,17 @@ async def send(client: Client, workflow_id: str, update: str, payload: BaseModel
         message = cause.message if isinstance(cause, ApplicationError) else str(cause)
         raise CommandRejected(f"{workflow_id} refused {update}: {message}") from None
     except RPCError as err:
-        raise _not_found(err, workflow_id) from None
+        raise await _explain(client, err, workflow_id) from None
 
 
-def _not_found(err: RPCError, workflow_id: str) -> DomainError:
+async def _explain(client: Client, err: RPCError, workflow_id: str) -> DomainError:
     if err.status == RPCStatusCode.NOT_FOUND:
-        return UserError(f"no workflow {workflow_id}; see: model-migration list")
-    if err.status == RPCStatusCode.FAILED_PRECONDITION or "completed" in err.message:
-        return UserError(f"{workflow_id} has finished; it takes no more commands")
+        try:
+            closed = await client.get_workflow_handle(workflow_id).describe()
+        except RPCError:
+            return UserError(f"no workflow {workflow_id}; see: model-migration list")
+        state = closed.status.name.lower() if closed.status else "closed"
+        return UserError(f"{workflow_id} has finished ({state}); it takes no more commands")
     return UserError(f"Temporal refused the request for {workflow_id}: {err.message}")
 
 

@@ -87,9 +87,9 @@ def sandbox(
         project_path=settings.gitlab_project, group_path=settings.gitlab_group,
         usernames=load_catalog(settings.catalog_dir).usernames(),
     )
-    box.start()
-    print(f"GitLab sandbox: {box.url}  (MODEL_MIGRATION_GITLAB_URL)")
-    print(f"Project:        {box.url}/{settings.gitlab_project}")
+    url = f"http://{host}:{port}"
+    print(f"GitLab sandbox: {url}  (MODEL_MIGRATION_GITLAB_URL)")
+    print(f"Project:        {url}/{settings.gitlab_project}")
     print(f"Token file:     {base / 'sandbox.token'}" if not settings.gitlab_token else "Token:          from MODEL_MIGRATION_GITLAB_TOKEN")
     try:
         box.serve_forever()

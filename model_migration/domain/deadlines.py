@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from model_migration.domain.errors import CommandRejected
+from model_migration.domain.notes import humanize_delta
 from model_migration.domain.stages import FEATURE_STAGES, Stage
 
 
@@ -61,12 +62,11 @@ def check_plan(start: datetime, plan: StagePlan) -> None:
         raise CommandRejected(
             f"target date {plan.target:%Y-%m-%d} is in the past; pick a date after {start:%Y-%m-%d}"
         )
-    first = plan_due_dates(start, plan)[FEATURE_STAGES[0]]
-    if first <= start:
-        earliest = start + plan.total
+    earliest = start + plan.total
+    if plan.target < earliest:
         raise CommandRejected(
-            f"target date {plan.target:%Y-%m-%d} is too close: the stages need "
-            f"{plan.total.days} days, so choose {earliest:%Y-%m-%d} or later"
+            f"target date {plan.target:%Y-%m-%d %H:%M} is too close: the stages need "
+            f"{humanize_delta(plan.total)}, so choose {earliest:%Y-%m-%d %H:%M} UTC or later"
         )
 
 

@@ -70,7 +70,7 @@ FLAG_NAME = re.compile(r"^[a-z][a-z0-9_]{1,254}$")
 
 
 def is_semver(version: str) -> bool:
-    return bool(SEMVER.match(version))
+    return bool(SEMVER.fullmatch(version))
 
 
 def check_move(current: Stage, target: Stage, *, parent: bool = False) -> None:
@@ -113,7 +113,7 @@ def check_complete_stage(
             raise CommandRejected("completing implement needs the new prompt version (semver)")
         if not is_semver(prompt_version):
             raise CommandRejected(f"prompt version {prompt_version!r} is not semver (e.g. 1.0.0-dev)")
-        if flag_name is not None and not FLAG_NAME.match(flag_name):
+        if flag_name is not None and not FLAG_NAME.fullmatch(flag_name):
             raise CommandRejected(f"flag name {flag_name!r} is not a valid feature flag name")
 
 
@@ -141,7 +141,7 @@ def check_report_rollout(
             f"percentage {percentage} is below the current {current_percentage}; "
             "report it as a rollback if that is intended"
         )
-    if rollback and percentage >= current_percentage and current_percentage > 0:
+    if rollback and percentage >= current_percentage:
         raise CommandRejected(
             f"a rollback must lower the percentage below the current {current_percentage}"
         )

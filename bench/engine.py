@@ -1,0 +1,363 @@
+"""Engine overhead benchmark: real feature migrations against a no-op baseline on one dev server.
+
+Run from the repository root: ``python bench/engine.py --n 200``. One JSON object goes to
+stdout; progress goes to stderr. See bench/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: make `bench`, `worker` and friends importable
+    sys.path.insert(0, str(ROOT))
+
+from pydantic import BaseModel  # noqa: E402
+from temporalio.api.enums.v1 import EventType  # noqa: E402
+from temporalio.api.history.v1 import HistoryEvent  # noqa: E402
+from temporalio.client import Client, WorkflowHandle  # noqa: E402
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+
+import worker as worker_module  # noqa: E402
+from activities.gitlab import GitLabActivities  # noqa: E402
+from bench import baseline  # noqa: E402
+from bench.baseline_payloads import BaselineInput, BaselineResult, Step, StepResult  # noqa: E402
+from model_migration.catalog import load_catalog  # noqa: E402
+from model_migration.clients.gitlab import GitLabClient  # noqa: E402
+from model_migration.devserver import free_port  # noqa: E402
+from model_migration.domain.stages import Stage  # noqa: E402
+from model_migration.logging import configure  # noqa: E402
+from model_migration.sandbox.gitlab import GitLabSandbox  # noqa: E402
+from model_migration.temporal import binary  # noqa: E402
+from workflows import attributes  # noqa: E402
+from workflows.feature import FeatureMigrationWorkflow  # noqa: E402
+from workflows.messages import (  # noqa: E402
+    CommandResult, CompleteStage, FeatureMigrationInput, FeatureOutcome, MetricResult,
+    ReportEvaluation, ReportRollout, Tunables, Verdict,
+)
+
+BAR = {"ratio_max": 1.5, "p50_ms_max": 80, "gitlab_calls_per_feature_max": 25}
+CATALOG = load_catalog()
+TARGET = CATALOG.model("claude_sonnet_4_5_20250929")
+REPLACED = CATALOG.model("claude_3_7_sonnet_20250219")
+FEATURES = [f.name for f in CATALOG.features]
+ACTOR = "achen"
+ACCEPTED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+STARTED = EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+
+#: The happy path of tests/workflows/support.py's ``drive``.
+ENGINE_UPDATES: list[tuple[str, BaseModel]] = [
+    ("complete_stage", CompleteStage(stage=Stage.IMPLEMENT, actor=ACTOR, prompt_version="1.0.0-dev")),
+    ("report_evaluation", ReportEvaluation(
+        actor=ACTOR, verdict=Verdict.PASS, metrics=(MetricResult(name="correctness", baseline=3.0, candidate=3.3),),
+    )),
+    *[("report_rollout", ReportRollout(actor=ACTOR, percentage=pct)) for pct in (1, 10, 25, 50, 75, 100)],
+    ("complete_stage", CompleteStage(stage=Stage.CLEANUP, actor=ACTOR)),
+]
+
+started_at = time.monotonic()
+
+
+def say(message: str) -> None:
+    print(f"[{time.monotonic() - started_at:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Bench:
+    client: Client
+    engine_queue: str
+    baseline_queue: str
+    gitlab: GitLabActivities
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    seq: itertools.count = field(default_factory=itertools.count)  # type: ignore[type-arg]
+    plan: BaselineInput | None = None
+
+    def gitlab_calls(self) -> int:
+        return sum(self.gitlab.calls.values())
+
+
+# -- one workflow of each kind -------------------------------------------------------------
+
+
+async def quiesce(handle: WorkflowHandle, timeout: float = 30.0) -> None:
+    """Wait until the workflow has no workflow task and no activity in flight."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        raw = (await handle.describe()).raw_description
+        if not raw.pending_activities and not raw.HasField("pending_workflow_task"):
+            return
+        if loop.time() > end:
+            raise TimeoutError(f"{handle.id} still busy after {timeout:.0f}s")
+        await asyncio.sleep(0.005)
+
+
+async def engine_one(b: Bench, serial: bool = False) -> WorkflowHandle:
+    """One feature migration from start to result; ``serial`` waits for quiet between updates."""
+    n = next(b.seq)
+    unique = f"bench{b.tag}{n}"
+    feature = FEATURES[n % len(FEATURES)]
+    # A model of its own, as each real migration has: the issue title (feature + model name)
+    # then matches one issue, not every earlier benchmark issue of the same feature.
+    model = TARGET.model_copy(update={"version": unique, "name": f"{TARGET.name} {unique}"})
+    migration = f"migration:{model.key}"
+    request = FeatureMigrationInput(
+        migration_id=migration, feature=CATALOG.feature(feature), model=model, replaced=REPLACED,
+        tunables=Tunables(),
+    )
+    handle = await b.client.start_workflow(
+        FeatureMigrationWorkflow.run, request, id=f"{migration}:feature:{feature}", task_queue=b.engine_queue,
+    )
+    if serial:
+        await quiesce(handle)
+    for name, arg in ENGINE_UPDATES:
+        await handle.execute_update(name, arg, result_type=CommandResult)
+        if serial:
+            await quiesce(handle)
+    outcome = await handle.result()
+    if outcome.stage != Stage.DONE or outcome.escalations:
+        raise RuntimeError(f"{handle.id} ended in {outcome.stage} with {outcome.escalations} escalations")
+    return handle
+
+
+async def baseline_one(b: Bench, serial: bool = False) -> WorkflowHandle:
+    assert b.plan is not None
+    handle = await b.client.start_workflow(
+        baseline.BaselineWorkflow.run, b.plan, id=f"bench-baseline:{b.tag}:{next(b.seq)}",
+        task_queue=b.baseline_queue,
+    )
+    if serial:
+        await quiesce(handle)
+    for i in range(len(b.plan.per_update)):
+        await handle.execute_update(baseline.BaselineWorkflow.step, Step(index=i), result_type=StepResult)
+        if serial:
+            await quiesce(handle)
+    result = await handle.result()
+    expected = b.plan.initial + sum(b.plan.per_update)
+    if result.activities != expected:
+        raise RuntimeError(f"{handle.id} ran {result.activities} activities, not {expected}")
+    return handle
+
+
+async def many(n: int, concurrency: int, one: Callable[[], Awaitable[object]]) -> float:
+    """Run ``n`` workflows, at most ``concurrency`` at once; the wall time in seconds."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def gated() -> None:
+        async with gate:
+            await one()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(gated() for _ in range(n)))
+    return time.perf_counter() - t0
+
+
+# -- histories -----------------------------------------------------------------------------
+
+
+async def events(handle: WorkflowHandle) -> Sequence[HistoryEvent]:
+    return (await handle.fetch_history()).events
+
+
+def activity_plan(history: Sequence[HistoryEvent]) -> BaselineInput:
+    """Activities scheduled before the first accepted update, and after each one."""
+    initial, per_update = 0, []
+    for event in history:
+        if event.event_type == ACCEPTED:
+            per_update.append(0)
+        elif event.event_type == SCHEDULED:
+            if per_update:
+                per_update[-1] += 1
+            else:
+                initial += 1
+    return BaselineInput(initial=initial, per_update=tuple(per_update))
+
+
+def update_to_activity_ms(history: Sequence[HistoryEvent]) -> list[float]:
+    """For each accepted update: ms from its acceptance to the start of the next activity
+    scheduled after it."""
+    started = sorted(
+        (e.activity_task_started_event_attributes.scheduled_event_id, e.event_time.ToMicroseconds())
+        for e in history if e.event_type == STARTED
+    )
+    out = []
+    for event in history:
+        if event.event_type != ACCEPTED:
+            continue
+        after = [at for scheduled, at in started if scheduled > event.event_id]
+        if after:
+            out.append((after[0] - event.event_time.ToMicroseconds()) / 1000)
+    return out
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"p50": float("nan"), "p99": float("nan")}
+    cuts = statistics.quantiles(samples, n=100, method="inclusive") if len(samples) > 1 else samples * 99
+    return {"p50": round(statistics.median(samples), 2), "p99": round(cuts[98], 2)}
+
+
+# -- phases --------------------------------------------------------------------------------
+
+
+async def warm_up(b: Bench, count: int, concurrency: int) -> int:
+    """A few untimed workflows of each kind; the first engine one gives the activity plan."""
+    first = await engine_one(b, serial=True)
+    history = await events(first)
+    b.plan = activity_plan(history)
+    activities = b.plan.initial + sum(b.plan.per_update)
+    say(f"engine activity plan: {b.plan.initial} before the first update, then {list(b.plan.per_update)}")
+    await baseline_one(b, serial=True)
+    await many(count, concurrency, lambda: engine_one(b))
+    await many(count, concurrency, lambda: baseline_one(b))
+    return activities
+
+
+async def throughput(b: Bench, n: int, concurrency: int) -> tuple[float, float, int, Counter[str]]:
+    """ABBA halves: engine, baseline, baseline, engine. Both kinds see the same average point
+    of the run, so drift (growing stores, warming caches) cancels to first order."""
+    halves = [n // 2, n - n // 2]
+    engine_s = baseline_s = 0.0
+    before = Counter(b.gitlab.calls)
+    for kind, size in (("engine", halves[0]), ("baseline", halves[0]), ("baseline", halves[1]), ("engine", halves[1])):
+        if size == 0:
+            continue
+        one = (lambda: engine_one(b)) if kind == "engine" else (lambda: baseline_one(b))
+        wall = await many(size, concurrency, one)
+        say(f"{kind}: {size} workflows in {wall:.2f}s ({size / wall:.1f}/s)")
+        if kind == "engine":
+            engine_s += wall
+        else:
+            baseline_s += wall
+    spent = Counter(b.gitlab.calls)
+    spent.subtract(before)
+    return engine_s, baseline_s, sum(spent.values()), spent
+
+
+async def latency(b: Bench, k: int, activities: int) -> tuple[list[float], list[float]]:
+    """K features of each kind, one at a time, alternating, quiet between updates."""
+    engine_handles, baseline_handles = [], []
+    for _ in range(k):
+        engine_handles.append(await engine_one(b, serial=True))
+        baseline_handles.append(await baseline_one(b, serial=True))
+    engine_ms: list[float] = []
+    baseline_ms: list[float] = []
+    for handles, samples in ((engine_handles, engine_ms), (baseline_handles, baseline_ms)):
+        for handle in handles:
+            history = await events(handle)
+            scheduled = sum(1 for e in history if e.event_type == SCHEDULED)
+            if scheduled != activities:
+                say(f"warning: {handle.id} scheduled {scheduled} activities, the plan says {activities}")
+            samples.extend(update_to_activity_ms(history))
+    return engine_ms, baseline_ms
+
+
+# -- set-up --------------------------------------------------------------------------------
+
+
+async def bench(args: argparse.Namespace, state: Path) -> dict[str, object]:
+    token = secrets.token_urlsafe()
+    sandbox = GitLabSandbox(state / "gitlab.db", token=token, usernames=CATALOG.usernames())
+    sandbox.start()
+    try:
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(binary("temporal")),
+            ip="127.0.0.1",
+            port=free_port(),
+            ui=False,
+            search_attributes=attributes.ALL,
+            data_converter=pydantic_data_converter,
+            dev_server_log_level="error",
+            # As tests/temporal_fixtures.py: free ports, so two runs on one machine do not clash.
+            dev_server_extra_args=["--http-port", str(free_port()), "--metrics-port", str(free_port())],
+        )
+        async with env:
+            say(f"dev server on {env.client.service_client.config.target_host}, GitLab sandbox on {sandbox.url}")
+
+            def make() -> GitLabClient:
+                return GitLabClient(sandbox.url, token, sandbox.project_path, sandbox.group_path)
+
+            gitlab = GitLabActivities(make)
+            b = Bench(env.client, f"bench-engine-{uuid.uuid4().hex[:6]}", f"bench-baseline-{uuid.uuid4().hex[:6]}", gitlab)
+            with ThreadPoolExecutor(max_workers=args.threads) as engine_pool, \
+                    ThreadPoolExecutor(max_workers=args.threads) as baseline_pool:
+                engine_worker = worker_module.build_worker(b.client, b.engine_queue, gitlab, engine_pool)
+                baseline_worker = baseline.build_worker(b.client, b.baseline_queue, baseline_pool)
+                async with engine_worker, baseline_worker:
+                    say(f"warm-up: {args.warmup + 1} workflows of each kind")
+                    activities = await warm_up(b, args.warmup, args.concurrency)
+                    say(f"throughput: {args.n} of each kind, {args.concurrency} at a time")
+                    engine_s, baseline_s, calls, by_activity = await throughput(b, args.n, args.concurrency)
+                    say(f"GitLab calls in the engine run by activity: {dict(by_activity)}")
+                    say(f"latency: {args.k} of each kind, one at a time")
+                    engine_ms, baseline_ms = await latency(b, args.k, activities)
+    finally:
+        sandbox.stop()
+
+    ratio = engine_s / baseline_s
+    update_ms = {"engine": percentiles(engine_ms), "baseline": percentiles(baseline_ms)}
+    per_feature = calls / args.n
+    return {
+        "n": args.n,
+        "concurrency": args.concurrency,
+        "engine_wall_s": round(engine_s, 3),
+        "baseline_wall_s": round(baseline_s, 3),
+        "ratio": round(ratio, 3),
+        "update_to_activity_ms": update_ms,
+        "gitlab_calls_per_feature": round(per_feature, 2),
+        "activities_per_feature": activities,
+        "bar": BAR,
+        "meets_bar": bool(
+            ratio <= BAR["ratio_max"]
+            and update_ms["engine"]["p50"] <= BAR["p50_ms_max"]
+            and per_feature <= BAR["gitlab_calls_per_feature_max"]
+        ),
+    }
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="feature migrations per kind in the throughput run")
+    parser.add_argument("--concurrency", type=int, default=20, help="workflows in flight at once")
+    parser.add_argument("--k", type=int, default=30, help="workflows per kind in the serial latency run")
+    parser.add_argument("--warmup", type=int, default=4, help="untimed workflows per kind, after the first")
+    parser.add_argument("--threads", type=int, default=32, help="activity threads per worker (worker.run uses 32)")
+    args = parser.parse_args(argv)
+    if args.n < 1 or args.concurrency < 1 or args.k < 1 or args.warmup < 0 or args.threads < 1:
+        parser.error("--n, --concurrency, --k and --threads must be positive, --warmup not negative")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse(argv)
+    # The dev server inherits file descriptor 1 and prints a banner there: point it at stderr
+    # and keep the real stdout for the one JSON object.
+    sys.stdout.flush()
+    stdout = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    configure(level="warning")
+    with tempfile.TemporaryDirectory(prefix="bench-engine-") as state:
+        result = asyncio.run(bench(args, Path(state)))
+    say("done")
+    print(json.dumps(result), file=stdout, flush=True)
+
+
+if __name__ == "__main__":
+    main()

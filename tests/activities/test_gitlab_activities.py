@@ -1,0 +1,84 @@
+"""GitLab activities in ActivityEnvironment: idempotency on retries and error typing."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.gitlab import GitLabActivities
+from activities.payloads import EnsureIssueInput, PostNoteInput
+from model_migration.clients.gitlab import GitLabClient
+from model_migration.domain.errors import ErrorType
+from model_migration.domain.models import IssueDraft, marker_comment
+
+
+def client_for(sandbox, token: str | None = None) -> GitLabClient:  # type: ignore[no-untyped-def]
+    return GitLabClient(sandbox.url, token or sandbox.token, sandbox.project_path)
+
+
+def activities_for(sandbox, token: str | None = None) -> GitLabActivities:  # type: ignore[no-untyped-def]
+    return GitLabActivities(lambda: client_for(sandbox, token))
+
+
+def env(attempt: int = 1) -> ActivityEnvironment:
+    e = ActivityEnvironment()
+    e.info = dataclasses.replace(e.info, attempt=attempt, workflow_id="migration:test/x/1")
+    return e
+
+
+def draft(title: str) -> IssueDraft:
+    return IssueDraft(title=title, description="body", marker=f"{title}:issue", labels=["AI Model Migration"], assignee_username="bot")
+
+
+def test_ensure_issue_twice_leaves_one_issue(gitlab_sandbox) -> None:  # type: ignore[no-untyped-def]
+    """Running ensure_issue twice with the same input leaves exactly one issue."""
+    acts = activities_for(gitlab_sandbox)
+    title = f"Idempotency {uuid.uuid4().hex[:8]}"
+    first = env(1).run(acts.ensure_issue, EnsureIssueInput(draft=draft(title)))
+    second = env(2).run(acts.ensure_issue, EnsureIssueInput(draft=draft(title)))
+    assert first.iid == second.iid
+    listed = client_for(gitlab_sandbox).find_issue(title, f"{title}:issue")
+    assert listed is not None and listed.iid == first.iid
+    raw = client_for(gitlab_sandbox)._gl.http_list(  # noqa: SLF001 - count rows as GitLab stores them
+        f"/projects/{gitlab_sandbox.project_path.replace('/', '%2F')}/issues", query_data={"search": title}, get_all=True
+    )
+    assert len(raw) == 1
+
+
+def test_post_note_retry_does_not_duplicate(gitlab_sandbox) -> None:  # type: ignore[no-untyped-def]
+    """A retried post_note (attempt 2) finds the note attempt 1 wrote instead of posting another."""
+    acts = activities_for(gitlab_sandbox)
+    issue = env().run(acts.ensure_issue, EnsureIssueInput(draft=draft(f"Notes {uuid.uuid4().hex[:8]}")))
+    marker = f"note-{uuid.uuid4().hex}"
+    request = PostNoteInput(iid=issue.iid, body=f"hello\n\n{marker_comment(marker)}", marker=marker, add_labels=("priority::2",))
+    first = env(1).run(acts.post_note, request)
+    again = env(2).run(acts.post_note, request)
+    assert first.created and not again.created and first.id == again.id
+    client = client_for(gitlab_sandbox)
+    assert sum(marker in n.body for n in client.list_notes(issue.iid)) == 1
+    assert "priority::2" in client.get_issue(issue.iid).labels
+
+
+def test_bad_token_is_a_non_retryable_auth_error(gitlab_sandbox) -> None:  # type: ignore[no-untyped-def]
+    """A refused token becomes a non-retryable GitLabAuthError that does not leak the token."""
+    bad = "wrong-" + uuid.uuid4().hex
+    acts = activities_for(gitlab_sandbox, token=bad)
+    with pytest.raises(ApplicationError) as info:
+        env().run(acts.ensure_issue, EnsureIssueInput(draft=draft("never created")))
+    assert info.value.type == ErrorType.GITLAB_AUTH and info.value.non_retryable
+    assert bad not in str(info.value)
+
+
+def test_unknown_assignee_is_not_found_and_names_the_user(gitlab_sandbox) -> None:  # type: ignore[no-untyped-def]
+    """An unknown DRI username fails for good with a message naming it, creating nothing."""
+    acts = activities_for(gitlab_sandbox)
+    title = f"Ghost {uuid.uuid4().hex[:8]}"
+    bad = draft(title).model_copy(update={"assignee_username": "ghost-user"})
+    with pytest.raises(ApplicationError) as info:
+        env().run(acts.ensure_issue, EnsureIssueInput(draft=bad))
+    assert info.value.type == ErrorType.GITLAB_NOT_FOUND and "ghost-user" in info.value.message
+    assert client_for(gitlab_sandbox).find_issue(title, f"{title}:issue") is None
