@@ -1,0 +1,103 @@
+"""Record workflow histories for the replay tests: python -m tests.replay.record
+
+Run it before changing workflow code, commit the JSON it writes, and keep the old
+files: every saved history must still replay after the change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+import worker as worker_module
+from activities.gitlab import GitLabActivities
+from model_migration.clients.gitlab import GitLabClient
+from model_migration.devserver import free_port
+from model_migration.domain.stages import Stage
+from model_migration.sandbox.gitlab import GitLabSandbox
+from model_migration.temporal import binary
+from tests.temporal_fixtures import Engine
+from tests.workflows.support import CATALOG, REPLACED, SLOW, drive, model_for, start_feature, wait_issue
+from workflows import attributes
+from workflows.messages import Abort, ExtendDeadline, MigrationInput, Pause, Resume, Status, feature_workflow_id
+from workflows.migration import ModelMigrationWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def scenarios(engine: Engine, tag: str) -> dict[str, object]:
+    handles: dict[str, object] = {}
+    happy = await start_feature(engine, f"{tag}a")
+    await wait_issue(happy)
+    await drive(happy)
+    await happy.result()
+    handles["feature_happy"] = happy
+
+    other = await start_feature(engine, f"{tag}b", "code_generation")
+    st = await wait_issue(other)
+    await other.execute_update("pause", Pause(actor="lead", reason="quota"))
+    await other.execute_update("resume", Resume(actor="lead"))
+    due = st.deadlines[0].due + timedelta(days=3)
+    await other.execute_update("extend_deadline", ExtendDeadline(actor="lead", stage=Stage.IMPLEMENT, new_date=due, reason="holiday"))
+    await other.execute_update("abort", Abort(actor="lead", reason="recorded"))
+    await other.result()
+    handles["feature_pause_extend_abort"] = other
+
+    model = model_for(f"{tag}c")
+    request = MigrationInput(model=model, replaced=REPLACED, features=(CATALOG.feature("duo_chat"), CATALOG.feature("code_explanation")), tunables=SLOW)
+    parent = await engine.client.start_workflow(ModelMigrationWorkflow.run, request, id=f"migration:{model.key}", task_queue=engine.task_queue)
+    for name in ("duo_chat", "code_explanation"):
+        child = engine.client.get_workflow_handle(feature_workflow_id(parent.id, name))
+        while True:
+            try:
+                if (await child.query("status", result_type=Status)).issue:
+                    break
+            except Exception:  # not started yet
+                pass
+            await asyncio.sleep(0.2)
+        await drive(child)
+    await parent.result()
+    handles["migration_two_features"] = parent
+    return handles
+
+
+async def main(version: str) -> None:
+    HISTORIES.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        token = secrets.token_urlsafe(16)
+        box = GitLabSandbox(Path(tmp) / "gitlab.db", token=token, usernames=CATALOG.usernames())
+        box.start()
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(binary("temporal")), ip="127.0.0.1", port=free_port(), ui=False,
+            search_attributes=attributes.ALL, data_converter=pydantic_data_converter, dev_server_log_level="error",
+        )
+        try:
+            gitlab = GitLabActivities(lambda: GitLabClient(box.url, token, box.project_path))
+            with ThreadPoolExecutor(max_workers=8) as executor:
+                async with worker_module.build_worker(env.client, "record", gitlab, executor):
+                    handles = await scenarios(Engine(env.client, "record", gitlab), secrets.token_hex(3))
+            index_file = HISTORIES / "ids.json"
+            index = json.loads(index_file.read_text()) if index_file.exists() else {}
+            for name, handle in handles.items():
+                history = await handle.fetch_history()  # type: ignore[attr-defined]
+                file = f"{version}-{name}.json"
+                (HISTORIES / file).write_text(history.to_json())
+                index[file] = handle.id  # type: ignore[attr-defined]
+                print(f"wrote {file}", file=sys.stderr)
+            index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        finally:
+            await env.shutdown()
+            box.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v1"))
