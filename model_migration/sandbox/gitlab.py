@@ -19,8 +19,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
-from model_migration.sandbox.gitlab_api import BOT_USERNAME, GitLabApi
-from model_migration.sandbox.gitlab_web import GitLabWeb
+from model_migration.sandbox.gitlab_api import BOT_USERNAME
+from model_migration.sandbox.modules import full_schema, register_all
 from model_migration.sandbox.routing import ApiError, Request, Response, Router, json_response
 from model_migration.sandbox.store import Store, now_iso
 
@@ -36,8 +36,7 @@ class GitLabApp:
     def __init__(self, store: Store, token: str) -> None:
         self._token = token.encode()
         self.router = Router()
-        GitLabApi(store).register(self.router)
-        GitLabWeb(store).register(self.router)
+        register_all(store, self.router)
 
     def handle(self, req: Request) -> Response:
         try:
@@ -289,7 +288,7 @@ class GitLabSandbox:
         with self._lock:
             if self._server is not None:
                 raise RuntimeError("the GitLab sandbox is already running")
-            store = Store(self.state_file)
+            store = Store(self.state_file, schema=full_schema())
             try:
                 seed(
                     store,

@@ -1,0 +1,35 @@
+"""The sandbox's API modules. Each contributes routes and, optionally, its own tables.
+
+A module is a class built with ``(store)`` that has ``register(router)`` and may define a
+class attribute ``SCHEMA`` (SQL run once at start-up, ``CREATE TABLE IF NOT EXISTS ...``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from model_migration.sandbox.gitlab_api import GitLabApi
+from model_migration.sandbox.gitlab_web import GitLabWeb
+from model_migration.sandbox.routing import Router
+from model_migration.sandbox.store import SCHEMA, Store
+
+
+class Module(Protocol):
+    SCHEMA: str
+
+    def __init__(self, store: Store, *args: Any) -> None: ...
+
+    def register(self, router: Router) -> None: ...
+
+
+#: Registration order matters only where two patterns could match one path.
+MODULES: list[type[Any]] = [GitLabApi, GitLabWeb]
+
+
+def full_schema() -> str:
+    return SCHEMA + "".join(getattr(module, "SCHEMA", "") for module in MODULES)
+
+
+def register_all(store: Store, router: Router) -> None:
+    for module in MODULES:
+        module(store).register(router)
