@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,10 +52,26 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+class Events:
+    """Modules announce changes here (``emit``); the webhook module listens (``subscribe``)."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[str, int, dict[str, Any]], None]] = []
+
+    def subscribe(self, listener: Callable[[str, int, dict[str, Any]], None]) -> None:
+        self._listeners.append(listener)
+
+    def emit(self, kind: str, project_id: int, payload: dict[str, Any]) -> None:
+        """``kind`` is GitLab's ``object_kind``: issue, note, merge_request, pipeline."""
+        for listener in self._listeners:
+            listener(kind, project_id, payload)
+
+
 class Store:
     """A thread-safe SQLite store. Table and column names come from code, never from requests."""
 
     def __init__(self, path: Path, schema: str = SCHEMA) -> None:
+        self.events = Events()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
