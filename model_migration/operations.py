@@ -14,10 +14,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from model_migration.domain.catalog import Catalog
 from model_migration.domain.deadlines import StagePlan, check_plan
-from model_migration.domain.errors import CommandRejected, DomainError
+from model_migration.domain.errors import CommandRejected, DomainError, ErrorType
 from model_migration.domain.escalation import DEFAULT_LADDER, scaled_ladder
 from model_migration.domain.stages import Stage
-from workflows.feature import FeatureMigrationWorkflow
 from workflows.messages import CommandResult, MigrationInput, Status, Tunables, feature_workflow_id, migration_id
 from workflows.migration import ModelMigrationWorkflow
 
@@ -27,6 +26,8 @@ ONE_DAY = timedelta(days=1)
 
 class UserError(DomainError):
     """Something the user can fix; printed as one line."""
+
+    type = ErrorType.INVALID_INPUT
 
 
 def check_id(workflow_id: str) -> str:
@@ -175,4 +176,3 @@ async def list_open(client: Client, include_closed: bool = False) -> list[Row]:
     return sorted(rows, key=lambda r: r.workflow_id)
 
 
-__all__ = ["FeatureMigrationWorkflow", "UserError", "build_input", "check_id", "list_open", "send", "start", "status", "target_id", "tunables"]

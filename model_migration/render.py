@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from model_migration.domain.notes import humanize_delta
+from model_migration.operations import Row
 from workflows.messages import Status
 
 
@@ -64,13 +65,13 @@ def status(console: Console, st: Status, now: datetime | None = None) -> None:
         console.print(f"  {_when(t.at)}  {origin}{t.to_stage}  by @{t.actor}" + (f" — {t.detail.splitlines()[0]}" if t.detail else ""))
 
 
-def rows(console: Console, items: Sequence[object]) -> None:
+def rows(console: Console, items: Sequence[Row]) -> None:
     if not items:
         console.print("no open migrations")
         return
     table = Table("id", "model", "stage", "features done", "next deadline", "days left")
     for r in items:
-        nxt = r.next_deadline.strftime("%Y-%m-%d %H:%M") if r.next_deadline else "—"  # type: ignore[attr-defined]
-        left = f"{r.days_left:.1f}" if r.days_left is not None else "—"  # type: ignore[attr-defined]
-        table.add_row(r.workflow_id, r.model, str(r.stage), f"{r.done}/{r.total}", nxt, left)  # type: ignore[attr-defined]
+        nxt = r.next_deadline.strftime("%Y-%m-%d %H:%M") if r.next_deadline else "—"
+        left = f"{r.days_left:.1f}" if r.days_left is not None else "—"
+        table.add_row(r.workflow_id, r.model, str(r.stage), f"{r.done}/{r.total}", nxt, left)
     console.print(table)

@@ -12,15 +12,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.payloads import Activity, EnsureIssueInput, UpdateIssueInput
     from model_migration.domain import deadlines, stages, templates
     from model_migration.domain.errors import CommandRejected, ErrorType
-    from model_migration.domain.escalation import EscalationState, PlannedEscalation, after_firing, next_escalation
+    from model_migration.domain.escalation import PlannedEscalation, after_firing, next_escalation
     from model_migration.domain.models import IssueDraft, IssueRef
-    from model_migration.domain.stages import Stage
-    from workflows import attributes
     from workflows.common import GitLabBlocked, Journal, call, utc_date
     from workflows.feature_state import FeatureState
     from workflows.messages import (
-        Abort, CommandResult, CompleteStage, ExtendDeadline, FeatureMigrationInput, FeatureOutcome,
-        FeatureProgress, ParentCommand, Pause, ReportEvaluation, ReportRollout, Resume, Status, Verdict,
+        FEATURE_PROGRESS, Abort, CommandResult, CompleteStage, ExtendDeadline, FeatureMigrationInput, FeatureOutcome,
+        FeatureProgress, ParentCommand, Pause, ReportEvaluation, ReportRollout, Resume, Status,
     )
 
 
@@ -143,7 +141,7 @@ class FeatureMigrationWorkflow:
         progress: FeatureProgress = s.progress()
         parent = workflow.get_external_workflow_handle(self.input.parent_id)
         try:
-            await parent.signal("feature_progress", progress)
+            await parent.signal(FEATURE_PROGRESS, progress)
         except Exception as err:  # the parent may be gone; the feature goes on regardless
             workflow.logger.warning("parent not told of progress: %s", err)
 
@@ -250,4 +248,3 @@ class FeatureMigrationWorkflow:
         )
 
 
-__all__ = ["FeatureMigrationWorkflow", "EscalationState", "Verdict", "attributes"]

@@ -19,6 +19,10 @@ FROZEN = ConfigDict(frozen=True)
 DEFAULT_ROLLOUT_LADDER = (1, 10, 25, 50, 75, 100)
 
 
+#: The signal a feature child sends its parent; one name shared by sender and receiver.
+FEATURE_PROGRESS = "feature_progress"
+
+
 def migration_id(model: ModelDefinition) -> str:
     return f"migration:{model.key}"
 

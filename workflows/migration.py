@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import GitLabBlocked, Journal, call
     from workflows.feature import FeatureMigrationWorkflow, rejected
     from workflows.messages import (
-        Abort, CommandResult, FeatureMigrationInput, FeatureOutcome, FeatureProgress,
+        FEATURE_PROGRESS, Abort, CommandResult, FeatureMigrationInput, FeatureOutcome, FeatureProgress,
         MigrationInput, MigrationResult, ParentCommand, Pause, PendingAction, Resume, Status,
         feature_workflow_id,
     )
@@ -191,7 +191,7 @@ class ModelMigrationWorkflow:
 
     # -- messages ---------------------------------------------------------------------------
 
-    @workflow.signal
+    @workflow.signal(name=FEATURE_PROGRESS)
     def feature_progress(self, progress: FeatureProgress) -> None:
         if progress.feature in self.children:
             self.children[progress.feature] = progress

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from model_migration.domain.errors import DomainError
+from model_migration.domain.errors import DomainError, ErrorType
 from model_migration.domain.models import FROZEN, PROVIDERS, FeatureSpec, ModelDefinition
 
 MODELS_FILE = "catalog/models.yml"
@@ -25,6 +25,8 @@ _DATASET = re.compile(r"^(?P<feature>[a-z0-9_]+)\.(?P<name>[a-z0-9_-]+)\.(?P<ver
 
 class CatalogError(DomainError):
     """The catalog data is missing, malformed or inconsistent."""
+
+    type = ErrorType.INVALID_INPUT
 
 
 class Catalog(BaseModel):

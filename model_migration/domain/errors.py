@@ -17,6 +17,7 @@ class ErrorType(StrEnum):
     GITLAB_TRANSIENT = "GitLabTransient"  # 429, 5xx, connection problems: retried
     COMMAND_REJECTED = "CommandRejected"  # an update that does not fit the workflow's state
     INCOMPATIBLE = "Incompatible"  # infrastructure compatibility check failed
+    INVALID_INPUT = "InvalidInput"  # a bad catalog, id, date or option
 
     @classmethod
     def non_retryable(cls) -> list[str]:
@@ -27,6 +28,7 @@ class ErrorType(StrEnum):
             cls.GITLAB_INVALID,
             cls.COMMAND_REJECTED,
             cls.INCOMPATIBLE,
+            cls.INVALID_INPUT,
         ]
 
 

@@ -13,7 +13,7 @@ from model_migration.domain.stages import Stage
 from tests.temporal_fixtures import Engine
 from tests.workflows.support import drive, start_feature, status, wait_issue
 from workflows.messages import (
-    Abort, CompleteStage, ExtendDeadline, FeatureOutcome, Pause, ReportEvaluation, ReportRollout, Resume, Verdict,
+    Abort, CompleteStage, ExtendDeadline, Pause, ReportEvaluation, ReportRollout, Resume, Verdict,
 )
 
 
