@@ -12,7 +12,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.gitlab import GitLabActivities, IssueTracker
+from activities.notify import NotifyActivities
 from model_migration.clients.gitlab import GitLabClient
+from model_migration.clients.notifier import LogNotifier
 from model_migration.domain.errors import DomainError
 from model_migration.settings import Settings
 from workflows.feature import FeatureMigrationWorkflow
@@ -39,13 +41,18 @@ def gitlab_factory(settings: Settings) -> Callable[[], IssueTracker]:
 
 
 def build_worker(
-    client: Client, task_queue: str, gitlab: GitLabActivities, executor: ThreadPoolExecutor
+    client: Client,
+    task_queue: str,
+    gitlab: GitLabActivities,
+    executor: ThreadPoolExecutor,
+    notify: NotifyActivities | None = None,
 ) -> Worker:
+    notify = notify or NotifyActivities(LogNotifier())
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=gitlab.all(),
+        activities=[*gitlab.all(), notify.notify],
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
     )

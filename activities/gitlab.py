@@ -14,13 +14,17 @@ from temporalio import activity
 from activities.errors import to_application_error
 from activities.payloads import (
     Activity,
+    ConfigMergeRequestInput,
     EnsureIssueInput,
+    IssueLinkInput,
+    MergeRequestInput,
+    MergeRequestRef,
     NoteRef,
     PostNoteInput,
     UpdateIssueInput,
 )
 from model_migration.domain.errors import DomainError
-from model_migration.domain.models import Issue, IssueDraft, IssueRef, Note
+from model_migration.domain.models import Branch, Commit, Issue, IssueDraft, IssueRef, MergeRequest, Note
 
 log = structlog.get_logger("activities.gitlab")
 
@@ -37,6 +41,21 @@ class IssueTracker(Protocol):
     def find_note(self, iid: int, marker: str) -> Note | None: ...
 
     def create_note(self, iid: int, body: str, marker: str | None = None) -> Note: ...
+
+    def link_issues(self, iid: int, target_iid: int) -> bool: ...
+
+    def ensure_branch(self, name: str, ref: str = "main") -> Branch: ...
+
+    def commit_files(self, branch: str, message: str, files: dict[str, str]) -> Commit: ...
+
+    def ensure_merge_request(
+        self, source_branch: str, target_branch: str, title: str, description: str = "",
+        labels: list[str] | None = None,
+    ) -> MergeRequest: ...
+
+    def get_merge_request(self, iid: int) -> MergeRequest: ...
+
+    def read_file(self, path: str, ref: str = "main") -> str | None: ...
 
 
 class GitLabActivities:
@@ -93,16 +112,61 @@ class GitLabActivities:
     def post_note(self, request: PostNoteInput) -> NoteRef:
         with self._call(Activity.POST_NOTE) as client:
             # A first attempt cannot have written anything yet, so only retries look.
+            # The note's label and due-date changes ride along as quick actions, so GitLab
+            # applies them with the note, in the same request, and exactly when the note exists.
             found = client.find_note(request.iid, request.marker) if activity.info().attempt > 1 else None
-            note = found or client.create_note(request.iid, request.body, marker=request.marker)
-            if request.add_labels or request.remove_labels or request.due_date:
-                client.update_issue(
-                    request.iid,
-                    add_labels=list(request.add_labels) or None,
-                    remove_labels=list(request.remove_labels) or None,
-                    due_date=request.due_date,
-                )
+            body = request.body + _quick_actions(request)
+            note = found or client.create_note(request.iid, body, marker=request.marker)
             return NoteRef(id=note.id, created=found is None)
 
+    @activity.defn(name=Activity.ENSURE_ISSUE_LINK)
+    def ensure_issue_link(self, request: IssueLinkInput) -> None:
+        with self._call(Activity.ENSURE_ISSUE_LINK) as client:
+            client.link_issues(request.iid, request.target_iid)
+
+    @activity.defn(name=Activity.ENSURE_CONFIG_MR)
+    def ensure_model_config_mr(self, request: ConfigMergeRequestInput) -> MergeRequestRef:
+        """Branch, commit and merge request, each found again on a retry."""
+        with self._call(Activity.ENSURE_CONFIG_MR) as client:
+            client.ensure_branch(request.branch, ref=request.target_branch)
+            files = dict(request.files)
+            for path, entry in request.appends.items():
+                files[path] = _appended(client.read_file(path, request.branch), entry)
+            client.commit_files(request.branch, request.commit_message, files)
+            mr = client.ensure_merge_request(
+                request.branch, request.target_branch, request.title, request.description, list(request.labels)
+            )
+            return MergeRequestRef(iid=mr.iid, web_url=mr.web_url, state=mr.state)
+
+    @activity.defn(name=Activity.MERGE_REQUEST_STATE)
+    def merge_request_state(self, request: MergeRequestInput) -> MergeRequestRef:
+        with self._call(Activity.MERGE_REQUEST_STATE) as client:
+            mr = client.get_merge_request(request.iid)
+            return MergeRequestRef(iid=mr.iid, web_url=mr.web_url, state=mr.state)
+
     def all(self) -> list[Callable[..., object]]:
-        return [self.ensure_issue, self.update_issue, self.post_note]
+        return [
+            self.ensure_issue, self.update_issue, self.post_note, self.ensure_issue_link,
+            self.ensure_model_config_mr, self.merge_request_state,
+        ]
+
+
+def _appended(existing: str | None, entry: str) -> str:
+    """``existing`` with ``entry`` added at the end, unless it is already there."""
+    if existing is None:
+        return "models:\n" + entry
+    if entry.strip() in existing:
+        return existing
+    return existing.rstrip("\n") + "\n" + entry
+
+
+def _quick_actions(request: PostNoteInput) -> str:
+    lines = []
+    if request.add_labels:
+        lines.append("/label " + " ".join(f'~"{name}"' for name in request.add_labels))
+    if request.remove_labels:
+        lines.append("/unlabel " + " ".join(f'~"{name}"' for name in request.remove_labels))
+    if request.due_date:
+        lines.append(f"/due {request.due_date.isoformat()}")
+    return "\n\n" + "\n".join(lines) if lines else ""
+

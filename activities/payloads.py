@@ -20,6 +20,10 @@ class Activity(StrEnum):
     ENSURE_ISSUE = "ensure_issue"
     UPDATE_ISSUE = "update_issue"
     POST_NOTE = "post_note"
+    ENSURE_CONFIG_MR = "ensure_model_config_mr"
+    MERGE_REQUEST_STATE = "merge_request_state"
+    ENSURE_ISSUE_LINK = "ensure_issue_link"
+    NOTIFY = "notify"
 
 
 class EnsureIssueInput(BaseModel):
@@ -52,3 +56,47 @@ class NoteRef(BaseModel):
     model_config = FROZEN
     id: int
     created: bool = True
+
+
+class ConfigMergeRequestInput(BaseModel):
+    """The AI gateway change for a new model: files on a branch, and a merge request."""
+
+    model_config = FROZEN
+    branch: str
+    files: dict[str, str]
+    commit_message: str
+    #: Files that get ``entry`` appended (once) instead of being replaced, e.g. models.yml.
+    appends: dict[str, str] = {}
+    title: str
+    description: str
+    labels: tuple[str, ...] = ()
+    target_branch: str = "main"
+
+
+class MergeRequestInput(BaseModel):
+    model_config = FROZEN
+    iid: int
+
+
+class MergeRequestRef(BaseModel):
+    model_config = FROZEN
+    iid: int
+    web_url: str = ""
+    state: str = "opened"
+
+
+class IssueLinkInput(BaseModel):
+    model_config = FROZEN
+    iid: int
+    target_iid: int
+
+
+class NotifyInput(BaseModel):
+    """A message to people outside GitLab, e.g. when GitLab itself refuses the engine."""
+
+    model_config = FROZEN
+    workflow_id: str
+    audience: tuple[str, ...]
+    subject: str
+    body: str = ""
+

@@ -16,6 +16,7 @@ from temporalio.client import Client
 from activities.gitlab import GitLabActivities
 from model_migration import operations as ops
 from model_migration.catalog import load_catalog
+from model_migration.clients.gitlab import GitLabClient
 from model_migration.devserver import DevServer
 from model_migration.domain.deadlines import StagePlan
 from model_migration.domain.escalation import scaled_ladder
@@ -35,6 +36,7 @@ DEMO_TUNABLES = Tunables(
     ),
     ladder=scaled_ladder(timedelta(seconds=2)),
     activity_timeout=timedelta(seconds=10),
+    merge_poll=timedelta(seconds=1),
 )
 
 
@@ -51,6 +53,7 @@ class Summary(BaseModel):
     escalations: int
     tracking_issue_url: str
     temporal_ui_url: str
+    model_config_mr_url: str
     gitlab_calls_per_feature: float
 
 
@@ -77,6 +80,15 @@ async def play_team(client: Client, migration: str, feature: str, say: Console) 
     say.print(f"  {feature}: rolled out to 100 %")
     await ops.send(client, wid, "complete_stage", CompleteStage(stage=Stage.CLEANUP, actor=dri, note="flag removed"))
     say.print(f"  {feature}: cleanup complete")
+
+
+async def merge_model_configuration(client: Client, migration: str, gitlab: GitLabClient, say: Console) -> None:
+    """AI Framework reviews and merges the AI gateway merge request the engine opened."""
+    st = await _wait_for(client, migration, lambda s: bool(s.config_mr_url))
+    say.print(f"  ai-framework: model configuration {st.config_mr_url}")
+    iid = int(st.config_mr_url.rstrip("/").rsplit("/", 1)[1])
+    await asyncio.to_thread(gitlab.merge_merge_request, iid)
+    say.print("  ai-framework: merged; the feature migrations start")
 
 
 async def _wait_for(client: Client, wid: str, ready, timeout: float = 120.0) -> Status:  # type: ignore[no-untyped-def]
@@ -120,6 +132,8 @@ async def run_demo(*, as_json: bool, keep: bool, state_dir: Path | None) -> int:
         request = ops.build_input(catalog, MODEL, REPLACES, list(FEATURES), actor="ai-framework", tune=DEMO_TUNABLES)
         migration = await ops.start(client, settings.task_queue, request)
         say.print(f"Started {migration}: {', '.join(FEATURES)}")
+        ai_framework = GitLabClient(box.url, token, settings.gitlab_project)
+        await merge_model_configuration(client, migration, ai_framework, say)
         await asyncio.gather(*(play_team(client, migration, f, say) for f in FEATURES))
         result = await client.get_workflow_handle(migration).result()
         summary = await _summary(client, migration, result, server.ui_url, gitlab)
@@ -145,6 +159,7 @@ async def _summary(client: Client, migration: str, result: object, ui: str, gitl
     return Summary(
         migration_id=migration, features=features, escalations=sum(f.escalations for f in st.features),
         tracking_issue_url=st.issue.web_url if st.issue else "", temporal_ui_url=ui,
+        model_config_mr_url=st.config_mr_url,
         gitlab_calls_per_feature=round(sum(gitlab.calls.values()) / max(1, len(features)), 1),
     )
 
@@ -156,6 +171,7 @@ def _print(say: Console, summary: Summary, as_json: bool) -> None:
     say.print("\n[bold]Summary[/bold]")
     say.print(f"Migration:      {summary.migration_id}")
     say.print(f"Tracking issue: {summary.tracking_issue_url}")
+    say.print(f"Model config:   {summary.model_config_mr_url}")
     for f in summary.features:
         say.print(f"  {f.name:<20} {f.outcome:<10} {f.issue_url}")
     say.print(f"Escalations fired: {summary.escalations}")

@@ -57,7 +57,8 @@ def tunables(day: timedelta = ONE_DAY, target: datetime | None = None) -> Tunabl
         rollout=base.rollout * factor, cleanup=base.cleanup * factor, target=target,
     )
     ladder = DEFAULT_LADDER if day == ONE_DAY else scaled_ladder(day)
-    return Tunables(plan=plan, ladder=ladder)
+    poll = max(timedelta(seconds=1), Tunables().merge_poll * factor)
+    return Tunables(plan=plan, ladder=ladder, merge_poll=poll)
 
 
 def build_input(

@@ -11,7 +11,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.payloads import Activity, NoteRef, PostNoteInput
+    from activities.payloads import Activity, NoteRef, NotifyInput, PostNoteInput
     from model_migration.domain.errors import ErrorType
     from model_migration.domain.models import marker_comment
     from model_migration.domain.stages import Stage
@@ -45,6 +45,20 @@ async def call(activity: Activity, arg: BaseModel, result: type[T], timeout: tim
         if isinstance(cause, ApplicationError) and cause.non_retryable:
             raise GitLabBlocked(cause.message) from err
         raise
+
+
+#: Patches: behaviour added after the first release, skipped when replaying older histories.
+ISSUE_LINK_PATCH = "issue-link"
+BLOCKED_NOTICE_PATCH = "blocked-notice"
+
+
+async def notify(workflow_id: str, audience: tuple[str, ...], subject: str, body: str, timeout: timedelta) -> None:
+    await workflow.execute_activity(
+        Activity.NOTIFY.value,
+        NotifyInput(workflow_id=workflow_id, audience=audience, subject=subject, body=body),
+        start_to_close_timeout=timeout,
+        retry_policy=RETRY,
+    )
 
 
 class Journal:

@@ -9,12 +9,14 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.payloads import Activity, EnsureIssueInput, UpdateIssueInput
+    from activities.payloads import Activity, EnsureIssueInput, IssueLinkInput, UpdateIssueInput
     from model_migration.domain import deadlines, stages, templates
     from model_migration.domain.errors import CommandRejected, ErrorType
-    from model_migration.domain.escalation import PlannedEscalation, after_firing, next_escalation
+    from model_migration.domain.escalation import EscalationKind, PlannedEscalation, after_firing, next_escalation
     from model_migration.domain.models import IssueDraft, IssueRef
-    from workflows.common import GitLabBlocked, Journal, call, utc_date
+    from workflows.common import (
+        BLOCKED_NOTICE_PATCH, ISSUE_LINK_PATCH, RETRY, GitLabBlocked, Journal, call, notify, utc_date,
+    )
     from workflows.feature_state import FeatureState
     from workflows.messages import (
         FEATURE_PROGRESS, Abort, CommandResult, CompleteStage, ExtendDeadline, FeatureMigrationInput, FeatureOutcome,
@@ -40,6 +42,8 @@ class FeatureMigrationWorkflow:
         s.publish()
         try:
             await self._gitlab(self._ensure_issue)
+            if self.input.tracking_issue is not None and workflow.patched(ISSUE_LINK_PATCH):
+                await self._gitlab(self._link_to_tracking_issue)
             while True:
                 await self._gitlab(self._flush)
                 if s.stage.terminal:
@@ -113,6 +117,13 @@ class FeatureMigrationWorkflow:
         s.issue = await call(Activity.ENSURE_ISSUE, EnsureIssueInput(draft=draft), IssueRef, self._timeout)
         s.progress_dirty = True
 
+    async def _link_to_tracking_issue(self) -> None:
+        assert self.s.issue is not None and self.input.tracking_issue is not None
+        link = IssueLinkInput(iid=self.input.tracking_issue.iid, target_iid=self.s.issue.iid)
+        await workflow.execute_activity(
+            Activity.ENSURE_ISSUE_LINK.value, link, start_to_close_timeout=self._timeout, retry_policy=RETRY,
+        )
+
     async def _flush(self) -> None:
         if self.s.issue is None:
             await self._ensure_issue()
@@ -153,7 +164,20 @@ class FeatureMigrationWorkflow:
                 return
             except GitLabBlocked as err:
                 self.s.block(f"GitLab: {err}")
+                if workflow.patched(BLOCKED_NOTICE_PATCH):
+                    await self._escalate_blocked(str(err))
                 await workflow.wait_condition(lambda: not self.s.blocked)
+
+    async def _escalate_blocked(self, reason: str) -> None:
+        """GitLab refused us, so a note cannot reach anyone: tell people another way, once per block."""
+        s = self.s
+        s.fire(PlannedEscalation(step=-1, occurrence=0, at=workflow.now(), kind=EscalationKind.BLOCKED))
+        await notify(
+            workflow.info().workflow_id, (s.feature.dri, s.feature.manager, "ai-framework"),
+            f"{s.feature.title} migration is blocked in {s.stage} on GitLab access",
+            f"{reason}. Fix the token or permissions, then run: model-migration resume {workflow.info().workflow_id}",
+            self._timeout,
+        )
 
     @property
     def _timeout(self) -> timedelta:

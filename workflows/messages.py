@@ -42,6 +42,8 @@ class Tunables(BaseModel):
     ladder: tuple[EscalationStep, ...] = DEFAULT_LADDER
     rollout_ladder: tuple[int, ...] = DEFAULT_ROLLOUT_LADDER
     activity_timeout: timedelta = timedelta(seconds=30)
+    #: How often init checks whether the model configuration merge request was merged.
+    merge_poll: timedelta = timedelta(minutes=30)
 
 
 class MigrationInput(BaseModel):
@@ -253,3 +255,5 @@ class Status(BaseModel):
     flag: str = ""
     features: tuple[FeatureProgress, ...] = ()
     problems: tuple[str, ...] = ()
+    config_mr_url: str = ""
+    config_mr_state: str = ""

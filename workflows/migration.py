@@ -8,8 +8,10 @@ from temporalio import workflow
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.payloads import Activity, EnsureIssueInput, UpdateIssueInput
-    from model_migration.domain import stages, templates
+    from activities.payloads import (
+        Activity, ConfigMergeRequestInput, EnsureIssueInput, MergeRequestInput, MergeRequestRef, UpdateIssueInput,
+    )
+    from model_migration.domain import gateway, stages, templates
     from model_migration.domain.compat import compatibility_problems
     from model_migration.domain.deadlines import Deadline, plan_due_dates
     from model_migration.domain.errors import CommandRejected
@@ -19,10 +21,19 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import GitLabBlocked, Journal, call
     from workflows.feature import FeatureMigrationWorkflow, rejected
     from workflows.messages import (
-        FEATURE_PROGRESS, Abort, CommandResult, FeatureMigrationInput, FeatureOutcome, FeatureProgress,
+        FEATURE_PROGRESS, Abort, CommandResult, CompleteStage, FeatureMigrationInput, FeatureOutcome, FeatureProgress,
         MigrationInput, MigrationResult, ParentCommand, Pause, PendingAction, Resume, Status,
         feature_workflow_id,
     )
+
+
+#: Init opens the AI gateway merge request and waits for it (workflows started before this
+#: change went straight from init to the features).
+CONFIG_MR_PATCH = "model-config-mr"
+#: The tracking issue is only edited when its description would change.
+TABLE_DIFF_PATCH = "table-only-when-changed"
+MODELS_YML = "ai_gateway/model_selection/models.yml"
+FIRST_PROMPT_VERSION = "1.0.0-dev"
 
 
 @workflow.defn
@@ -44,6 +55,9 @@ class ModelMigrationWorkflow:
         self.eta = max(plan_due_dates(workflow.now(), input.tunables.plan).values())
         self.table_dirty = False
         self.forward: list[ParentCommand] = []
+        self.config_mr: MergeRequestRef | None = None
+        self.written_body = ""
+        self.init_completed_by = ""
 
     @workflow.run
     async def run(self, input: MigrationInput) -> MigrationResult:
@@ -55,8 +69,12 @@ class ModelMigrationWorkflow:
             self._move(Stage.FAILED, "model-migration", "infrastructure compatibility check failed")
             await self._gitlab(self._flush)
             return self._result()
-        self._move(Stage.FEATURES, input.started_by, f"{len(input.features)} feature migrations started")
-        await self._run_features()
+        detail = f"{len(input.features)} feature migrations started"
+        if workflow.patched(CONFIG_MR_PATCH):
+            detail = await self._model_configuration() + "; " + detail
+        if self.stage == Stage.INIT:
+            self._move(Stage.FEATURES, self.init_completed_by or input.started_by, detail)
+            await self._run_features()
         if self.stage != Stage.ABORTED:
             self._move(Stage.CLEANUP, "model-migration", "every feature finished")
         self.journal.note(templates.summary_note(
@@ -69,6 +87,47 @@ class ModelMigrationWorkflow:
             self._move(Stage.DONE, "model-migration", "tracking issue closed")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._result()
+
+    async def _model_configuration(self) -> str:
+        """Open the AI gateway merge request, record it on the tracking issue, wait for the merge."""
+        await self._gitlab(self._ensure_config_mr)
+        await self._gitlab(self._update_table)
+        assert self.config_mr is not None
+        poll = self.input.tunables.merge_poll
+        while self.config_mr.state != "merged" and not self.init_completed_by and self.stage == Stage.INIT:
+            try:
+                await workflow.wait_condition(lambda: bool(self.init_completed_by) or self.stage != Stage.INIT, timeout=poll)
+            except asyncio.TimeoutError:
+                await self._gitlab(self._refresh_config_mr)
+        if self.init_completed_by:
+            return f"init completed by @{self.init_completed_by}"
+        return f"model configuration merged ({self.config_mr.web_url})"
+
+    async def _ensure_config_mr(self) -> None:
+        model, features = self.input.model, self.input.features
+        files = {
+            gateway.prompt_definition_path(f, model, FIRST_PROMPT_VERSION): gateway.prompt_definition(f, model, FIRST_PROMPT_VERSION)
+            for f in features
+        }
+        tracking = self.issue.web_url if self.issue else ""
+        request = ConfigMergeRequestInput(
+            branch=gateway.config_branch(self.id), files=files, appends={MODELS_YML: gateway.models_yml_entry(model)},
+            commit_message=f"Add {model.name} ({model.gitlab_identifier}) and {FIRST_PROMPT_VERSION} prompts",
+            title=f"Add model configuration for {model.name}",
+            description=(
+                f"Adds `{model.gitlab_identifier}` to `{MODELS_YML}` and a `{FIRST_PROMPT_VERSION}` prompt "
+                f"definition for each feature being migrated.\n\nTracking issue: {tracking}\n\n"
+                f"<!-- model-migration:{self.id}:config -->"
+            ),
+            labels=("AI Model Migration", "group::ai framework"),
+        )
+        self.config_mr = await call(Activity.ENSURE_CONFIG_MR, request, MergeRequestRef, self._timeout)
+
+    async def _refresh_config_mr(self) -> None:
+        assert self.config_mr is not None
+        self.config_mr = await call(
+            Activity.MERGE_REQUEST_STATE, MergeRequestInput(iid=self.config_mr.iid), MergeRequestRef, self._timeout
+        )
 
     async def _run_features(self) -> None:
         handles = []
@@ -123,11 +182,13 @@ class ModelMigrationWorkflow:
         return templates.tracking_issue_body(
             migration_id=self.id, model=self.input.model, replaced=self.input.replaced,
             rows=rows, target_date=target.date() if target else None,
+            config_mr_url=self.config_mr.web_url if self.config_mr else "",
         )
 
     async def _ensure_tracking_issue(self) -> None:
+        self.written_body = self._body()
         draft = IssueDraft(
-            title=templates.tracking_issue_title(self.input.model), description=self._body(),
+            title=templates.tracking_issue_title(self.input.model), description=self.written_body,
             marker=f"{self.id}:tracking", labels=["AI Model Migration", "group::ai framework"],
             due_date=self.eta.date(),
         )
@@ -135,8 +196,12 @@ class ModelMigrationWorkflow:
 
     async def _update_table(self) -> None:
         assert self.issue is not None
-        description = self._body() + "\n\n" + f"<!-- model-migration:{self.id}:tracking -->"
+        body = self._body()
+        if workflow.patched(TABLE_DIFF_PATCH) and body == self.written_body:
+            return
+        description = body + "\n\n" + f"<!-- model-migration:{self.id}:tracking -->"
         await call(Activity.UPDATE_ISSUE, UpdateIssueInput(iid=self.issue.iid, description=description), IssueRef, self._timeout)
+        self.written_body = body
 
     async def _flush(self) -> None:
         assert self.issue is not None
@@ -198,6 +263,22 @@ class ModelMigrationWorkflow:
             self.table_dirty = True
 
     @workflow.update
+    def complete_stage(self, cmd: CompleteStage) -> CommandResult:
+        self.init_completed_by = cmd.actor
+        return CommandResult(stage=self.stage, message="init complete; the feature migrations start")
+
+    @complete_stage.validator
+    def _check_complete_stage(self, cmd: CompleteStage) -> None:
+        def rule() -> None:
+            stages.check_active(self.stage, self.paused)
+            if cmd.stage != Stage.INIT:
+                raise CommandRejected(f"{cmd.stage} belongs to a feature: send it to the feature workflow (--feature)")
+            if self.stage != Stage.INIT:
+                raise CommandRejected(f"init is already complete; the migration is in {self.stage}")
+
+        self._check(rule)
+
+    @workflow.update
     def pause(self, cmd: Pause) -> CommandResult:
         self.paused = True
         self.forward.append(ParentCommand(kind="pause", actor=cmd.actor, reason=cmd.reason))
@@ -247,6 +328,11 @@ class ModelMigrationWorkflow:
         elif self.stage == Stage.FEATURES:
             open_ = [p.feature for p in self.children.values() if not p.stage.terminal]
             pending = PendingAction(action=f"feature teams: {', '.join(open_)}", owner="feature teams")
+        elif self.stage == Stage.INIT and self.config_mr is not None:
+            pending = PendingAction(
+                action=f"merge the model configuration {self.config_mr.web_url} (or complete init)",
+                owner="ai-framework", command="complete_stage init",
+            )
         return Status(
             workflow_id=self.id, kind="migration", stage=self.stage, paused=self.paused,
             blocked=self.blocked, model=self.input.model.gitlab_identifier,
@@ -256,4 +342,6 @@ class ModelMigrationWorkflow:
             deadlines=(Deadline(stage=Stage.CLEANUP, due=self.eta),),
             pending_action=pending, features=tuple(self.children[f.name] for f in self.input.features),
             problems=tuple(self.problems),
+            config_mr_url=self.config_mr.web_url if self.config_mr else "",
+            config_mr_state=self.config_mr.state if self.config_mr else "",
         )

@@ -24,6 +24,9 @@ import structlog
 from pydantic import SecretStr
 from requests.structures import CaseInsensitiveDict
 
+from model_migration.clients.gitlab_epics import EpicsMixin
+from model_migration.clients.gitlab_flags import FlagsMixin
+from model_migration.clients.gitlab_repository import RepositoryMixin
 from model_migration.domain.errors import ErrorType, GitLabError
 from model_migration.domain.models import Issue, IssueDraft, Note, User, marker_comment
 
@@ -153,7 +156,7 @@ def _gitlab_call(operation: str) -> Callable[[F], F]:
     return wrap
 
 
-class GitLabClient:
+class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin):
     """Issues, notes, labels and users of one project, as domain models.
 
     ``calls`` counts HTTP requests attempted (one per call: nothing is retried here).

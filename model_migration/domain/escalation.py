@@ -16,6 +16,7 @@ class EscalationKind(StrEnum):
     REMINDER = "reminder"
     DUE = "due"
     OVERDUE = "overdue"
+    BLOCKED = "blocked"  # GitLab refused the engine; people are told outside GitLab
 
 
 class EscalationStep(BaseModel):

@@ -149,6 +149,211 @@ class User(BaseModel):
     name: str = ""
 
 
+class Epic(BaseModel):
+    """A group epic. ``due_date`` is the fixed due date when one is set."""
+
+    model_config = FROZEN
+    id: int
+    iid: int
+    group_id: int
+    title: str
+    description: str = ""
+    state: str = "opened"
+    labels: list[str] = Field(default_factory=list)
+    web_url: str = ""
+    due_date: date | None = None
+    due_date_is_fixed: bool = False
+
+
+class EpicDraft(BaseModel):
+    """What epic to create; ``marker`` is a hidden key derived from the workflow id."""
+
+    model_config = FROZEN
+    title: str
+    description: str
+    marker: str
+    labels: list[str] = Field(default_factory=list)
+    due_date: date | None = None
+
+
+class IssueLink(BaseModel):
+    """A link between two issues, seen from ``source_iid``'s side."""
+
+    model_config = FROZEN
+    id: int
+    source_iid: int
+    target_iid: int
+    target_project_id: int = 0
+    link_type: str = "relates_to"  # relates_to | blocks | is_blocked_by
+
+
+class Hook(BaseModel):
+    """A project webhook. ``events`` are GitLab's switches without ``_events``, e.g. "issues"."""
+
+    model_config = FROZEN
+    id: int
+    url: str
+    project_id: int = 0
+    events: list[str] = Field(default_factory=list)
+
+
+class FlagGate(BaseModel):
+    """One gate of an instance (Flipper) feature flag, as ``GET /features`` shows it.
+
+    ``key`` is boolean, actors, groups, percentage_of_actors or percentage_of_time;
+    ``value`` is a bool, a percentage, or flipper ids (``User:1``) / feature group names.
+    """
+
+    model_config = FROZEN
+    key: str
+    value: bool | int | float | list[str] | None = None
+
+
+class InstanceFlag(BaseModel):
+    """An instance feature flag (GitLab's own ``Feature``); ``state`` is on, off or conditional."""
+
+    model_config = FROZEN
+    name: str
+    state: str = "off"
+    gates: list[FlagGate] = Field(default_factory=list)
+
+    def gate(self, key: str) -> FlagGate | None:
+        return next((gate for gate in self.gates if gate.key == key), None)
+
+    @property
+    def percentage_of_actors(self) -> float:
+        """The rollout percentage: 100 when fully on, 0 when off or gated to actors only."""
+        if self.state == "on":
+            return 100.0
+        gate = self.gate("percentage_of_actors")
+        return float(gate.value) if gate and isinstance(gate.value, (int, float)) else 0.0
+
+
+class FlagStrategy(BaseModel):
+    """A project (Unleash) feature flag strategy. Percentages are strings "0".."100", as the
+    API wants them. ``id`` is GitLab's, set on strategies read back from it."""
+
+    model_config = FROZEN
+    name: str  # default | gradualRolloutUserId | flexibleRollout | userWithId | gitlabUserList
+    parameters: dict[str, str] = Field(default_factory=dict)
+    scopes: list[str] = Field(default_factory=lambda: ["*"])  # environment scopes
+    id: int | None = None
+    user_list_id: int | None = None
+
+    @classmethod
+    def percent_of_users(cls, percentage: int, *, scopes: list[str] | None = None) -> FlagStrategy:
+        return cls(
+            name="gradualRolloutUserId",
+            parameters={"groupId": "default", "percentage": str(percentage)},
+            scopes=scopes or ["*"],
+        )
+
+    @classmethod
+    def percent_rollout(
+        cls, percentage: int, *, stickiness: str = "default", scopes: list[str] | None = None
+    ) -> FlagStrategy:
+        return cls(
+            name="flexibleRollout",
+            parameters={"groupId": "default", "rollout": str(percentage), "stickiness": stickiness},
+            scopes=scopes or ["*"],
+        )
+
+
+class ProjectFlag(BaseModel):
+    """A project's (Unleash) feature flag, ``version`` new_version_flag."""
+
+    model_config = FROZEN
+    name: str
+    description: str = ""
+    active: bool = True
+    version: str = "new_version_flag"
+    strategies: list[FlagStrategy] = Field(default_factory=list)
+
+
+class Branch(BaseModel):
+    model_config = FROZEN
+    name: str
+    commit_id: str = ""
+    default: bool = False
+    web_url: str = ""
+
+
+class Commit(BaseModel):
+    model_config = FROZEN
+    id: str  # the full SHA
+    short_id: str = ""
+    title: str = ""
+    message: str = ""
+    author_name: str = ""
+    created_at: datetime | None = None
+    web_url: str = ""
+
+
+class MergeRequest(BaseModel):
+    model_config = FROZEN
+    id: int
+    iid: int
+    project_id: int = 0
+    title: str = ""
+    description: str = ""
+    state: str = "opened"  # opened | closed | merged | locked
+    source_branch: str = ""
+    target_branch: str = ""
+    labels: list[str] = Field(default_factory=list)
+    web_url: str = ""
+    sha: str | None = None  # head of the source branch
+    merge_commit_sha: str | None = None
+    merged_at: datetime | None = None
+
+
+#: Pipeline and job statuses after which nothing changes any more.
+CI_FINISHED = frozenset({"success", "failed", "canceled", "skipped"})
+
+
+class Pipeline(BaseModel):
+    model_config = FROZEN
+    id: int
+    iid: int = 0
+    project_id: int = 0
+    ref: str = ""
+    sha: str = ""
+    status: str = "created"
+    source: str = ""
+    web_url: str = ""
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in CI_FINISHED
+
+
+class Job(BaseModel):
+    model_config = FROZEN
+    id: int
+    name: str
+    stage: str = ""
+    status: str = "created"
+    pipeline_id: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration: float | None = None
+    failure_reason: str | None = None
+    has_artifacts: bool = False
+    web_url: str = ""
+
+
 def marker_comment(key: str) -> str:
     """The hidden HTML comment that lets a retried activity find what it created."""
     return f"<!-- model-migration:{key} -->"
+
+
+class Notice(BaseModel):
+    """A message for people, sent outside GitLab."""
+
+    model_config = FROZEN
+    workflow_id: str
+    audience: tuple[str, ...]
+    subject: str
+    body: str = ""

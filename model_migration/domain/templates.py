@@ -98,12 +98,13 @@ def tracking_issue_body(
     rows: list[FeatureRow],
     target_date: date | None,
     complex_migration: bool = False,
+    config_mr_url: str = "",
 ) -> str:
     """The tracking issue description, following GitLab's AI Model Migration template."""
     sections = [
         _overview(migration_id, model, replaced, rows),
         _features(rows),
-        _required_changes(model, rows),
+        _required_changes(model, rows, config_mr_url),
         _technical_details(model, replaced),
         _implementation_steps(rows),
         _timeline(replaced, target_date, complex_migration),
@@ -131,15 +132,17 @@ def _features(rows: list[FeatureRow]) -> str:
     for maturity in (Maturity.GA, Maturity.BETA, Maturity.EXPERIMENTAL):
         group = [row for row in rows if row.feature.maturity == maturity]
         lines = [
+            # Only outcomes are shown: the description is rewritten when it changes, and each
+            # stage change would otherwise cost an edit. The feature issue shows the live stage.
             f"{_box(row.done)} **{row.feature.title}** — prompt `{row.feature.prompt_id}` — "
-            f'~"{row.feature.group}" — status: {row.status}'
+            f'~"{row.feature.group}"' + (f" — {row.status}" if row.stage.terminal and not row.done else "")
             for row in group
         ]
         parts.append(f"### {maturity.value}\n\n" + ("\n".join(lines) if lines else "None"))
     return "\n\n".join(parts)
 
 
-def _required_changes(model: ModelDefinition, rows: list[FeatureRow]) -> str:
+def _required_changes(model: ModelDefinition, rows: list[FeatureRow], config_mr_url: str = "") -> str:
     prompts = [f"  - {row.feature.title}: `{_prompt_dir(row.feature.prompt_id, model)}<version>.yml`"
                for row in rows]
     flags = [f"  - {row.feature.title}: `{row.feature.flag}`" for row in rows]
@@ -147,7 +150,8 @@ def _required_changes(model: ModelDefinition, rows: list[FeatureRow]) -> str:
         "## Required Changes",
         "",
         f"- **Model configuration**: add `{model.gitlab_identifier}` to the AI gateway "
-        f"[`ai_gateway/model_selection/models.yml`]({AI_GATEWAY_MODELS_URL}).",
+        f"[`ai_gateway/model_selection/models.yml`]({AI_GATEWAY_MODELS_URL})"
+        + (f": merge request {config_mr_url}" if config_mr_url else "."),
         "- **Prompt definitions**, one per feature (a new semver version, a `-dev` pre-release first):",
         *(prompts or ["  - None"]),
         "- **Feature flags**, one per feature, that switch it to the new model:",

@@ -6,21 +6,26 @@ python-gitlab talks to it unmodified. Endpoints live in ``gitlab_api`` (JSON) an
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
+import re
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
+from model_migration.sandbox.faults import ADMIN, FaultInjector, RateLimiter, SandboxAdmin
 from model_migration.sandbox.gitlab_api import BOT_USERNAME
 from model_migration.sandbox.modules import full_schema, register_all
+from model_migration.sandbox.pipelines import JobSpec, configure_jobs
 from model_migration.sandbox.routing import ApiError, Request, Response, Router, json_response
 from model_migration.sandbox.store import Store, now_iso
 
@@ -31,33 +36,84 @@ DEFAULT_GROUP = "gitlab-org"
 
 
 class GitLabApp:
-    """Dispatches one request: ``/api/`` paths need the token, HTML pages do not."""
+    """Dispatches one request: ``/api/`` paths need the token, HTML pages do not.
 
-    def __init__(self, store: Store, token: str) -> None:
+    Around every ``/api/`` request: the per-token rate limit (``RateLimit-*`` headers on every
+    answer, 429 past the budget), then any injected fault. ``/-/sandbox/`` (the fault and rate
+    limit controls) needs the token too, and is never limited or faulted.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        token: str,
+        *,
+        faults: FaultInjector | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self._token = token.encode()
+        self.faults = faults or FaultInjector()
+        self.limiter = limiter or RateLimiter()
+        #: Requests that reached a route, by (method, route pattern).
+        self.request_counts: Counter[tuple[str, str]] = Counter()
+        self._counts_lock = threading.Lock()
         self.router = Router()
+        SandboxAdmin(self.faults, self.limiter).register(self.router)  # before the page catch-all
         register_all(store, self.router)
 
+    def close(self) -> None:
+        """Release requests held by a ``timeout`` fault, so that stopping never waits on them."""
+        self.faults.stopping.set()
+
     def handle(self, req: Request) -> Response:
+        if not req.path.startswith("/api/"):
+            return self._answer(req, admin=req.path.startswith(f"{ADMIN}/"))
+        # As nginx in front of GitLab does: python-gitlab asks for "/features//name".
+        req.path = re.sub("/{2,}", "/", req.path).rstrip("/")
+        token_key = hashlib.sha256(self._given(req).encode()).hexdigest()
+        allowed, rate_headers = self.limiter.hit(token_key)
+        if allowed:
+            response = self._answer(req, admin=True, faults=True)
+        else:
+            response = json_response({"message": "Retry later"}, 429)
+        response.headers = {**rate_headers, **response.headers}
+        return response
+
+    def _answer(self, req: Request, *, admin: bool, faults: bool = False) -> Response:
         try:
-            if req.path.startswith("/api/") and not self._authorized(req):
+            if admin and not self._authorized(req):
                 raise ApiError(401, {"message": "401 Unauthorized"})
             found = self.router.resolve(req.method, req.path)
             if found is None:
                 raise ApiError.not_found()
             route, req.match = found
-            return route.handler(req)
+            with self._counts_lock:
+                self.request_counts[(req.method, route.pattern.pattern)] += 1
+            rule = self.faults.pick(req.method, req.path) if faults else None
+            if rule is not None:
+                return self.faults.apply(rule, lambda: self._run(route.handler, req))
+            return self._run(route.handler, req)
+        except ApiError as err:
+            return json_response(err.body, err.status, err.headers)
+
+    def _run(self, handler: Callable[[Request], Response], req: Request) -> Response:
+        try:
+            return handler(req)
         except ApiError as err:
             return json_response(err.body, err.status, err.headers)
         except Exception:
             log.exception("GitLab sandbox failed on %s %s", req.method, req.path)
             return json_response({"message": "500 Internal Server Error"}, 500)
 
-    def _authorized(self, req: Request) -> bool:
+    def _given(self, req: Request) -> str:
         given = req.headers.get("private-token", "")
         bearer = req.headers.get("authorization", "")
         if not given and bearer.lower().startswith("bearer "):
             given = bearer[7:].strip()
+        return given
+
+    def _authorized(self, req: Request) -> bool:
+        given = self._given(req)
         return bool(given) and hmac.compare_digest(given.encode(), self._token)
 
 
@@ -128,14 +184,20 @@ class _Handler(BaseHTTPRequestHandler):
         # goes out, so the line exists by the time the client sees the response.
         elapsed = (time.monotonic() - started) * 1000
         log.debug("%s %s -> %d (%.1f ms)", self.command, path, response.status, elapsed)
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if not head:
-            self.wfile.write(response.body)
+        if response.drop:  # an injected fault: the work is done, the answer is lost
+            self.close_connection = True
+            return
+        try:
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if not head:
+                self.wfile.write(response.body)
+        except OSError:  # the client gave up first (e.g. its timeout beat a held request)
+            self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         """Silence http.server's own stderr lines; ``_serve`` logs each request."""
@@ -206,6 +268,9 @@ class GitLabSandbox:
     """A local GitLab on ``host:port`` (0 picks a free port) whose state lives in ``state_file``.
 
     ``token`` is the only accepted token; it belongs to the admin ``model-migration-bot``.
+    ``rate_limit`` requests per ``rate_window`` seconds per token (None: unlimited, the
+    ``RateLimit-*`` headers are sent anyway); ``inject_fault`` and ``set_rate_limit`` change
+    the weather at run time (see ``sandbox.faults``).
     """
 
     def __init__(
@@ -218,6 +283,9 @@ class GitLabSandbox:
         project_path: str = DEFAULT_PROJECT,
         group_path: str = DEFAULT_GROUP,
         usernames: Iterable[str] = (),
+        rate_limit: int | None = None,
+        rate_window: float = 60,
+        jobs: dict[str, list[JobSpec]] | None = None,
     ) -> None:
         if not token:
             raise ValueError("the GitLab sandbox needs a token")
@@ -227,11 +295,15 @@ class GitLabSandbox:
         self.project_path = project_path
         self.group_path = group_path
         self.usernames = tuple(usernames)
+        self.jobs = jobs  # CI jobs per project path; see sandbox.pipelines
         self._token = token
         self._server: _Server | None = None
         self._store: Store | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # Kept across restarts, and usable before start(): tests arrange adversity up front.
+        self._faults = FaultInjector()
+        self._limiter = RateLimiter(rate_limit, rate_window)
 
     def __repr__(self) -> str:
         return f"GitLabSandbox({str(self.state_file)!r}, url={self._url_or_none()!r})"
@@ -284,11 +356,48 @@ class GitLabSandbox:
     ) -> None:
         self.stop()
 
+    # -- adversity, for tests ----------------------------------------------------------------
+
+    def inject_fault(
+        self,
+        path: str,
+        fault: str,
+        *,
+        method: str = "*",
+        count: int | None = None,
+        fraction: float | None = None,
+        retry_after: int = 1,
+        delay: float = 30.0,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """Answer requests whose path matches the regex ``path`` with ``fault`` (see ``faults``)."""
+        rule = self._faults.add(
+            path, fault, method=method, count=count, fraction=fraction,
+            retry_after=retry_after, delay=delay, seed=seed,
+        )  # fmt: skip
+        return rule.to_json()
+
+    def faults(self) -> list[dict[str, Any]]:
+        return [rule.to_json() for rule in self._faults.rules()]
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    def set_rate_limit(self, limit: int | None, window: float = 60) -> None:
+        """``limit`` requests per ``window`` seconds per token; ``None`` is unlimited."""
+        self._limiter.configure(limit, window)
+
+    def request_counts(self) -> dict[tuple[str, str], int]:
+        """Requests that reached a route, by (method, route pattern), since start."""
+        server = self._server
+        return dict(server.app.request_counts) if server is not None else {}
+
     def _bind(self) -> _Server:
         with self._lock:
             if self._server is not None:
                 raise RuntimeError("the GitLab sandbox is already running")
             store = Store(self.state_file, schema=full_schema())
+            configure_jobs(store, self.jobs)
             try:
                 seed(
                     store,
@@ -296,7 +405,9 @@ class GitLabSandbox:
                     group_path=self.group_path,
                     usernames=self.usernames,
                 )
-                server = _Server((self.host, self.port), GitLabApp(store, self._token))
+                self._faults.stopping.clear()
+                app = GitLabApp(store, self._token, faults=self._faults, limiter=self._limiter)
+                server = _Server((self.host, self.port), app)
             except BaseException:
                 store.close()
                 raise
@@ -308,6 +419,7 @@ class GitLabSandbox:
             server, store = self._server, self._store
             self._server = self._store = self._thread = None
         if server is not None:
+            server.app.close()
             server.close_connections()
             server.server_close()
         if store is not None:

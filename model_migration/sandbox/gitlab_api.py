@@ -11,6 +11,8 @@ import re
 from typing import Any
 
 from model_migration.sandbox.gitlab_json import Renderer
+from model_migration.sandbox.hooks import issue_event, note_event
+from model_migration.sandbox import quick_actions
 from model_migration.sandbox.routing import (
     ApiError,
     Request,
@@ -224,6 +226,8 @@ class GitLabApi:
             "closed_by_id": None,
         }
         issue = self.store.insert_issue(project["id"], data)
+        render = Renderer(self.store, req.base_url)
+        self.store.events.emit("issue", project["id"], issue_event(render, project, issue, self.me()))
         return json_response(Renderer(self.store, req.base_url).issue(project, issue), 201)
 
     def update_issue(self, req: Request) -> Response:
@@ -236,7 +240,8 @@ class GitLabApi:
         if state_event is not None and state_event not in ("close", "reopen"):
             raise ApiError.not_valid_value("state_event")
         with self.store.lock:
-            issue = dict(self.issue(req, project))
+            previous = self.issue(req, project)
+            issue = dict(previous)
             if req.has("title"):
                 issue["title"] = str(req.get("title") or "")
             if req.has("description"):
@@ -263,6 +268,9 @@ class GitLabApi:
                 issue.update(state="opened", closed_at=None, closed_by_id=None)
             issue["updated_at"] = now
             self.store.update("issues", issue)
+        render = Renderer(self.store, req.base_url)
+        payload = issue_event(render, project, issue, self.me(), previous=previous)
+        self.store.events.emit("issue", project["id"], payload)
         return json_response(Renderer(self.store, req.base_url).issue(project, issue))
 
     def _assignee_ids(self, req: Request) -> list[int] | None:
@@ -296,13 +304,36 @@ class GitLabApi:
         body = str(req.get("body") or "")
         if not body.strip():
             raise ApiError.validation({"note": ["can't be blank"]})
+        body, commands = quick_actions.parse(body)
         now = now_iso()
-        data = {"body": body, "author_id": self.me()["id"], "created_at": now, "updated_at": now}
-        note = self.store.insert("notes", data, project_id=project["id"], issue_iid=issue["iid"])
         with self.store.lock:  # a note touches its issue, as in GitLab
-            current = self.store.find("issues", id=issue["id"]) or issue
+            current = self._apply_commands(project, self.store.find("issues", id=issue["id"]) or issue, commands, now)
             self.store.update("issues", {**current, "updated_at": now})
+            if not body.strip():
+                return json_response({"commands_changes": {}, "summary": commands.summary()}, 202)
+            data = {"body": body, "author_id": self.me()["id"], "created_at": now, "updated_at": now}
+            note = self.store.insert("notes", data, project_id=project["id"], issue_iid=issue["iid"])
+        render = Renderer(self.store, req.base_url)
+        payload = note_event(render, project, current, note, self.me())
+        self.store.events.emit("note", project["id"], payload)
         return json_response(Renderer(self.store, req.base_url).note(issue, note), 201)
+
+    def _apply_commands(
+        self, project: dict[str, Any], issue: dict[str, Any], commands: quick_actions.Commands, now: str
+    ) -> dict[str, Any]:
+        if not commands.any:
+            return issue
+        issue = dict(issue)
+        labels = set() if commands.remove_all_labels else set(issue["labels"])
+        labels = (labels | set(commands.add_labels)) - set(commands.remove_labels)
+        issue["labels"] = self.ensure_labels(project, sorted(labels))
+        if commands.due_date or commands.remove_due_date:
+            issue["due_date"] = commands.due_date.isoformat() if commands.due_date else None
+        if commands.state_event == "close" and issue["state"] != "closed":
+            issue.update(state="closed", closed_at=now, closed_by_id=self.me()["id"])
+        elif commands.state_event == "reopen" and issue["state"] != "opened":
+            issue.update(state="opened", closed_at=None, closed_by_id=None)
+        return issue
 
     def get_note(self, req: Request) -> Response:
         project = self.project(req)

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from model_migration.sandbox.epics import GitLabEpics
+from model_migration.sandbox.flags import FlagsApi
 from model_migration.sandbox.gitlab_api import GitLabApi
 from model_migration.sandbox.gitlab_web import GitLabWeb
+from model_migration.sandbox.hooks import GitLabHooks
+from model_migration.sandbox.merge_requests import MergeRequestsApi
+from model_migration.sandbox.pipelines import PipelinesApi
+from model_migration.sandbox.repository import RepositoryApi
 from model_migration.sandbox.routing import Router
 from model_migration.sandbox.store import SCHEMA, Store
 
@@ -23,7 +29,9 @@ class Module(Protocol):
 
 
 #: Registration order matters only where two patterns could match one path.
-MODULES: list[type[Any]] = [GitLabApi, GitLabWeb]
+MODULES: list[type[Any]] = [
+    GitLabApi, GitLabEpics, GitLabHooks, RepositoryApi, MergeRequestsApi, PipelinesApi, FlagsApi, GitLabWeb
+]
 
 
 def full_schema() -> str:

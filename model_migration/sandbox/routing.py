@@ -55,6 +55,8 @@ class Response:
     body: bytes = b""
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    #: Close the connection without answering (the fault injector's ``drop_after_write``).
+    drop: bool = False
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -178,37 +180,86 @@ class Router:
 
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
+#: Above this many items GitLab stops counting: no x-total, x-total-pages or rel="last".
+MAX_COUNTED = 10_000
+KEYSET_UNAVAILABLE = "Keyset pagination is not yet available for this type of request"
 
 
-def paginate(req: Request, items: Sequence[Any]) -> tuple[list[Any], dict[str, str]]:
-    """GitLab offset pagination: one page of ``items`` and the headers that describe it."""
+def paginate(
+    req: Request, items: Sequence[Any], *, keyset: Sequence[str] = ()
+) -> tuple[list[Any], dict[str, str]]:
+    """One page of ``items`` and the headers that describe it, the way GitLab pages.
+
+    Offset pagination (``page``, ``per_page``) is the default. ``pagination=keyset`` works only
+    where the endpoint passes the ``order_by`` values GitLab supports keyset on (``keyset``);
+    elsewhere GitLab answers 405, and so does this.
+    """
     per_page = req.get_int("per_page", DEFAULT_PER_PAGE) or DEFAULT_PER_PAGE
     per_page = min(max(per_page, 1), MAX_PER_PAGE)
+    if req.get("pagination") == "keyset":
+        if str(req.get("order_by")) not in keyset:
+            raise ApiError(405, {"error": KEYSET_UNAVAILABLE})
+        return _keyset_page(req, items, per_page)
     page = max(req.get_int("page", 1) or 1, 1)
     total = len(items)
+    counted = total <= MAX_COUNTED
     total_pages = max(math.ceil(total / per_page), 1)
     chunk = list(items[(page - 1) * per_page : page * per_page])
     next_page = page + 1 if page < total_pages else None
     prev_page = page - 1 if 1 < page <= total_pages + 1 else None
 
-    def link(number: int) -> str:
-        query = [(k, v) for k, v in req.query if k not in ("page", "per_page")]
-        query += [("page", str(number)), ("per_page", str(per_page))]
-        return f"<{req.base_url}{req.path}?{urlencode(query)}>"
-
-    rels = [(prev_page, "prev"), (next_page, "next"), (1, "first"), (total_pages, "last")]
+    rels = [(prev_page, "prev"), (next_page, "next"), (1, "first")]
+    rels += [(total_pages, "last")] if counted else []
     headers = {
         "x-page": str(page),
         "x-per-page": str(per_page),
         "x-next-page": str(next_page or ""),
         "x-prev-page": str(prev_page or ""),
-        "x-total": str(total),
-        "x-total-pages": str(total_pages),
-        "Link": ", ".join(f'{link(n)}; rel="{rel}"' for n, rel in rels if n),
+        "Link": ", ".join(
+            f'{_link(req, page=str(n), per_page=str(per_page))}; rel="{rel}"'
+            for n, rel in rels
+            if n
+        ),
     }
+    if counted:
+        headers.update({"x-total": str(total), "x-total-pages": str(total_pages)})
     return chunk, headers
 
 
-def paged_json(req: Request, items: Sequence[Any], render: Callable[[Any], Any]) -> Response:
-    chunk, headers = paginate(req, items)
+def _keyset_page(
+    req: Request, items: Sequence[Any], per_page: int
+) -> tuple[list[Any], dict[str, str]]:
+    """GitLab's keyset pages by id: ``id_after`` ascending, ``id_before`` descending. The only
+    header is ``Link`` with ``rel="next"``, present while more items follow; no totals."""
+    descending = req.get_choice("sort", ("asc", "desc"), "desc") == "desc"
+    cursor_name = "id_before" if descending else "id_after"
+    cursor = req.get_int(cursor_name)
+    ordered = sorted(items, key=lambda item: item["id"], reverse=descending)
+    if cursor is not None:
+        ordered = [
+            item for item in ordered if (item["id"] < cursor if descending else item["id"] > cursor)
+        ]
+    chunk = ordered[:per_page]
+    headers: dict[str, str] = {}
+    if len(ordered) > per_page:
+        link = _link(req, per_page=str(per_page), **{cursor_name: str(chunk[-1]["id"])})
+        headers["Link"] = f'{link}; rel="next"'
+    return chunk, headers
+
+
+def _link(req: Request, **params: str) -> str:
+    """This request's URL (on the host the client used) with ``params`` replaced."""
+    query = [(k, v) for k, v in req.query if k not in params and k not in ("id_after", "id_before")]
+    query += list(params.items())
+    return f"<{req.base_url}{req.path}?{urlencode(query)}>"
+
+
+def paged_json(
+    req: Request,
+    items: Sequence[Any],
+    render: Callable[[Any], Any],
+    *,
+    keyset: Sequence[str] = (),
+) -> Response:
+    chunk, headers = paginate(req, items, keyset=keyset)
     return json_response([render(item) for item in chunk], headers=headers)

@@ -50,6 +50,10 @@ def test_cli_runs_a_migration_end_to_end(cli: Cli) -> None:
                   "-f", "duo_chat", "--actor", "ai-lead")
     assert MIGRATION in started.stdout
     assert "already running" in one_line_error(cli("start", "--model", "claude_sonnet_4_5_20250929", "-f", "duo_chat", check=False))
+    st = wait_status(cli, MIGRATION, lambda s: s["config_mr_url"])
+    assert "/-/merge_requests/" in st["config_mr_url"] and st["pending_action"]["command"] == "complete_stage init"
+    assert "belongs to a feature" in one_line_error(cli("complete", MIGRATION, "--stage", "implement", check=False))
+    cli("complete", MIGRATION, "--stage", "init", "--actor", "ai-lead")
     st = wait_status(cli, MIGRATION, lambda s: s["features"] and s["features"][0]["issue_url"])
     assert st["stage"] == "features" and st["issue"]["web_url"].startswith("http://127.0.0.1")
     listed = cli("list").stdout

@@ -34,7 +34,10 @@ def test_sigkill_mid_migration_loses_and_duplicates_nothing(cli: Cli, gitlab_san
     """Kill the worker three times at different stages; the migration completes with one of everything."""
     cli.start_worker()
     cli("start", "--model", "claude_haiku_4_5_20251001", "--replaces", "claude_3_5_haiku_20241022", "--activity-timeout", "2")
-    restart(cli)  # while the tracking issue and children are being created
+    restart(cli)  # while the tracking issue and the merge request are being created
+    wait_status(cli, MIGRATION, lambda s: s["config_mr_url"])
+    cli("complete", MIGRATION, "--stage", "init")
+    restart(cli)  # while the children and their issues are being created
     st = wait_status(cli, MIGRATION, lambda s: all(f["issue_url"] for f in s["features"]))
     for feature in FEATURES:
         cli("complete", MIGRATION, "-f", feature, "--stage", "implement", "--prompt-version", "1.0.0-dev")

@@ -212,9 +212,11 @@ def test_timeline_priority_and_duration() -> None:
 
 
 def test_tracking_body_is_deterministic() -> None:
-    """Rendering the same input twice is byte-identical; a moved feature changes the body."""
+    """Rendering is byte-identical for the same input; only outcomes, not mid-way stages, change it."""
     assert body() == body()
-    assert body() != body(rows(Stage.ROLLOUT))
+    assert body(rows(Stage.EVALUATE)) == body(rows(Stage.ROLLOUT))
+    assert body() != body(rows(Stage.DONE))
+    assert "aborted" in body(rows(Stage.ABORTED))
 
 
 def test_rollout_title() -> None:

@@ -19,7 +19,7 @@ CATALOG = load_catalog()
 TARGET = CATALOG.model("claude_sonnet_4_5_20250929")
 REPLACED = CATALOG.model("claude_3_7_sonnet_20250219")
 #: Days-long stages: nothing escalates while a dev-server test runs.
-SLOW = Tunables(activity_timeout=timedelta(seconds=10))
+SLOW = Tunables(activity_timeout=timedelta(seconds=10), merge_poll=timedelta(seconds=1))
 QUICK_STAGES = StagePlan(
     implement=timedelta(hours=1), evaluate=timedelta(hours=1), rollout=timedelta(hours=1), cleanup=timedelta(hours=1)
 )

@@ -9,7 +9,7 @@ from temporalio.service import RPCError
 from model_migration.domain.stages import Stage
 from tests.temporal_fixtures import Engine, assert_eventually
 from tests.workflows.support import CATALOG, REPLACED, SLOW, drive, model_for, status
-from workflows.messages import Abort, MigrationInput, MigrationResult, Status, feature_workflow_id
+from workflows.messages import Abort, CompleteStage, MigrationInput, MigrationResult, Status, feature_workflow_id
 from workflows.migration import ModelMigrationWorkflow
 
 FEATURES = ("duo_chat", "code_generation", "code_explanation")
@@ -21,6 +21,20 @@ async def start_migration(engine: Engine, model, features=FEATURES):  # type: ig
     )
     wid = f"migration:{model.key}"
     return await engine.client.start_workflow(ModelMigrationWorkflow.run, request, id=wid, task_queue=engine.task_queue)
+
+
+async def config_mr(parent) -> Status:  # type: ignore[no-untyped-def]
+    async def opened() -> Status:
+        st = await status(parent)
+        assert st.config_mr_url, "no model configuration merge request yet"
+        return st
+
+    return await assert_eventually(opened)
+
+
+async def complete_init(parent) -> None:  # type: ignore[no-untyped-def]
+    await config_mr(parent)
+    await parent.execute_update("complete_stage", CompleteStage(stage=Stage.INIT, actor="ai-lead"))
 
 
 async def child(engine: Engine, parent_id: str, feature: str):  # type: ignore[no-untyped-def]
@@ -38,8 +52,15 @@ async def child(engine: Engine, parent_id: str, feature: str):  # type: ignore[n
 
 
 async def test_three_features_end_to_end(engine: Engine, unique: str) -> None:
-    """Three children run to done; the tracking table tracks them; the issue closes with a summary."""
+    """The config MR is merged, three children run to done, the table tracks them, the issue closes."""
     parent = await start_migration(engine, model_for(unique))
+    st = await config_mr(parent)
+    gl = engine.gitlab_client()
+    mr = gl.get_merge_request(int(st.config_mr_url.rsplit("/", 1)[1]))
+    assert mr.state == "opened" and "Tracking issue" in mr.description
+    models_yml = gl.read_file("ai_gateway/model_selection/models.yml", mr.source_branch)
+    assert models_yml is not None and f"gitlab_identifier: {st.model}" in models_yml
+    gl.merge_merge_request(mr.iid)
     children = [await child(engine, parent.id, f) for f in FEATURES]
 
     async def table_has_links() -> Status:
@@ -50,6 +71,7 @@ async def test_three_features_end_to_end(engine: Engine, unique: str) -> None:
         return st
 
     st = await assert_eventually(table_has_links)
+    assert st.config_mr_url in gl.get_issue(st.issue.iid).description
     await asyncio.gather(*(drive(h) for h in children))
     result: MigrationResult = await parent.result()
     assert result.stage == Stage.DONE
@@ -66,6 +88,10 @@ async def test_three_features_end_to_end(engine: Engine, unique: str) -> None:
     assert len(summary) == 1 and all(title in summary[0] for title in ("Duo Chat", "Code Generation", "Code Explanation"))
     history = [t.to_stage for t in (await status(parent)).history]
     assert history == [Stage.FEATURES, Stage.CLEANUP, Stage.DONE]
+    assert "model configuration merged" in (await status(parent)).history[0].detail
+    linked = gl._project.issues.get(tracking.iid, lazy=True).links.list(get_all=True)  # noqa: SLF001
+    feature_iids = {int(f.issue_url.rsplit("/", 1)[1]) for f in result.features}
+    assert sorted(link.iid for link in linked) == sorted(feature_iids)
 
 
 async def test_incompatible_model_stops_with_reasons(engine: Engine, unique: str) -> None:
@@ -83,6 +109,14 @@ async def test_incompatible_model_stops_with_reasons(engine: Engine, unique: str
 async def test_abort_migration_aborts_every_feature(engine: Engine, unique: str) -> None:
     """Aborting the parent aborts each open child, closes their issues, and ends aborted."""
     parent = await start_migration(engine, model_for(unique), FEATURES[:2])
+    msg = ""
+    try:
+        await parent.execute_update("complete_stage", CompleteStage(stage=Stage.IMPLEMENT, actor="x"))
+    except Exception as err:  # noqa: BLE001 - the validator's refusal is what is checked
+        msg = str(getattr(err, "cause", err))
+    assert "belongs to a feature" in msg
+    await complete_init(parent)
+    assert (await status(parent)).history[0].actor == "ai-lead"
     children = [await child(engine, parent.id, f) for f in FEATURES[:2]]
     await parent.execute_update("abort", Abort(actor="lead", reason="provider postponed retirement"))
     result: MigrationResult = await parent.result()

@@ -1,0 +1,245 @@
+"""Branches, commits, files, merge requests and pipelines for ``GitLabClient`` (a base class).
+
+``ensure_*`` methods and ``commit_files`` are safe to call again after a retry: they look
+for what an earlier attempt made before they make it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import gitlab.exceptions
+
+from model_migration.domain.errors import ErrorType, GitLabError
+from model_migration.domain.models import Branch, Commit, Job, MergeRequest, Pipeline
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _client() -> ModuleType:
+    # gitlab.py imports this module for GitLabClient's bases, so its helpers are looked up
+    # when first needed rather than at import time (either module may be imported first).
+    from model_migration.clients import gitlab as client
+
+    return client
+
+
+def _gitlab_call(operation: str) -> Callable[[F], F]:
+    """``gitlab._gitlab_call`` (vendor errors → ``GitLabError``), bound on first call."""
+
+    def wrap(method: F) -> F:
+        bound: list[Callable[..., Any]] = []
+
+        @functools.wraps(method)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if not bound:
+                bound.append(_client()._gitlab_call(operation)(method))
+            return bound[0](self, *args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return wrap
+
+
+def git_blob_id(content: bytes) -> str:
+    """git's blob id, as the repository tree API reports it for each file."""
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+class RepositoryMixin:
+    """The project's repository, merge requests and CI pipelines, as domain models."""
+
+    _gl: Any
+    _project: Any
+    project_path: str
+
+    # -- branches, commits, files ------------------------------------------------------------
+
+    @_gitlab_call("ensure branch {name!r}")
+    def ensure_branch(self, name: str, ref: str = "main") -> Branch:
+        """The branch ``name``; created from ``ref`` if it does not exist yet."""
+        try:
+            return _branch(self._project.branches.get(name).attributes)
+        except gitlab.exceptions.GitlabGetError as exc:
+            if exc.response_code != 404:
+                raise
+        try:
+            return _branch(self._project.branches.create({"branch": name, "ref": ref}).attributes)
+        except gitlab.exceptions.GitlabCreateError as exc:
+            if exc.response_code == 400 and "already exists" in str(exc.error_message):
+                return _branch(self._project.branches.get(name).attributes)  # a concurrent create
+            raise
+
+    @_gitlab_call("commit {message!r} to branch {branch!r}")
+    def commit_files(self, branch: str, message: str, files: Mapping[str, str]) -> Commit:
+        """One commit that makes each path hold its content; none if they all already do.
+
+        The branch's tree gives each file's blob id, so unchanged files are not downloaded."""
+        tree = self._project.repository_tree(ref=branch, recursive=True, get_all=True, per_page=100)
+        blobs = {entry["path"]: entry["id"] for entry in tree if entry["type"] == "blob"}
+        actions = [
+            {"action": "update" if path in blobs else "create", "file_path": path, "content": text}
+            for path, text in sorted(files.items())
+            if blobs.get(path) != git_blob_id(text.encode())
+        ]
+        if not actions:
+            return _commit(self._project.branches.get(branch).commit)
+        data = {"branch": branch, "commit_message": message, "actions": actions}
+        return _commit(self._project.commits.create(data).attributes)
+
+    @_gitlab_call("read file {path!r} at {ref!r}")
+    def read_file(self, path: str, ref: str = "main") -> str | None:
+        """The file's text, or ``None`` if ``ref`` has no such file."""
+        try:
+            raw = self._project.files.raw(path, ref=ref)
+        except gitlab.exceptions.GitlabGetError as exc:
+            if exc.response_code == 404:
+                return None
+            raise
+        return bytes(raw).decode()
+
+    # -- merge requests ----------------------------------------------------------------------
+
+    @_gitlab_call("find merge request from {source_branch!r}")
+    def find_merge_request(self, source_branch: str) -> MergeRequest | None:
+        """The open merge request from ``source_branch``, else its newest one in any state."""
+        found = self._project.mergerequests.list(
+            source_branch=source_branch, state="all", order_by="created_at", sort="desc",
+            per_page=100, get_all=False,
+        )  # fmt: skip
+        found = [mr for mr in found if mr.attributes.get("source_branch") == source_branch]
+        opened = [mr for mr in found if mr.attributes.get("state") == "opened"]
+        chosen = (opened or found)[:1]
+        return _merge_request(chosen[0].attributes) if chosen else None
+
+    @_gitlab_call("create merge request from {source_branch!r}")
+    def create_merge_request(
+        self,
+        source_branch: str,
+        target_branch: str,
+        title: str,
+        description: str = "",
+        labels: list[str] | None = None,
+        remove_source_branch: bool = True,
+    ) -> MergeRequest:
+        data: dict[str, Any] = {
+            "source_branch": source_branch, "target_branch": target_branch, "title": title,
+            "description": description, "remove_source_branch": remove_source_branch,
+        }  # fmt: skip
+        if labels:
+            data["labels"] = ",".join(labels)
+        return _merge_request(self._project.mergerequests.create(data).attributes)
+
+    def ensure_merge_request(
+        self,
+        source_branch: str,
+        target_branch: str,
+        title: str,
+        description: str = "",
+        labels: list[str] | None = None,
+    ) -> MergeRequest:
+        """The merge request from ``source_branch`` (in any state: a closed or merged one is
+        a person's decision, not something to redo), or a new one."""
+        found = self.find_merge_request(source_branch)
+        if found is not None:
+            return found
+        try:
+            return self.create_merge_request(
+                source_branch, target_branch, title, description, labels
+            )
+        except GitLabError as exc:
+            if exc.type != ErrorType.GITLAB_CONFLICT:  # 409: another attempt just opened it
+                raise
+            again = self.find_merge_request(source_branch)
+            if again is None:
+                raise
+            return again
+
+    @_gitlab_call("get merge request !{iid}")
+    def get_merge_request(self, iid: int) -> MergeRequest:
+        return _merge_request(self._project.mergerequests.get(iid).attributes)
+
+    @_gitlab_call("merge merge request !{iid}")
+    def merge_merge_request(self, iid: int) -> MergeRequest:
+        mr = self._project.mergerequests.get(iid, lazy=True)
+        return _merge_request(mr.merge())
+
+    # -- pipelines ---------------------------------------------------------------------------
+
+    @_gitlab_call("create a pipeline on {ref!r}")
+    def create_pipeline(self, ref: str, variables: Mapping[str, str] | None = None) -> Pipeline:
+        pairs = [{"key": k, "value": str(v)} for k, v in sorted((variables or {}).items())]
+        return _pipeline(
+            self._project.pipelines.create({"ref": ref, "variables": pairs}).attributes
+        )
+
+    @_gitlab_call("get pipeline {pipeline_id}")
+    def get_pipeline(self, pipeline_id: int) -> Pipeline:
+        return _pipeline(self._project.pipelines.get(pipeline_id).attributes)
+
+    @_gitlab_call("list the jobs of pipeline {pipeline_id}")
+    def pipeline_jobs(self, pipeline_id: int) -> list[Job]:
+        pipeline = self._project.pipelines.get(pipeline_id, lazy=True)
+        return [_job(job.attributes) for job in pipeline.jobs.list(get_all=True, per_page=100)]
+
+    @_gitlab_call("download artifact {path!r} of job {job_id}")
+    def job_artifact(self, job_id: int, path: str) -> bytes:
+        return bytes(self._project.jobs.get(job_id, lazy=True).artifact(path))
+
+
+def _branch(data: dict[str, Any]) -> Branch:
+    commit = data.get("commit") or {}
+    return Branch(
+        name=data["name"], commit_id=commit.get("id") or "", default=bool(data.get("default")),
+        web_url=data.get("web_url") or "",
+    )  # fmt: skip
+
+
+def _commit(data: dict[str, Any]) -> Commit:
+    return Commit(
+        id=data["id"], short_id=data.get("short_id") or data["id"][:8],
+        title=data.get("title") or "", message=data.get("message") or "",
+        author_name=data.get("author_name") or "", created_at=data.get("created_at"),
+        web_url=data.get("web_url") or "",
+    )  # fmt: skip
+
+
+def _merge_request(data: dict[str, Any]) -> MergeRequest:
+    return MergeRequest(
+        id=data["id"], iid=data["iid"], project_id=data.get("project_id") or 0,
+        title=data.get("title") or "", description=data.get("description") or "",
+        state=data.get("state") or "opened", source_branch=data.get("source_branch") or "",
+        target_branch=data.get("target_branch") or "",
+        labels=[x if isinstance(x, str) else x["name"] for x in data.get("labels") or []],
+        web_url=data.get("web_url") or "", sha=data.get("sha"),
+        merge_commit_sha=data.get("merge_commit_sha"), merged_at=data.get("merged_at"),
+    )  # fmt: skip
+
+
+def _pipeline(data: dict[str, Any]) -> Pipeline:
+    return Pipeline(
+        id=data["id"], iid=data.get("iid") or 0, project_id=data.get("project_id") or 0,
+        ref=data.get("ref") or "", sha=data.get("sha") or "",
+        status=data.get("status") or "created",
+        source=data.get("source") or "", web_url=data.get("web_url") or "",
+        created_at=data.get("created_at"), finished_at=data.get("finished_at"),
+        duration=data.get("duration"),
+    )  # fmt: skip
+
+
+def _job(data: dict[str, Any]) -> Job:
+    return Job(
+        id=data["id"], name=data["name"], stage=data.get("stage") or "",
+        status=data.get("status") or "created",
+        pipeline_id=(data.get("pipeline") or {}).get("id") or 0,
+        started_at=data.get("started_at"), finished_at=data.get("finished_at"),
+        duration=data.get("duration"), failure_reason=data.get("failure_reason"),
+        has_artifacts=any(a.get("file_type") == "archive" for a in data.get("artifacts") or []),
+        web_url=data.get("web_url") or "",
+    )  # fmt: skip
