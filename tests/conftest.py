@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from model_migration.clients.gitlab import GitLabClient
+from model_migration.clients.gitlab import GitLabClient, WaitGate
 from model_migration.sandbox.gitlab import GitLabSandbox
 
 from model_migration.catalog import load_catalog
@@ -61,3 +61,12 @@ def gitlab_client(gitlab_sandbox: SandboxInfo) -> Iterator[GitLabClient]:
     )
     yield client
     client.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_wait_gate() -> Iterator[None]:
+    """A 429 told to one test's client must not hold the next test's requests."""
+    WaitGate.clear()
+    yield
+    WaitGate.clear()
+

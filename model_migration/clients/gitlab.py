@@ -7,6 +7,7 @@ Only Temporal retries. python-gitlab's own retries and its sleep on 429 are swit
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import re
 import threading
@@ -35,6 +36,44 @@ log = structlog.get_logger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class WaitGate:
+    """Once GitLab says "wait" (a 429's ``Retry-After``, or ``RateLimit-Remaining: 0`` until
+    ``RateLimit-Reset``), nothing in this process sends to it with that token until then.
+
+    Shared by every client in the process: activities run on many threads, each with its own
+    client, and a 429 told to one of them holds for all.
+    """
+
+    _lock = threading.Lock()
+    _until: dict[str, float] = {}
+
+    @classmethod
+    def remaining(cls, key: str, now: float | None = None) -> float:
+        with cls._lock:
+            return max(0.0, cls._until.get(key, 0.0) - (now if now is not None else time.time()))
+
+    @classmethod
+    def clear(cls) -> None:
+        with cls._lock:
+            cls._until.clear()
+
+    @classmethod
+    def hold(cls, key: str, until: float) -> None:
+        with cls._lock:
+            cls._until[key] = max(until, cls._until.get(key, 0.0))
+
+    @classmethod
+    def observe(cls, key: str, status: int, headers: Any, now: float | None = None) -> None:
+        now = now if now is not None else time.time()
+        if status == 429:
+            wait = _retry_after(headers)
+            cls.hold(key, now + (wait if wait is not None else 1.0))
+        elif str(headers.get("RateLimit-Remaining", "")).strip() == "0":
+            reset = headers.get("RateLimit-Reset")
+            if reset and reset.strip().isdigit():
+                cls.hold(key, float(reset))
+
+
 class _Gitlab(gitlab.Gitlab):
     """python-gitlab that sends each request exactly once and remembers the failed response's
     headers (``GitlabHttpError`` keeps only status and body, so ``Retry-After`` would be lost).
@@ -44,17 +83,25 @@ class _Gitlab(gitlab.Gitlab):
     Every manager method funnels through ``http_request``, so pinning them here covers all.
     """
 
-    def __init__(self, *args: Any, on_request: Callable[[], None], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, on_request: Callable[[], None], gate_key: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._on_request = on_request
+        self._gate_key = gate_key
         self._last = threading.local()
         self.session.hooks["response"].append(self._remember_headers)
 
     def _remember_headers(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self._last.headers = response.headers
+        WaitGate.observe(self._gate_key, response.status_code, response.headers)
 
     def http_request(self, verb: str, path: str, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.update(obey_rate_limit=False, retry_transient_errors=False, max_retries=0)
+        wait = WaitGate.remaining(self._gate_key)
+        if wait > 0:
+            raise GitLabError(
+                f"GitLab asked this client to wait; {verb.upper()} not sent, retry in {wait:.1f}s",
+                type=ErrorType.GITLAB_TRANSIENT, status=429, retry_after=wait,
+            )
         self._last.headers = None
         self._on_request()
         try:
@@ -182,6 +229,7 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin):
             retry_transient_errors=False,
             timeout=timeout,
             on_request=self._count_request,
+            gate_key=f"{url}#{hashlib.sha256(secret.encode()).hexdigest()[:16]}",
         )
         # Lazy: no request until a sub-resource is used; the path is URL-encoded for us.
         self._project = self._gl.projects.get(project, lazy=True)

@@ -77,6 +77,7 @@ class Store:
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL keeps it safe across crashes of the process
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.executescript(schema)
 
