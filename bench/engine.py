@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import statistics
@@ -433,9 +434,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.dup2(2, 1)
     configure(level="warning")
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as state:
-        result = asyncio.run(bench(args, Path(state)))
+        try:
+            result = asyncio.run(until_terminated(bench(args, Path(state))))
+        except BaseException:
+            if not TERMINATED:
+                raise
+            say("terminated; servers stopped")
+            sys.exit(143)
     say("done")
     print(json.dumps(result), file=stdout, flush=True)
+
+
+TERMINATED: list[int] = []
+
+
+async def until_terminated(work: Awaitable[dict[str, object]]) -> dict[str, object]:
+    """SIGTERM cancels the run, so the ``finally`` blocks stop the dev server and the sandbox
+    (Python's default SIGTERM exits at once and leaves both running)."""
+    task = asyncio.current_task()
+    assert task is not None
+
+    def cancel() -> None:
+        TERMINATED.append(signal.SIGTERM)
+        task.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, cancel)
+    return await work
 
 
 if __name__ == "__main__":

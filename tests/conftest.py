@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -30,13 +31,17 @@ class SandboxInfo:
     group_path: str
     state_file: Path
     usernames: tuple[str, ...]
+    guest_token: str = ""
+    server: Any = None  # the GitLabSandbox: faults, rate limits, the request log
+
+
 
 
 @pytest.fixture(scope="session")
 def gitlab_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxInfo]:
     state_file = tmp_path_factory.mktemp("gitlab") / "gitlab.sqlite"
-    token = secrets.token_urlsafe(24)
-    sandbox = GitLabSandbox(state_file, token=token, usernames=SANDBOX_USERS)
+    token, guest = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    sandbox = GitLabSandbox(state_file, token=token, usernames=SANDBOX_USERS, guest_token=guest)
     url = sandbox.start()
     try:
         yield SandboxInfo(
@@ -46,6 +51,8 @@ def gitlab_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox
             group_path=sandbox.group_path,
             state_file=state_file,
             usernames=SANDBOX_USERS,
+            guest_token=guest,
+            server=sandbox,
         )
     finally:
         sandbox.stop()

@@ -150,7 +150,7 @@ def to_domain_error(
             text = f"GitLab reported a conflict for {operation}{where} (409): {detail}"
         elif status == 429 or status >= 500:
             kind = ErrorType.GITLAB_TRANSIENT
-            retry_after = _retry_after(_response_headers(exc))
+            retry_after = _retry_after(_response_headers(exc), rate_limited=status == 429)
             wait = f"; retry after {retry_after:g}s" if retry_after is not None else ""
             reason = "rate-limited" if status == 429 else "failed"
             text = f"GitLab {reason} {operation}{where} ({status}): {detail}{wait}"
@@ -424,8 +424,10 @@ def _response_headers(exc: BaseException) -> Any:
     return {}
 
 
-def _retry_after(headers: Any) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds or an HTTP date), else ``RateLimit-Reset``."""
+def _retry_after(headers: Any, *, rate_limited: bool = True) -> float | None:
+    """Seconds to wait from ``Retry-After`` (seconds or an HTTP date); for a 429 without it,
+    until ``RateLimit-Reset``. GitLab sends ``RateLimit-Reset`` on every answer, so a 5xx must
+    not read it: that would make every server error wait out the rate-limit window."""
     value = headers.get("Retry-After")
     if value:
         try:
@@ -436,7 +438,7 @@ def _retry_after(headers: Any) -> float | None:
             return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
         except (TypeError, ValueError):
             pass
-    reset = headers.get("RateLimit-Reset")
+    reset = headers.get("RateLimit-Reset") if rate_limited else None
     if reset:
         try:
             return max(float(reset) - time.time(), 0.0)

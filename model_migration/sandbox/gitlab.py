@@ -14,7 +14,7 @@ import re
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -50,8 +50,12 @@ class GitLabApp:
         *,
         faults: FaultInjector | None = None,
         limiter: RateLimiter | None = None,
+        guest_token: str | None = None,
+        requests: RequestLog | None = None,
     ) -> None:
         self._token = token.encode()
+        self._guest = guest_token.encode() if guest_token else None
+        self.requests = requests or RequestLog()
         self.faults = faults or FaultInjector()
         self.limiter = limiter or RateLimiter()
         #: Requests that reached a route, by (method, route pattern).
@@ -77,12 +81,16 @@ class GitLabApp:
         else:
             response = json_response({"message": "Retry later"}, 429)
         response.headers = {**rate_headers, **response.headers}
+        self.requests.add(req.method, req.path, response.status, token_key[:12])
         return response
 
     def _answer(self, req: Request, *, admin: bool, faults: bool = False) -> Response:
         try:
             if admin and not self._authorized(req):
-                raise ApiError(401, {"message": "401 Unauthorized"})
+                if not self._is_guest(req):
+                    raise ApiError(401, {"message": "401 Unauthorized"})
+                if req.method != "GET":  # a Guest may read, not write
+                    raise ApiError(403, {"message": "403 Forbidden"})
             found = self.router.resolve(req.method, req.path)
             if found is None:
                 raise ApiError.not_found()
@@ -112,9 +120,29 @@ class GitLabApp:
             given = bearer[7:].strip()
         return given
 
+    def _is_guest(self, req: Request) -> bool:
+        given = self._given(req)
+        return bool(given) and self._guest is not None and hmac.compare_digest(given.encode(), self._guest)
+
     def _authorized(self, req: Request) -> bool:
         given = self._given(req)
         return bool(given) and hmac.compare_digest(given.encode(), self._token)
+
+
+class RequestLog:
+    """The last API requests: when, what, the answer, and which token (hashed). For tests."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self._lock = threading.Lock()
+        self._entries: deque[tuple[float, str, str, int, str]] = deque(maxlen=size)
+
+    def add(self, method: str, path: str, status: int, token: str) -> None:
+        with self._lock:
+            self._entries.append((time.time(), method, path, status, token))
+
+    def entries(self) -> list[tuple[float, str, str, int, str]]:
+        with self._lock:
+            return list(self._entries)
 
 
 class _Server(ThreadingHTTPServer):
@@ -286,6 +314,7 @@ class GitLabSandbox:
         rate_limit: int | None = None,
         rate_window: float = 60,
         jobs: dict[str, list[JobSpec]] | None = None,
+        guest_token: str | None = None,
     ) -> None:
         if not token:
             raise ValueError("the GitLab sandbox needs a token")
@@ -304,6 +333,9 @@ class GitLabSandbox:
         # Kept across restarts, and usable before start(): tests arrange adversity up front.
         self._faults = FaultInjector()
         self._limiter = RateLimiter(rate_limit, rate_window)
+        #: A second token whose user is a Guest: it reads, and every write is refused (403).
+        self.guest_token = guest_token
+        self.requests = RequestLog()
 
     def __repr__(self) -> str:
         return f"GitLabSandbox({str(self.state_file)!r}, url={self._url_or_none()!r})"
@@ -406,7 +438,10 @@ class GitLabSandbox:
                     usernames=self.usernames,
                 )
                 self._faults.stopping.clear()
-                app = GitLabApp(store, self._token, faults=self._faults, limiter=self._limiter)
+                app = GitLabApp(
+                    store, self._token, faults=self._faults, limiter=self._limiter,
+                    guest_token=self.guest_token, requests=self.requests,
+                )
                 server = _Server((self.host, self.port), app)
             except BaseException:
                 store.close()

@@ -218,3 +218,13 @@ def test_stop_releases_a_held_request(tmp_path: Path) -> None:
     caller.join(timeout=5)
     assert time.monotonic() - started < 10 and not caller.is_alive()  # the delay was 30 s
     assert outcome and outcome[0] != 200
+
+
+def test_server_error_does_not_wait_out_the_rate_limit_window(
+    sandbox: GitLabSandbox, client: GitLabClient
+) -> None:
+    """A 500 carries RateLimit-Reset like every answer, but is retried soon, not after the window."""
+    sandbox.inject_fault(r"/users$", "500", count=1)
+    with pytest.raises(GitLabError) as error:
+        client.user("model-migration-bot")
+    assert error.value.type == ErrorType.GITLAB_TRANSIENT and error.value.retry_after is None
