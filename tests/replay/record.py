@@ -28,7 +28,9 @@ from model_migration.temporal import binary
 from tests.temporal_fixtures import Engine
 from tests.workflows.support import CATALOG, REPLACED, SLOW, drive, model_for, start_feature, wait_issue
 from workflows import attributes
-from workflows.messages import Abort, ExtendDeadline, MigrationInput, Pause, Resume, Status, feature_workflow_id
+from workflows.messages import (
+    Abort, CompleteStage, ExtendDeadline, MigrationInput, Pause, Resume, Status, feature_workflow_id,
+)
 from workflows.migration import ModelMigrationWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -55,6 +57,9 @@ async def scenarios(engine: Engine, tag: str) -> dict[str, object]:
     model = model_for(f"{tag}c")
     request = MigrationInput(model=model, replaced=REPLACED, features=(CATALOG.feature("duo_chat"), CATALOG.feature("code_explanation")), tunables=SLOW)
     parent = await engine.client.start_workflow(ModelMigrationWorkflow.run, request, id=f"migration:{model.key}", task_queue=engine.task_queue)
+    while not (await parent.query("status", result_type=Status)).config_mr_url:
+        await asyncio.sleep(0.2)
+    await parent.execute_update("complete_stage", CompleteStage(stage=Stage.INIT, actor="ai-lead"))
     for name in ("duo_chat", "code_explanation"):
         child = engine.client.get_workflow_handle(feature_workflow_id(parent.id, name))
         while True:
@@ -65,6 +70,7 @@ async def scenarios(engine: Engine, tag: str) -> dict[str, object]:
                 pass
             await asyncio.sleep(0.2)
         await drive(child)
+        handles[f"migration_child_{name}"] = child
     await parent.result()
     handles["migration_two_features"] = parent
     return handles
