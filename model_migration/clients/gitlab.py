@@ -113,6 +113,14 @@ class _Gitlab(gitlab.Gitlab):
 
 
 _CAUGHT = (gitlab.exceptions.GitlabError, requests.RequestException)
+_USERS: dict[str, User] = {}
+_USERS_LOCK = threading.Lock()
+
+
+def forget_users() -> None:
+    """Drop remembered users (tests; or after an account was renamed)."""
+    with _USERS_LOCK:
+        _USERS.clear()
 _AUTH_HINTS = {
     401: "the token is invalid, expired or revoked",
     403: "the token needs the api scope and at least Reporter role",
@@ -351,10 +359,20 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin):
 
     @_gitlab_call("look up user {username!r}")
     def user(self, username: str) -> User:
+        """A user by username. Found users are remembered for the process (ids never change);
+        unknown ones are asked again, since the account may be created meanwhile."""
         name = username.removeprefix("@")
+        key = f"{self.url}#{name.lower()}"
+        with _USERS_LOCK:
+            known = _USERS.get(key)
+        if known is not None:
+            return known
         for found in self._gl.users.list(username=name, get_all=False):
             if str(found.username).lower() == name.lower():
-                return User(id=found.id, username=found.username, name=found.name or "")
+                user = User(id=found.id, username=found.username, name=found.name or "")
+                with _USERS_LOCK:
+                    _USERS[key] = user
+                return user
         raise GitLabError(
             f"GitLab user {name!r} does not exist; check the DRI/manager username in the catalog",
             type=ErrorType.GITLAB_NOT_FOUND,

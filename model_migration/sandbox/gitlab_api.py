@@ -186,7 +186,8 @@ class GitLabApi:
                     return False
             return True
 
-        issues = [i for i in self.store.select("issues", project_id=project["id"]) if keep(i)]
+        rows = self.store.select_containing("issues", _prefilter(search), project_id=project["id"])
+        issues = [i for i in rows if keep(i)]
         field = order_by if order_by in ("updated_at", "due_date", "title") else "created_at"
         present = [i for i in issues if i.get(field) is not None]
         missing = [i for i in issues if i.get(field) is None]  # GitLab sorts nulls last
@@ -227,7 +228,8 @@ class GitLabApi:
         }
         issue = self.store.insert_issue(project["id"], data)
         render = Renderer(self.store, req.base_url)
-        self.store.events.emit("issue", project["id"], issue_event(render, project, issue, self.me()))
+        if self.store.events.wanted(project["id"]):
+            self.store.events.emit("issue", project["id"], issue_event(render, project, issue, self.me()))
         return json_response(Renderer(self.store, req.base_url).issue(project, issue), 201)
 
     def update_issue(self, req: Request) -> Response:
@@ -269,8 +271,9 @@ class GitLabApi:
             issue["updated_at"] = now
             self.store.update("issues", issue)
         render = Renderer(self.store, req.base_url)
-        payload = issue_event(render, project, issue, self.me(), previous=previous)
-        self.store.events.emit("issue", project["id"], payload)
+        if self.store.events.wanted(project["id"]):
+            payload = issue_event(render, project, issue, self.me(), previous=previous)
+            self.store.events.emit("issue", project["id"], payload)
         return json_response(Renderer(self.store, req.base_url).issue(project, issue))
 
     def _assignee_ids(self, req: Request) -> list[int] | None:
@@ -314,8 +317,8 @@ class GitLabApi:
             data = {"body": body, "author_id": self.me()["id"], "created_at": now, "updated_at": now}
             note = self.store.insert("notes", data, project_id=project["id"], issue_iid=issue["iid"])
         render = Renderer(self.store, req.base_url)
-        payload = note_event(render, project, current, note, self.me())
-        self.store.events.emit("note", project["id"], payload)
+        if self.store.events.wanted(project["id"]):
+            self.store.events.emit("note", project["id"], note_event(render, project, current, note, self.me()))
         return json_response(Renderer(self.store, req.base_url).note(issue, note), 201)
 
     def _apply_commands(
@@ -362,6 +365,13 @@ def _search_columns(req: Request) -> list[str]:
     if any(column not in ("title", "description") for column in wanted):
         raise ApiError.not_valid_value("in")
     return wanted
+
+
+def _prefilter(query: str) -> list[str]:
+    """Search terms that appear verbatim in the stored JSON of any match: plain ASCII terms
+    that JSON does not escape. Others are left to ``_search_matches``."""
+    terms = [t.strip('"') for t in re.findall(r'"[^"]+"|\S+', " ".join(query.split()))]
+    return [t for t in terms if len(t) >= 3 and t.isascii() and t.isprintable() and '"' not in t and "\\" not in t]
 
 
 def _search_matches(query: str, texts: list[str]) -> bool:

@@ -92,6 +92,7 @@ class GitLabHooks:
         self._worker: threading.Thread | None = None
         self._worker_lock = threading.Lock()
         store.events.subscribe(self.on_event)
+        store.events.interested(lambda project_id: store.count("hooks", project_id=project_id) > 0)
 
     def register(self, router: Router) -> None:
         router.add("GET", f"{PROJECT}/hooks", self.list_hooks)

@@ -57,6 +57,14 @@ class Events:
 
     def __init__(self) -> None:
         self._listeners: list[Callable[[str, int, dict[str, Any]], None]] = []
+        self._interest: list[Callable[[int], bool]] = []
+
+    def wanted(self, project_id: int) -> bool:
+        """Whether anyone listens for this project, so an emitter can skip building a payload."""
+        return any(check(project_id) for check in self._interest)
+
+    def interested(self, check: Callable[[int], bool]) -> None:
+        self._interest.append(check)
 
     def subscribe(self, listener: Callable[[str, int, dict[str, Any]], None]) -> None:
         self._listeners.append(listener)
@@ -114,6 +122,17 @@ class Store:
             rows = self._conn.execute(
                 f"SELECT data FROM {table} WHERE {clause} ORDER BY id",  # noqa: S608
                 tuple(where.values()),
+            ).fetchall()
+        return [json.loads(row["data"]) for row in rows]
+
+    def select_containing(self, table: str, needles: list[str], **where: Any) -> list[dict[str, Any]]:
+        """As ``select``, keeping only rows whose stored JSON contains every needle
+        (case-insensitive): a cheap pre-filter, so a search does not decode every row."""
+        clause = " AND ".join([*(f"{column} = ?" for column in where), *("instr(lower(data), ?) > 0" for _ in needles)]) or "1"
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT data FROM {table} WHERE {clause} ORDER BY id",  # noqa: S608
+                (*where.values(), *(n.lower() for n in needles)),
             ).fetchall()
         return [json.loads(row["data"]) for row in rows]
 

@@ -290,3 +290,15 @@ def test_unreachable_gitlab_is_transient() -> None:
         client.get_issue(1)
     assert caught.value.type == ErrorType.GITLAB_TRANSIENT
     assert caught.value.retryable and "secret-token" not in caught.value.message
+
+
+def test_found_users_are_remembered_unknown_ones_are_asked_again(gitlab_client) -> None:  # type: ignore[no-untyped-def]
+    """A known username costs one request per process; an unknown one is asked every time."""
+    first = gitlab_client.calls
+    gitlab_client.user("bot")
+    gitlab_client.user("bot")
+    assert gitlab_client.calls == first + 1
+    for _ in range(2):
+        with pytest.raises(GitLabError):
+            gitlab_client.user("nobody-here")
+    assert gitlab_client.calls == first + 3
