@@ -75,13 +75,14 @@ class GitLabApp:
         # As nginx in front of GitLab does: python-gitlab asks for "/features//name".
         req.path = re.sub("/{2,}", "/", req.path).rstrip("/")
         token_key = hashlib.sha256(self._given(req).encode()).hexdigest()
+        arrived = time.time()  # the limiter's clock: when the request came in, not when it was answered
         allowed, rate_headers = self.limiter.hit(token_key)
         if allowed:
             response = self._answer(req, admin=True, faults=True)
         else:
             response = json_response({"message": "Retry later"}, 429)
         response.headers = {**rate_headers, **response.headers}
-        self.requests.add(req.method, req.path, response.status, token_key[:12])
+        self.requests.add(arrived, req.method, req.path, response.status, token_key[:12])
         return response
 
     def _answer(self, req: Request, *, admin: bool, faults: bool = False) -> Response:
@@ -136,9 +137,9 @@ class RequestLog:
         self._lock = threading.Lock()
         self._entries: deque[tuple[float, str, str, int, str]] = deque(maxlen=size)
 
-    def add(self, method: str, path: str, status: int, token: str) -> None:
+    def add(self, at: float, method: str, path: str, status: int, token: str) -> None:
         with self._lock:
-            self._entries.append((time.time(), method, path, status, token))
+            self._entries.append((at, method, path, status, token))
 
     def entries(self) -> list[tuple[float, str, str, int, str]]:
         with self._lock:

@@ -150,11 +150,11 @@ async def test_chaos_five_migrations_leave_one_of_everything(engine: Engine, git
 async def test_rate_limited_migration_completes_without_sending_while_told_to_wait(engine: Engine, gitlab_sandbox) -> None:  # type: ignore[no-untyped-def]
     """With 60 requests a minute, a 3-feature migration finishes; after a 429 nothing is sent until reset."""
     server = gitlab_sandbox.server
+    started = time.time()  # before the limit: the window opens with the first request after it
     server.set_rate_limit(60, 60)
-    started = time.time()
     other = GitLabClient(gitlab_sandbox.url, gitlab_sandbox.token, gitlab_sandbox.project_path)
     for _ in range(40):  # someone else uses the same bot token: the migration will cross the budget
-        other.user("bot")
+        other.find_issue("someone else's search", "no marker")
     try:
         result = await run_migration(engine, f"limited{uuid.uuid4().hex[:5]}")
     finally:
