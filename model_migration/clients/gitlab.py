@@ -6,17 +6,12 @@ Only Temporal retries. python-gitlab's own retries and its sleep on 429 are swit
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import inspect
-import re
 import threading
 import time
 from collections.abc import Callable
 from datetime import date
-from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar, cast
-from urllib.parse import quote
+from typing import Any
 
 import gitlab
 import gitlab.exceptions
@@ -26,14 +21,20 @@ from pydantic import SecretStr
 from requests.structures import CaseInsensitiveDict
 
 from model_migration.clients.gitlab_epics import EpicsMixin
+from model_migration.clients.gitlab_errors import (
+    gitlab_call,
+    retry_after_seconds,
+)
 from model_migration.clients.gitlab_flags import FlagsMixin
 from model_migration.clients.gitlab_repository import RepositoryMixin
+from model_migration.clients.gitlab_shapes import issue as _issue
+from model_migration.clients.gitlab_shapes import note as _note
+from model_migration.clients.gitlab_shapes import with_marker as _with_marker
 from model_migration.domain.errors import ErrorType, GitLabError
 from model_migration.domain.models import Issue, IssueDraft, Note, User, marker_comment
 
 log = structlog.get_logger(__name__)
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class WaitGate:
@@ -66,7 +67,7 @@ class WaitGate:
     def observe(cls, key: str, status: int, headers: Any, now: float | None = None) -> None:
         now = now if now is not None else time.time()
         if status == 429:
-            wait = _retry_after(headers)
+            wait = retry_after_seconds(headers)
             cls.hold(key, now + (wait if wait is not None else 1.0))
         elif str(headers.get("RateLimit-Remaining", "")).strip() == "0":
             reset = headers.get("RateLimit-Reset")
@@ -112,7 +113,6 @@ class _Gitlab(gitlab.Gitlab):
             raise
 
 
-_CAUGHT = (gitlab.exceptions.GitlabError, requests.RequestException)
 _USERS: dict[str, User] = {}
 _USERS_LOCK = threading.Lock()
 
@@ -121,94 +121,8 @@ def forget_users() -> None:
     """Drop remembered users (tests; or after an account was renamed)."""
     with _USERS_LOCK:
         _USERS.clear()
-_AUTH_HINTS = {
-    401: "the token is invalid, expired or revoked",
-    403: "the token needs the api scope and at least Reporter role",
-}
 _OLDEST_FIRST = {"sort": "asc", "order_by": "created_at"}
-_TOKEN_LIKE = re.compile(r"\b(gl[a-z]{1,6}-[A-Za-z0-9_\-]{16,})|(private_token=)[^&\s]+")
 
-
-def to_domain_error(
-    exc: BaseException,
-    operation: str = "call the GitLab API",
-    *,
-    target: str = "",
-    secret: str | None = None,
-) -> GitLabError:
-    """Map a python-gitlab or requests failure to one ``GitLabError``: one line, no token."""
-    if isinstance(exc, GitLabError):
-        return exc
-    where = f" in {target}" if target else ""
-    status: int | None = None
-    retry_after: float | None = None
-    if isinstance(exc, gitlab.exceptions.GitlabError) and exc.response_code is not None:
-        status = exc.response_code
-        detail = _detail(exc.error_message)
-        said = f"; GitLab said: {detail}" if detail and not detail.startswith(str(status)) else ""
-        if status in _AUTH_HINTS:
-            kind = ErrorType.GITLAB_AUTH
-            verb = "rejected the token for" if status == 401 else "refused"
-            text = f"GitLab {verb} {operation}{where} ({status}): {_AUTH_HINTS[status]}{said}"
-        elif status == 404:
-            kind = ErrorType.GITLAB_NOT_FOUND
-            text = f"GitLab found nothing for {operation}{where} (404): {detail or 'Not Found'}"
-        elif status == 409:
-            kind = ErrorType.GITLAB_CONFLICT
-            text = f"GitLab reported a conflict for {operation}{where} (409): {detail}"
-        elif status == 429 or status >= 500:
-            kind = ErrorType.GITLAB_TRANSIENT
-            retry_after = _retry_after(_response_headers(exc), rate_limited=status == 429)
-            wait = f"; retry after {retry_after:g}s" if retry_after is not None else ""
-            reason = "rate-limited" if status == 429 else "failed"
-            text = f"GitLab {reason} {operation}{where} ({status}): {detail}{wait}"
-        else:  # 400, 422 and any other client error: sending it again will not help
-            kind = ErrorType.GITLAB_INVALID
-            text = f"GitLab rejected {operation}{where} as invalid ({status}): {detail}"
-    elif isinstance(
-        exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
-    ):
-        kind = ErrorType.GITLAB_TRANSIENT
-        text = f"Could not reach GitLab to {operation}{where}: {type(exc).__name__}: {_detail(exc)}"
-    elif isinstance(exc, gitlab.exceptions.GitlabParsingError):
-        kind = ErrorType.GITLAB_TRANSIENT  # typically a proxy's HTML page instead of JSON
-        text = f"GitLab answered {operation}{where} with something that is not JSON: {exc}"
-    else:
-        kind = ErrorType.GITLAB_INVALID  # a redirect, a malformed URL: configuration problems
-        text = f"GitLab call {operation}{where} failed: {type(exc).__name__}: {_detail(exc)}"
-    return GitLabError(
-        _scrub(_one_line(text), secret), type=kind, status=status, retry_after=retry_after
-    )
-
-
-def _gitlab_call(operation: str) -> Callable[[F], F]:
-    """Turn every vendor failure of a method into ``GitLabError``. ``operation`` is formatted
-    with the method's arguments, e.g. ``"update issue #{iid}"``."""
-
-    def wrap(method: F) -> F:
-        signature = inspect.signature(method)
-
-        @functools.wraps(method)
-        def wrapper(self: GitLabClient, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return method(self, *args, **kwargs)
-            except _CAUGHT as exc:
-                bound = signature.bind(self, *args, **kwargs).arguments
-                error = to_domain_error(
-                    exc,
-                    operation.format(**bound),
-                    target=self.project_path,
-                    secret=self._gl.private_token,
-                )
-                log.debug(
-                    "gitlab_call_failed", error_type=str(error.type), status=error.status,
-                    retry_after=error.retry_after, error=error.message,
-                )  # fmt: skip
-                raise error from exc
-
-        return cast(F, wrapper)
-
-    return wrap
 
 
 class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin):
@@ -260,7 +174,7 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin):
 
     # -- issues ------------------------------------------------------------------------------
 
-    @_gitlab_call("find issue {title!r}")
+    @gitlab_call("find issue {title!r}")
     def find_issue(self, title: str, marker: str, labels: list[str] | None = None) -> Issue | None:
         """The issue carrying ``marker``, among those whose title matches ``title``."""
         wanted = marker_comment(marker)
@@ -273,7 +187,7 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin):
                 return _issue(found.attributes)
         return None
 
-    @_gitlab_call("create issue {draft.title!r}")
+    @gitlab_call("create issue {draft.title!r}")
     def create_issue(self, draft: IssueDraft) -> Issue:
         data: dict[str, Any] = {
             "title": draft.title,
@@ -297,11 +211,11 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin):
         found = self.find_issue(draft.title, draft.marker)
         return found if found is not None else self.create_issue(draft)
 
-    @_gitlab_call("get issue #{iid}")
+    @gitlab_call("get issue #{iid}")
     def get_issue(self, iid: int) -> Issue:
         return _issue(self._project.issues.get(iid).attributes)
 
-    @_gitlab_call("update issue #{iid}")
+    @gitlab_call("update issue #{iid}")
     def update_issue(
         self,
         iid: int,
@@ -331,7 +245,7 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin):
 
     # -- notes -------------------------------------------------------------------------------
 
-    @_gitlab_call("find note on issue #{iid}")
+    @gitlab_call("find note on issue #{iid}")
     def find_note(self, iid: int, marker: str) -> Note | None:
         wanted = marker_comment(marker)
         notes = self._notes(iid).list(iterator=True, per_page=100, **_OLDEST_FIRST)
@@ -340,13 +254,13 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin):
                 return _note(found.attributes)
         return None
 
-    @_gitlab_call("create note on issue #{iid}")
+    @gitlab_call("create note on issue #{iid}")
     def create_note(self, iid: int, body: str, marker: str | None = None) -> Note:
         if marker:
             body = _with_marker(body, marker)
         return _note(self._notes(iid).create({"body": body}).attributes)
 
-    @_gitlab_call("list notes on issue #{iid}")
+    @gitlab_call("list notes on issue #{iid}")
     def list_notes(self, iid: int) -> list[Note]:
         """Comments oldest first; GitLab's system notes ("closed", "added label") are left out."""
         notes = self._notes(iid).list(get_all=True, per_page=100, **_OLDEST_FIRST)
@@ -357,7 +271,7 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin):
 
     # -- users and labels --------------------------------------------------------------------
 
-    @_gitlab_call("look up user {username!r}")
+    @gitlab_call("look up user {username!r}")
     def user(self, username: str) -> User:
         """A user by username. Found users are remembered for the process (ids never change);
         unknown ones are asked again, since the account may be created meanwhile."""
@@ -379,98 +293,10 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin):
             status=404,
         )
 
-    @_gitlab_call("ensure label {name!r}")
+    @gitlab_call("ensure label {name!r}")
     def ensure_label(self, name: str, color: str, description: str = "") -> None:
         try:
             self._project.labels.create({"name": name, "color": color, "description": description})
         except gitlab.exceptions.GitlabCreateError as exc:
             if exc.response_code != 409:  # 409: the label already exists, which is the goal
                 raise
-
-
-def _issue(data: dict[str, Any]) -> Issue:
-    return Issue(
-        id=data["id"],
-        iid=data["iid"],
-        project_id=data["project_id"],
-        title=data["title"],
-        description=data.get("description") or "",
-        state=data.get("state") or "opened",
-        # Plain names, or objects when a caller asked for with_labels_details.
-        labels=[x if isinstance(x, str) else x["name"] for x in data.get("labels") or []],
-        web_url=data.get("web_url") or "",
-        assignee_ids=[assignee["id"] for assignee in data.get("assignees") or []],
-        due_date=data.get("due_date"),
-        confidential=bool(data.get("confidential")),
-    )
-
-
-def _note(data: dict[str, Any]) -> Note:
-    return Note(id=data["id"], body=data.get("body") or "", created_at=data.get("created_at"))
-
-
-def _with_marker(text: str, marker: str) -> str:
-    comment = marker_comment(marker)
-    if comment in text:
-        return text
-    return f"{text.rstrip()}\n\n{comment}" if text.strip() else comment
-
-
-def _detail(message: Any) -> str:
-    """GitLab's error body: a string, or ``{field: [problems]}`` for validation errors."""
-    if isinstance(message, dict):
-        parts = []
-        for field, problems in message.items():
-            problems = problems if isinstance(problems, list) else [problems]
-            parts.append(f"{field} {', '.join(str(p) for p in problems)}")
-        message = "; ".join(parts)
-    elif isinstance(message, bytes):
-        message = message.decode(errors="replace")
-    text = _one_line(str(message or ""))
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _response_headers(exc: BaseException) -> Any:
-    """The headers ``_Gitlab`` pinned on the original error; python-gitlab re-raises it
-    wrapped (``GitlabGetError`` from ``GitlabHttpError``), so look down the chain."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        headers = getattr(seen, "response_headers", None)
-        if headers is not None:
-            return headers
-        seen = seen.__cause__ or seen.__context__
-    return {}
-
-
-def _retry_after(headers: Any, *, rate_limited: bool = True) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds or an HTTP date); for a 429 without it,
-    until ``RateLimit-Reset``. GitLab sends ``RateLimit-Reset`` on every answer, so a 5xx must
-    not read it: that would make every server error wait out the rate-limit window."""
-    value = headers.get("Retry-After")
-    if value:
-        try:
-            return max(float(value), 0.0)
-        except ValueError:
-            pass
-        try:
-            return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
-        except (TypeError, ValueError):
-            pass
-    reset = headers.get("RateLimit-Reset") if rate_limited else None
-    if reset:
-        try:
-            return max(float(reset) - time.time(), 0.0)
-        except ValueError:
-            pass
-    return None
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _scrub(text: str, secret: str | None) -> str:
-    if secret:
-        for form in {secret, quote(secret, safe="")}:
-            text = text.replace(form, "[REDACTED]")
-    return _TOKEN_LIKE.sub(lambda m: (m.group(2) or "") + "[REDACTED]", text)

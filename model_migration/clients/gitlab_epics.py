@@ -6,20 +6,22 @@ earlier attempt created instead of creating it twice.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from datetime import date
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any
 
 import gitlab.exceptions
 
+from model_migration.clients.gitlab_errors import gitlab_call
+from model_migration.clients.gitlab_shapes import issue as to_issue, with_marker
 from model_migration.domain.errors import ErrorType, GitLabError
-from model_migration.domain.models import Epic, EpicDraft, Hook, Issue, IssueLink, marker_comment
-
-if TYPE_CHECKING:
-    from types import ModuleType
-
-F = TypeVar("F", bound=Callable[..., Any])
+from model_migration.domain.models import (
+    Epic,
+    EpicDraft,
+    Hook,
+    Issue,
+    IssueLink,
+    marker_comment,
+)
 
 #: Webhook event switches, as GitLab names them without the ``_events`` suffix.
 HOOK_EVENTS = (
@@ -28,29 +30,6 @@ HOOK_EVENTS = (
 )  # fmt: skip
 
 
-def _client() -> ModuleType:
-    # gitlab.py imports this module for GitLabClient's bases, so its helpers are looked up
-    # when first needed rather than at import time (either module may be imported first).
-    from model_migration.clients import gitlab as client
-
-    return client
-
-
-def _gitlab_call(operation: str) -> Callable[[F], F]:
-    """``gitlab._gitlab_call`` (vendor errors → ``GitLabError``), bound on first call."""
-
-    def wrap(method: F) -> F:
-        bound: list[Callable[..., Any]] = []
-
-        @functools.wraps(method)
-        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            if not bound:
-                bound.append(_client()._gitlab_call(operation)(method))
-            return bound[0](self, *args, **kwargs)
-
-        return cast(F, wrapper)
-
-    return wrap
 
 
 class EpicsMixin:
@@ -72,7 +51,7 @@ class EpicsMixin:
 
     # -- epics -------------------------------------------------------------------------------
 
-    @_gitlab_call("find epic {title!r}")
+    @gitlab_call("find epic {title!r}")
     def find_epic(self, title: str, marker: str) -> Epic | None:
         """The epic carrying ``marker``, among those whose title or description match ``title``."""
         wanted = marker_comment(marker)
@@ -82,11 +61,11 @@ class EpicsMixin:
                 return _epic(epic.attributes)
         return None
 
-    @_gitlab_call("create epic {draft.title!r}")
+    @gitlab_call("create epic {draft.title!r}")
     def create_epic(self, draft: EpicDraft) -> Epic:
         data: dict[str, Any] = {
             "title": draft.title,
-            "description": _client()._with_marker(draft.description, draft.marker),
+            "description": with_marker(draft.description, draft.marker),
         }
         if draft.labels:
             data["labels"] = ",".join(draft.labels)
@@ -99,11 +78,11 @@ class EpicsMixin:
         found = self.find_epic(draft.title, draft.marker)
         return found if found is not None else self.create_epic(draft)
 
-    @_gitlab_call("get epic &{iid}")
+    @gitlab_call("get epic &{iid}")
     def get_epic(self, iid: int) -> Epic:
         return _epic(self._group().epics.get(iid).attributes)
 
-    @_gitlab_call("update epic &{iid}")
+    @gitlab_call("update epic &{iid}")
     def update_epic(
         self,
         iid: int,
@@ -130,7 +109,7 @@ class EpicsMixin:
             return self.get_epic(iid)
         return _epic(self._group().epics.update(iid, changes))
 
-    @_gitlab_call("add issue {issue_id} to epic &{epic_iid}")
+    @gitlab_call("add issue {issue_id} to epic &{epic_iid}")
     def add_issue_to_epic(self, epic_iid: int, issue_id: int) -> int:
         """Put the issue (by its global ``id``, not its iid) in the epic; the ``epic_issue_id``.
 
@@ -147,15 +126,14 @@ class EpicsMixin:
                     return int(listed.attributes["epic_issue_id"])
             raise
 
-    @_gitlab_call("list issues of epic &{epic_iid}")
+    @gitlab_call("list issues of epic &{epic_iid}")
     def epic_issues(self, epic_iid: int) -> list[Issue]:
         epic = self._group().epics.get(epic_iid, lazy=True)
-        issue = _client()._issue
-        return [issue(found.attributes) for found in epic.issues.list(get_all=True, per_page=100)]
+        return [to_issue(found.attributes) for found in epic.issues.list(get_all=True, per_page=100)]
 
     # -- issue links -------------------------------------------------------------------------
 
-    @_gitlab_call("link issue #{iid} to #{target_iid}")
+    @gitlab_call("link issue #{iid} to #{target_iid}")
     def ensure_issue_link(
         self,
         iid: int,
@@ -189,7 +167,7 @@ class EpicsMixin:
             type=ErrorType.GITLAB_TRANSIENT,
         )
 
-    @_gitlab_call("link issue #{iid} to #{target_iid}")
+    @gitlab_call("link issue #{iid} to #{target_iid}")
     def link_issues(self, iid: int, target_iid: int, link_type: str = "relates_to") -> bool:
         """Link two issues of this project in one request; False if they were linked already."""
         data = {"target_project_id": self.project_path, "target_issue_iid": target_iid, "link_type": link_type}
@@ -209,7 +187,7 @@ class EpicsMixin:
 
     # -- webhooks ----------------------------------------------------------------------------
 
-    @_gitlab_call("ensure webhook")
+    @gitlab_call("ensure webhook")
     def ensure_hook(self, url: str, token: str, events: list[str]) -> Hook:
         """The project's hook for ``url``, with exactly ``events`` on (e.g. ``["issues",
         "note"]``) and ``token``. An existing hook is updated in place (its token cannot be
@@ -225,11 +203,11 @@ class EpicsMixin:
                 return _hook(self._project.hooks.update(found.id, data))
         return _hook(self._project.hooks.create(data).attributes)
 
-    @_gitlab_call("list webhooks")
+    @gitlab_call("list webhooks")
     def list_hooks(self) -> list[Hook]:
         return [_hook(h.attributes) for h in self._project.hooks.list(get_all=True, per_page=100)]
 
-    @_gitlab_call("delete webhook {hook_id}")
+    @gitlab_call("delete webhook {hook_id}")
     def delete_hook(self, hook_id: int) -> None:
         """Remove the hook; a hook that is already gone is fine."""
         try:

@@ -1,7 +1,7 @@
 """Feature flags through python-gitlab: GitLab's instance flags (admin) and project flags.
 
 Mixed into ``GitLabClient``; methods use its ``_gl`` and ``_project`` and map every failure to
-``GitLabError`` with ``_gitlab_call``.
+``GitLabError`` with ``gitlab_call``.
 
 python-gitlab's ``FeatureManager.set`` has no ``key`` parameter, but its ``**kwargs`` reach
 ``http_request``, which sends them as query parameters; GitLab (Grape) reads query and body
@@ -10,36 +10,18 @@ parameters alike, so ``key`` arrives. ``tests/clients/test_gitlab_flags.py`` pro
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import gitlab.exceptions
 
+from model_migration.clients.gitlab_errors import gitlab_call
 from model_migration.domain.errors import ErrorType, GitLabError
-from model_migration.domain.models import FlagGate, FlagStrategy, InstanceFlag, ProjectFlag
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _call(operation: str) -> Callable[[F], F]:
-    """``gitlab._gitlab_call``, bound on first call: gitlab.py imports this module for
-    ``GitLabClient``'s bases, so it cannot be imported from here at import time."""
-
-    def wrap(method: F) -> F:
-        bound: list[Callable[..., Any]] = []
-
-        @functools.wraps(method)
-        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            if not bound:
-                from model_migration.clients import gitlab as client
-
-                bound.append(client._gitlab_call(operation)(method))
-            return bound[0](self, *args, **kwargs)
-
-        return cast(F, wrapper)
-
-    return wrap
+from model_migration.domain.models import (
+    FlagGate,
+    FlagStrategy,
+    InstanceFlag,
+    ProjectFlag,
+)
 
 
 class FlagsMixin:
@@ -50,7 +32,7 @@ class FlagsMixin:
 
     # -- instance feature flags (admin) ------------------------------------------------------
 
-    @_call("set feature flag {name!r}")
+    @gitlab_call("set feature flag {name!r}")
     def set_feature(
         self,
         name: str,
@@ -74,23 +56,23 @@ class FlagsMixin:
         )  # fmt: skip
         return _instance_flag(found.attributes)
 
-    @_call("read feature flag {name!r}")
+    @gitlab_call("read feature flag {name!r}")
     def get_feature(self, name: str) -> InstanceFlag | None:
         """GitLab has no ``GET /features/:name``: this lists and picks (``None`` if unset)."""
         return next((flag for flag in self.list_features() if flag.name == name), None)
 
-    @_call("list feature flags")
+    @gitlab_call("list feature flags")
     def list_features(self) -> list[InstanceFlag]:
         return [_instance_flag(f.attributes) for f in self._gl.features.list(get_all=True)]
 
-    @_call("delete feature flag {name!r}")
+    @gitlab_call("delete feature flag {name!r}")
     def delete_feature(self, name: str) -> None:
         """Idempotent: GitLab answers 204 whether or not the flag exists."""
         self._gl.features.delete(name)
 
     # -- project (Unleash) feature flags -----------------------------------------------------
 
-    @_call("read project feature flag {name!r}")
+    @gitlab_call("read project feature flag {name!r}")
     def get_project_flag(self, name: str) -> ProjectFlag | None:
         try:
             return _project_flag(self._project.feature_flags.get(name).attributes)
@@ -99,7 +81,7 @@ class FlagsMixin:
                 return None
             raise
 
-    @_call("ensure project feature flag {name!r}")
+    @gitlab_call("ensure project feature flag {name!r}")
     def ensure_project_flag(
         self, name: str, description: str, strategies: list[FlagStrategy]
     ) -> ProjectFlag:
@@ -124,7 +106,7 @@ class FlagsMixin:
                     return again
             raise
 
-    @_call("update project feature flag {name!r}")
+    @gitlab_call("update project feature flag {name!r}")
     def update_project_flag(
         self, name: str, *, active: bool | None = None, strategies: list[FlagStrategy] | None = None
     ) -> ProjectFlag:
@@ -140,7 +122,7 @@ class FlagsMixin:
             return self._require_flag(name)
         return _project_flag(self._project.feature_flags.update(name, changes))
 
-    @_call("set project feature flag {name!r} to {percentage}%")
+    @gitlab_call("set project feature flag {name!r} to {percentage}%")
     def set_project_flag_percentage(
         self, name: str, percentage: int, strategy: str = "gradualRolloutUserId"
     ) -> ProjectFlag:
@@ -175,7 +157,7 @@ class FlagsMixin:
         payload = {"strategies": _replacing(current, [wanted])}
         return _project_flag(self._project.feature_flags.update(name, payload))
 
-    @_call("delete project feature flag {name!r}")
+    @gitlab_call("delete project feature flag {name!r}")
     def delete_project_flag(self, name: str) -> None:
         """Idempotent: a flag that is already gone is fine."""
         try:

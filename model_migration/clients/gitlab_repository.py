@@ -6,45 +6,15 @@ for what an earlier attempt made before they make it.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from collections.abc import Mapping
+from typing import Any
 
 import gitlab.exceptions
 
+from model_migration.clients.gitlab_errors import gitlab_call
 from model_migration.domain.errors import ErrorType, GitLabError
 from model_migration.domain.models import Branch, Commit, Job, MergeRequest, Pipeline
-
-if TYPE_CHECKING:
-    from types import ModuleType
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _client() -> ModuleType:
-    # gitlab.py imports this module for GitLabClient's bases, so its helpers are looked up
-    # when first needed rather than at import time (either module may be imported first).
-    from model_migration.clients import gitlab as client
-
-    return client
-
-
-def _gitlab_call(operation: str) -> Callable[[F], F]:
-    """``gitlab._gitlab_call`` (vendor errors → ``GitLabError``), bound on first call."""
-
-    def wrap(method: F) -> F:
-        bound: list[Callable[..., Any]] = []
-
-        @functools.wraps(method)
-        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            if not bound:
-                bound.append(_client()._gitlab_call(operation)(method))
-            return bound[0](self, *args, **kwargs)
-
-        return cast(F, wrapper)
-
-    return wrap
 
 
 def git_blob_id(content: bytes) -> str:
@@ -61,7 +31,7 @@ class RepositoryMixin:
 
     # -- branches, commits, files ------------------------------------------------------------
 
-    @_gitlab_call("ensure branch {name!r}")
+    @gitlab_call("ensure branch {name!r}")
     def ensure_branch(self, name: str, ref: str = "main") -> Branch:
         """The branch ``name``; created from ``ref`` if it does not exist yet."""
         try:
@@ -76,7 +46,7 @@ class RepositoryMixin:
                 return _branch(self._project.branches.get(name).attributes)  # a concurrent create
             raise
 
-    @_gitlab_call("commit {message!r} to branch {branch!r}")
+    @gitlab_call("commit {message!r} to branch {branch!r}")
     def commit_files(self, branch: str, message: str, files: Mapping[str, str]) -> Commit:
         """One commit that makes each path hold its content; none if they all already do.
 
@@ -93,7 +63,7 @@ class RepositoryMixin:
         data = {"branch": branch, "commit_message": message, "actions": actions}
         return _commit(self._project.commits.create(data).attributes)
 
-    @_gitlab_call("read file {path!r} at {ref!r}")
+    @gitlab_call("read file {path!r} at {ref!r}")
     def read_file(self, path: str, ref: str = "main") -> str | None:
         """The file's text, or ``None`` if ``ref`` has no such file."""
         try:
@@ -106,7 +76,7 @@ class RepositoryMixin:
 
     # -- merge requests ----------------------------------------------------------------------
 
-    @_gitlab_call("find merge request from {source_branch!r}")
+    @gitlab_call("find merge request from {source_branch!r}")
     def find_merge_request(self, source_branch: str) -> MergeRequest | None:
         """The open merge request from ``source_branch``, else its newest one in any state."""
         found = self._project.mergerequests.list(
@@ -118,7 +88,7 @@ class RepositoryMixin:
         chosen = (opened or found)[:1]
         return _merge_request(chosen[0].attributes) if chosen else None
 
-    @_gitlab_call("create merge request from {source_branch!r}")
+    @gitlab_call("create merge request from {source_branch!r}")
     def create_merge_request(
         self,
         source_branch: str,
@@ -161,34 +131,34 @@ class RepositoryMixin:
                 raise
             return again
 
-    @_gitlab_call("get merge request !{iid}")
+    @gitlab_call("get merge request !{iid}")
     def get_merge_request(self, iid: int) -> MergeRequest:
         return _merge_request(self._project.mergerequests.get(iid).attributes)
 
-    @_gitlab_call("merge merge request !{iid}")
+    @gitlab_call("merge merge request !{iid}")
     def merge_merge_request(self, iid: int) -> MergeRequest:
         mr = self._project.mergerequests.get(iid, lazy=True)
         return _merge_request(mr.merge())
 
     # -- pipelines ---------------------------------------------------------------------------
 
-    @_gitlab_call("create a pipeline on {ref!r}")
+    @gitlab_call("create a pipeline on {ref!r}")
     def create_pipeline(self, ref: str, variables: Mapping[str, str] | None = None) -> Pipeline:
         pairs = [{"key": k, "value": str(v)} for k, v in sorted((variables or {}).items())]
         return _pipeline(
             self._project.pipelines.create({"ref": ref, "variables": pairs}).attributes
         )
 
-    @_gitlab_call("get pipeline {pipeline_id}")
+    @gitlab_call("get pipeline {pipeline_id}")
     def get_pipeline(self, pipeline_id: int) -> Pipeline:
         return _pipeline(self._project.pipelines.get(pipeline_id).attributes)
 
-    @_gitlab_call("list the jobs of pipeline {pipeline_id}")
+    @gitlab_call("list the jobs of pipeline {pipeline_id}")
     def pipeline_jobs(self, pipeline_id: int) -> list[Job]:
         pipeline = self._project.pipelines.get(pipeline_id, lazy=True)
         return [_job(job.attributes) for job in pipeline.jobs.list(get_all=True, per_page=100)]
 
-    @_gitlab_call("download artifact {path!r} of job {job_id}")
+    @gitlab_call("download artifact {path!r} of job {job_id}")
     def job_artifact(self, job_id: int, path: str) -> bytes:
         return bytes(self._project.jobs.get(job_id, lazy=True).artifact(path))
 
