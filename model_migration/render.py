@@ -19,9 +19,8 @@ def _when(at: datetime) -> str:
 
 def _relative(at: datetime, now: datetime) -> str:
     delta = at - now
-    word = "in" if delta.total_seconds() >= 0 else "ago"
     text = humanize_delta(delta)
-    return f"in {text}" if word == "in" else f"{text} ago"
+    return f"in {text}" if delta.total_seconds() >= 0 else f"{text} ago"
 
 
 def status(console: Console, st: Status, now: datetime | None = None) -> None:

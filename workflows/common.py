@@ -31,7 +31,8 @@ class GitLabBlocked(Exception):
     """A GitLab call failed for good (auth, not found, invalid): a person must act."""
 
 
-async def call(activity: Activity, arg: BaseModel, result: type[T], timeout: timedelta) -> T:
+async def call(activity: Activity, arg: BaseModel, result: type[T] | None, timeout: timedelta) -> T:
+    """Run an activity; a permanent failure (non-retryable) becomes ``GitLabBlocked``."""
     try:
         return await workflow.execute_activity(
             activity.value,

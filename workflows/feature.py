@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from model_migration.domain.escalation import EscalationKind, PlannedEscalation, after_firing, next_escalation
     from model_migration.domain.models import IssueDraft, IssueRef
     from workflows.common import (
-        BLOCKED_NOTICE_PATCH, ISSUE_LINK_PATCH, RETRY, GitLabBlocked, Journal, call, notify, utc_date,
+        BLOCKED_NOTICE_PATCH, ISSUE_LINK_PATCH, GitLabBlocked, Journal, call, notify, utc_date,
     )
     from workflows.feature_state import FeatureState
     from workflows.messages import (
@@ -120,9 +120,7 @@ class FeatureMigrationWorkflow:
     async def _link_to_tracking_issue(self) -> None:
         assert self.s.issue is not None and self.input.tracking_issue is not None
         link = IssueLinkInput(iid=self.input.tracking_issue.iid, target_iid=self.s.issue.iid)
-        await workflow.execute_activity(
-            Activity.ENSURE_ISSUE_LINK.value, link, start_to_close_timeout=self._timeout, retry_policy=RETRY,
-        )
+        await call(Activity.ENSURE_ISSUE_LINK, link, None, self._timeout)
 
     async def _flush(self) -> None:
         if self.s.issue is None:

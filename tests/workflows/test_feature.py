@@ -11,7 +11,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from model_migration.domain.escalation import EscalationKind
 from model_migration.domain.stages import Stage
 from tests.temporal_fixtures import Engine
-from tests.workflows.support import drive, start_feature, status, wait_issue
+from tests.workflows.support import CATALOG, drive, start_feature, status, wait_issue
 from workflows.messages import (
     Abort, CompleteStage, ExtendDeadline, Pause, ReportEvaluation, ReportRollout, Resume, Verdict,
 )
@@ -136,8 +136,6 @@ async def test_status_query_contents(engine: Engine, unique: str) -> None:
     assert [d.stage for d in st.deadlines] == [Stage.IMPLEMENT, Stage.EVALUATE, Stage.ROLLOUT, Stage.CLEANUP]
     assert st.next_escalation is not None and st.next_escalation.kind == EscalationKind.REMINDER
     assert st.pending_action is not None and st.pending_action.command == "complete_stage implement"
-    from tests.workflows.support import CATALOG
-
     assert st.pending_action.owner == CATALOG.feature("duo_chat").dri
     await handle.execute_update("complete_stage", CompleteStage(stage=Stage.IMPLEMENT, actor="achen", prompt_version="2.1.0-dev", flag_name="duo_chat_sonnet_45"))
     st = await status(handle)

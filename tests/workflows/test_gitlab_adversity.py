@@ -20,6 +20,7 @@ from activities.notify import NotifyActivities
 from model_migration.clients.gitlab import GitLabClient
 from model_migration.clients.notifier import LogNotifier
 from model_migration.domain.escalation import EscalationKind
+from model_migration.domain.gateway import config_branch
 from model_migration.domain.stages import Stage
 from tests.temporal_fixtures import Engine, assert_eventually
 from tests.workflows.support import CATALOG, REPLACED, SLOW, drive, model_for, start_feature, status, wait_issue
@@ -141,8 +142,6 @@ async def test_chaos_five_migrations_leave_one_of_everything(engine: Engine, git
         links = gl._project.issues.get(tracking["iid"], lazy=True).links.list(get_all=True)  # noqa: SLF001
         assert len(links) == 3 and len({link.iid for link in links}) == 3
         migration = f"migration:{model_for(tag).key}"
-        from model_migration.domain.gateway import config_branch
-
         requests = gl._project.mergerequests.list(source_branch=config_branch(migration), state="all", get_all=True)  # noqa: SLF001
         assert len(requests) == 1
 
