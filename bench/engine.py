@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 import worker as worker_module  # noqa: E402
 from activities.gitlab import GitLabActivities  # noqa: E402
 from bench import baseline  # noqa: E402
-from bench.baseline_payloads import BaselineInput, BaselineResult, Step, StepResult  # noqa: E402
+from bench.baseline_payloads import BaselineInput, Step, StepResult  # noqa: E402
 from model_migration.catalog import load_catalog  # noqa: E402
 from model_migration.clients.gitlab import GitLabClient  # noqa: E402
 from model_migration.devserver import free_port  # noqa: E402
@@ -52,7 +52,7 @@ from model_migration.temporal import binary  # noqa: E402
 from workflows import attributes  # noqa: E402
 from workflows.feature import FeatureMigrationWorkflow  # noqa: E402
 from workflows.messages import (  # noqa: E402
-    CommandResult, CompleteStage, FeatureMigrationInput, FeatureOutcome, MetricResult, MigrationInput,
+    CommandResult, CompleteStage, FeatureMigrationInput, MetricResult, MigrationInput,
     ReportEvaluation, ReportRollout, Status, Tunables, Verdict, feature_workflow_id,
 )
 from workflows.migration import ModelMigrationWorkflow  # noqa: E402
@@ -127,10 +127,12 @@ async def engine_one(b: Bench, serial: bool = False) -> WorkflowHandle:
     migration = f"migration:{model.key}"
     request = FeatureMigrationInput(
         migration_id=migration, feature=CATALOG.feature(feature), model=model, replaced=REPLACED,
-        tunables=Tunables(),
+        tunables=Tunables(), planned_from=datetime.now(timezone.utc),
     )
+    # Started as the parent starts its children: with the first search attributes.
     handle = await b.client.start_workflow(
         FeatureMigrationWorkflow.run, request, id=f"{migration}:feature:{feature}", task_queue=b.engine_queue,
+        search_attributes=attributes.at_feature_start(request),
     )
     if serial:
         await quiesce(handle)
@@ -232,11 +234,12 @@ async def whole_migration_calls(b: Bench, make: Callable[[], GitLabClient], feat
     model = TARGET.model_copy(update={"version": f"whole{b.tag}{n}", "name": f"{TARGET.name} whole{b.tag}{n}"})
     request = MigrationInput(
         model=model, replaced=REPLACED, features=tuple(CATALOG.feature(f) for f in FEATURES[:features]),
-        tunables=Tunables(merge_poll=timedelta(milliseconds=200)),
+        tunables=Tunables(merge_poll=timedelta(milliseconds=200)), planned_from=datetime.now(timezone.utc),
     )
     before = b.gitlab_calls()
     parent = await b.client.start_workflow(
         ModelMigrationWorkflow.run, request, id=f"migration:{model.key}", task_queue=b.engine_queue,
+        search_attributes=attributes.at_migration_start(request),
     )
     while not (st := await parent.query("status", result_type=Status)).config_mr_url:
         await asyncio.sleep(0.05)

@@ -17,6 +17,7 @@ from model_migration.domain.deadlines import StagePlan, check_plan
 from model_migration.domain.errors import CommandRejected, DomainError, ErrorType
 from model_migration.domain.escalation import DEFAULT_LADDER, scaled_ladder
 from model_migration.domain.stages import Stage
+from workflows import attributes
 from workflows.messages import CommandResult, MigrationInput, Status, Tunables, feature_workflow_id, migration_id
 from workflows.migration import ModelMigrationWorkflow
 
@@ -98,11 +99,14 @@ def build_input(
 
 async def start(client: Client, task_queue: str, request: MigrationInput) -> str:
     workflow_id = migration_id(request.model)
+    if request.planned_from is None:
+        request = request.model_copy(update={"planned_from": datetime.now(timezone.utc)})
     try:
         await client.start_workflow(
             ModelMigrationWorkflow.run, request, id=workflow_id, task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            search_attributes=attributes.at_migration_start(request),
         )
     except WorkflowAlreadyStartedError:
         raise UserError(

@@ -1,8 +1,20 @@
-"""Search attributes that make migrations listable with visibility queries."""
+"""Search attributes that make migrations listable with visibility queries.
+
+Each upsert costs the Temporal server a visibility write, so a starter passes a workflow's
+first values with it (``at_feature_start``, ``at_migration_start``) and the workflow upserts
+only when a value changes: a stage moves or a deadline shifts.
+"""
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from collections.abc import Sequence
+from datetime import datetime
+
+from temporalio.common import SearchAttributeKey, SearchAttributePair, SearchAttributeUpdate, TypedSearchAttributes
+
+from model_migration.domain.deadlines import due_in, plan_due_dates
+from model_migration.domain.stages import Stage
+from workflows.messages import FeatureMigrationInput, MigrationInput
 
 KIND = SearchAttributeKey.for_keyword("MigrationKind")  # "migration" | "feature"
 STAGE = SearchAttributeKey.for_keyword("MigrationStage")
@@ -12,3 +24,62 @@ FEATURES = SearchAttributeKey.for_keyword_list("MigrationFeatures")
 DUE_DATE = SearchAttributeKey.for_datetime("MigrationDueDate")
 
 ALL = (KIND, STAGE, MODEL, PROVIDER, FEATURES, DUE_DATE)
+
+Values = list[SearchAttributePair]  # type: ignore[type-arg]
+
+
+def feature_values(input: FeatureMigrationInput, stage: Stage, due: datetime) -> Values:
+    return [
+        SearchAttributePair(KIND, "feature"),
+        SearchAttributePair(STAGE, stage.value),
+        SearchAttributePair(MODEL, input.model.gitlab_identifier),
+        SearchAttributePair(PROVIDER, input.model.provider),
+        SearchAttributePair(FEATURES, [input.feature.name]),
+        SearchAttributePair(DUE_DATE, due),
+    ]
+
+
+def migration_values(input: MigrationInput, stage: Stage, due: datetime) -> Values:
+    return [
+        SearchAttributePair(KIND, "migration"),
+        SearchAttributePair(STAGE, stage.value),
+        SearchAttributePair(MODEL, input.model.gitlab_identifier),
+        SearchAttributePair(PROVIDER, input.model.provider),
+        SearchAttributePair(FEATURES, sorted(f.name for f in input.features)),
+        SearchAttributePair(DUE_DATE, due),
+    ]
+
+
+def migration_eta(input: MigrationInput, now: datetime) -> datetime:
+    """When the last feature stage of the plan is due."""
+    return max(plan_due_dates(input.planned_from or now, input.tunables.plan).values())
+
+
+def at_feature_start(input: FeatureMigrationInput) -> TypedSearchAttributes:
+    """The values a feature workflow starts with; ``input.planned_from`` must be set."""
+    if input.planned_from is None:
+        raise ValueError("set planned_from, so the due date matches the workflow's plan")
+    plan = plan_due_dates(input.planned_from, input.tunables.plan)
+    return TypedSearchAttributes(feature_values(input, Stage.IMPLEMENT, due_in(plan, Stage.IMPLEMENT)))
+
+
+def at_migration_start(input: MigrationInput) -> TypedSearchAttributes:
+    """The values a migration workflow starts with; ``input.planned_from`` must be set."""
+    if input.planned_from is None:
+        raise ValueError("set planned_from, so the due date matches the workflow's plan")
+    return TypedSearchAttributes(migration_values(input, Stage.INIT, migration_eta(input, input.planned_from)))
+
+
+def updates(values: Values) -> list[SearchAttributeUpdate]:  # type: ignore[type-arg]
+    return [pair.key.value_set(pair.value) for pair in values]
+
+
+def already_set(values: Sequence[SearchAttributePair], current: TypedSearchAttributes) -> bool:  # type: ignore[type-arg]
+    """True when the workflow was started with exactly these values (nothing to upsert)."""
+    return all(_same(current.get(pair.key), pair.value) for pair in values)
+
+
+def _same(have: object, want: object) -> bool:
+    if isinstance(have, Sequence) and not isinstance(have, str):
+        return isinstance(want, Sequence) and list(have) == list(want)
+    return have == want

@@ -39,7 +39,7 @@ class FeatureMigrationWorkflow:
     @workflow.run
     async def run(self, input: FeatureMigrationInput) -> FeatureOutcome:
         s = self.s
-        s.publish()
+        s.publish(first=True)
         try:
             await self._gitlab(self._ensure_issue)
             if self.input.tracking_issue is not None and workflow.patched(ISSUE_LINK_PATCH):

@@ -37,7 +37,7 @@ class FeatureState:
         self.workflow_id = workflow_id
         self.feature = input.feature
         self.stage = Stage.IMPLEMENT
-        self.deadlines = deadlines.plan_due_dates(now, input.tunables.plan)
+        self.deadlines = deadlines.plan_due_dates(input.planned_from or now, input.tunables.plan)
         self.extended: dict[Stage, str] = {}
         self.escalation = EscalationState()
         self.fired: list[FiredEscalation] = []
@@ -58,7 +58,7 @@ class FeatureState:
     # -- helpers ----------------------------------------------------------------------------
 
     def due(self) -> datetime:
-        return self.deadlines.get(self.stage) or max(self.deadlines.values())
+        return deadlines.due_in(self.deadlines, self.stage)
 
     @property
     def percentage(self) -> int:
@@ -68,15 +68,15 @@ class FeatureState:
         self.version += 1
         self.progress_dirty = True
 
-    def publish(self) -> None:
-        workflow.upsert_search_attributes([
-            attributes.KIND.value_set("feature"),
-            attributes.STAGE.value_set(self.stage.value),
-            attributes.MODEL.value_set(self.input.model.gitlab_identifier),
-            attributes.PROVIDER.value_set(self.input.model.provider),
-            attributes.FEATURES.value_set([self.feature.name]),
-            attributes.DUE_DATE.value_set(self.due()),
-        ])
+    def publish(self, first: bool = False) -> None:
+        """Upsert the search attributes; the first time, only if the starter did not pass them.
+
+        Replay-safe without a patch: whether they were passed is in the start event, and older
+        histories, started without them, upsert as they always did."""
+        values = attributes.feature_values(self.input, self.stage, self.due())
+        if first and attributes.already_set(values, workflow.info().typed_search_attributes):
+            return
+        workflow.upsert_search_attributes(attributes.updates(values))
 
     def move(self, to: Stage, actor: str, journal: Journal, detail: str = "") -> None:
         before = self.stage

@@ -53,6 +53,9 @@ class MigrationInput(BaseModel):
     features: tuple[FeatureSpec, ...]
     tunables: Tunables = Field(default_factory=Tunables)
     started_by: str = "ai-framework"
+    #: Where the plan's clock starts: the starter's time, so that the search attributes it
+    #: passes at start carry the same due date the workflow plans. None: the workflow's start.
+    planned_from: datetime | None = None
 
 
 class FeatureMigrationInput(BaseModel):
@@ -65,6 +68,8 @@ class FeatureMigrationInput(BaseModel):
     tracking_issue: IssueRef | None = None
     parent_id: str | None = None
     started_by: str = "ai-framework"
+    #: As ``MigrationInput.planned_from``; the parent passes its own clock when it starts the child.
+    planned_from: datetime | None = None
 
 
 class FeatureOutcome(BaseModel):

@@ -13,7 +13,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from model_migration.domain import gateway, stages, templates
     from model_migration.domain.compat import compatibility_problems
-    from model_migration.domain.deadlines import Deadline, plan_due_dates
+    from model_migration.domain.deadlines import Deadline
     from model_migration.domain.errors import CommandRejected
     from model_migration.domain.models import IssueDraft, IssueRef
     from model_migration.domain.stages import Stage
@@ -52,7 +52,7 @@ class ModelMigrationWorkflow:
             f.name: FeatureProgress(feature=f.name, stage=Stage.IMPLEMENT) for f in input.features
         }
         self.outcomes: dict[str, FeatureOutcome] = {}
-        self.eta = max(plan_due_dates(workflow.now(), input.tunables.plan).values())
+        self.eta = attributes.migration_eta(input, workflow.now())
         self.table_dirty = False
         self.forward: list[ParentCommand] = []
         self.config_mr: MergeRequestRef | None = None
@@ -61,7 +61,7 @@ class ModelMigrationWorkflow:
 
     @workflow.run
     async def run(self, input: MigrationInput) -> MigrationResult:
-        self._publish()
+        self._publish(first=True)
         await self._gitlab(self._ensure_tracking_issue)
         self.problems = compatibility_problems(input.model, input.features)
         if self.problems:
@@ -136,10 +136,12 @@ class ModelMigrationWorkflow:
                 migration_id=self.id, feature=feature, model=self.input.model,
                 replaced=self.input.replaced, tunables=self.input.tunables,
                 tracking_issue=self.issue, parent_id=self.id, started_by=self.input.started_by,
+                planned_from=workflow.now(),
             )
             handles.append(await workflow.start_child_workflow(
                 FeatureMigrationWorkflow.run, child, id=feature_workflow_id(self.id, feature.name),
                 parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+                search_attributes=attributes.at_feature_start(child),
             ))
         results = asyncio.gather(*handles)
         while not results.done():
@@ -232,16 +234,12 @@ class ModelMigrationWorkflow:
         self.stage = to
         self._publish()
 
-    def _publish(self) -> None:
-        model = self.input.model
-        workflow.upsert_search_attributes([
-            attributes.KIND.value_set("migration"),
-            attributes.STAGE.value_set(self.stage.value),
-            attributes.MODEL.value_set(model.gitlab_identifier),
-            attributes.PROVIDER.value_set(model.provider),
-            attributes.FEATURES.value_set(sorted(f.name for f in self.input.features)),
-            attributes.DUE_DATE.value_set(self.eta),
-        ])
+    def _publish(self, first: bool = False) -> None:
+        """As ``FeatureState.publish``: the first time, only if the starter did not pass them."""
+        values = attributes.migration_values(self.input, self.stage, self.eta)
+        if first and attributes.already_set(values, workflow.info().typed_search_attributes):
+            return
+        workflow.upsert_search_attributes(attributes.updates(values))
 
     def _ordered_outcomes(self) -> list[FeatureOutcome]:
         return [self.outcomes[f.name] for f in self.input.features if f.name in self.outcomes]

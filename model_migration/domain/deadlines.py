@@ -54,6 +54,11 @@ def plan_due_dates(start: datetime, plan: StagePlan) -> dict[Stage, datetime]:
     return {stage: due[stage] for stage in FEATURE_STAGES}
 
 
+def due_in(deadlines: dict[Stage, datetime], stage: Stage) -> datetime:
+    """The date that matters in ``stage``: its own due date, or the last one once past every stage."""
+    return deadlines.get(stage) or max(deadlines.values())
+
+
 def check_plan(start: datetime, plan: StagePlan) -> None:
     """Refuse a plan whose target leaves no room: a stage would be due before it starts."""
     if plan.target is None:
@@ -106,4 +111,4 @@ def shift_from(
     return moved
 
 
-__all__ = ["Deadline", "StagePlan", "check_plan", "extend", "plan_due_dates", "shift_from"]
+__all__ = ["Deadline", "StagePlan", "check_plan", "due_in", "extend", "plan_due_dates", "shift_from"]

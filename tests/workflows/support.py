@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from temporalio.client import WorkflowHandle
 
@@ -10,6 +10,7 @@ from model_migration.catalog import load_catalog
 from model_migration.domain.deadlines import StagePlan
 from model_migration.domain.stages import Stage
 from tests.temporal_fixtures import Engine, assert_eventually
+from workflows import attributes
 from workflows.feature import FeatureMigrationWorkflow
 from workflows.messages import (
     CompleteStage, FeatureMigrationInput, MetricResult, ReportEvaluation, ReportRollout, Status, Tunables, Verdict,
@@ -30,14 +31,22 @@ def model_for(unique: str):  # type: ignore[no-untyped-def]
     return TARGET.model_copy(update={"version": unique})
 
 
-async def start_feature(engine: Engine, unique: str, feature: str = "duo_chat", tunables: Tunables = SLOW) -> WorkflowHandle:
+async def start_feature(
+    engine: Engine, unique: str, feature: str = "duo_chat", tunables: Tunables = SLOW, *, as_parent: bool = True,
+) -> WorkflowHandle:
+    """Start a feature workflow on its own. ``as_parent``: as the parent starts its children,
+    with the plan's start and the first search attributes (wall-clock time, so not on the
+    time-skipping server, whose clock runs ahead); otherwise the workflow plans from its own
+    start and upserts them itself."""
     model = model_for(unique)
     migration = f"migration:{model.key}"
     request = FeatureMigrationInput(
         migration_id=migration, feature=CATALOG.feature(feature), model=model, replaced=REPLACED, tunables=tunables,
+        planned_from=datetime.now(timezone.utc) if as_parent else None,
     )
     return await engine.client.start_workflow(
         FeatureMigrationWorkflow.run, request, id=f"{migration}:feature:{feature}", task_queue=engine.task_queue,
+        search_attributes=attributes.at_feature_start(request) if as_parent else None,
     )
 
 

@@ -15,7 +15,7 @@ from workflows.messages import Tunables
 
 async def test_three_weeks_undone_escalates_in_order(skip_env: WorkflowEnvironment, skip_engine: Engine, unique: str) -> None:
     """Implement left undone for 3 weeks: reminder, due, then one overdue note a day, in order."""
-    handle = await start_feature(skip_engine, unique, "code_generation", Tunables())
+    handle = await start_feature(skip_engine, unique, "code_generation", Tunables(), as_parent=False)
     st = await wait_issue(handle)
     due = st.deadlines[0].due
     await skip_env.sleep(timedelta(weeks=3))
