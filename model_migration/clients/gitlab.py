@@ -7,6 +7,7 @@ Only Temporal retries. python-gitlab's own retries and its sleep on 429 are swit
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -90,6 +91,21 @@ class _Gitlab(gitlab.Gitlab):
         self._gate_key = gate_key
         self._last = threading.local()
         self.session.hooks["response"].append(self._remember_headers)
+        self._read_environment_once()
+
+    def _read_environment_once(self) -> None:
+        """Take proxies and the CA bundle from the environment now, not on every request.
+
+        A requests session that trusts the environment looks up proxy variables and
+        ``~/.netrc`` on every call: about a tenth of a call's CPU. The same settings are read
+        here once (``NO_PROXY`` included); ``.netrc`` is not, as the token is the credential.
+        """
+        self.session.proxies.update(requests.utils.get_environ_proxies(self.url))
+        if self.ssl_verify is True:
+            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            if bundle:
+                self.ssl_verify = bundle
+        self.session.trust_env = False
 
     def _remember_headers(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self._last.headers = response.headers

@@ -302,3 +302,60 @@ def test_found_users_are_remembered_unknown_ones_are_asked_again(gitlab_client) 
         with pytest.raises(GitLabError):
             gitlab_client.user("nobody-here")
     assert gitlab_client.calls == first + 3
+
+
+class _Proxy(BaseHTTPRequestHandler):
+    """A forward proxy that records the request line and answers GitLab's 404."""
+
+    seen: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        _Proxy.seen.append(self.requestline)
+        body = b'{"message": "404 Not found"}'
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def proxy() -> Iterator[str]:
+    _Proxy.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_environment_proxy_is_read_at_construction(proxy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY in the environment carries the requests (read once, not on every call)."""
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = GitLabClient("http://gitlab.invalid", "secret-token", "g/p", timeout=5)
+    monkeypatch.delenv("HTTP_PROXY")
+    with pytest.raises(GitLabError) as caught:
+        client.get_issue(1)
+    assert caught.value.status == 404
+    assert _Proxy.seen == ["GET http://gitlab.invalid/api/v4/projects/g%2Fp/issues/1 HTTP/1.1"]
+
+
+def test_no_proxy_is_honoured(proxy: str, gitlab_sandbox: SandboxInfo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    client = GitLabClient(gitlab_sandbox.url, gitlab_sandbox.token, gitlab_sandbox.project_path)
+    assert client.find_issue(f"no such title {unique()}", "marker") is None
+    assert _Proxy.seen == []
+
+
+def test_ca_bundle_from_the_environment_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/company-ca.pem")
+    client = GitLabClient("https://gitlab.example.com", "secret-token", "g/p")
+    assert client._gl.ssl_verify == "/etc/ssl/company-ca.pem"
+    assert not client._gl.session.trust_env
