@@ -52,7 +52,7 @@ from model_migration.temporal import binary  # noqa: E402
 from workflows import attributes  # noqa: E402
 from workflows.feature import FeatureMigrationWorkflow  # noqa: E402
 from workflows.messages import (  # noqa: E402
-    CommandResult, CompleteStage, FeatureMigrationInput, MetricResult, MigrationInput,
+    FEATURE_REVISION, CommandResult, CompleteStage, FeatureMigrationInput, MetricResult, MigrationInput,
     ReportEvaluation, ReportRollout, Status, Tunables, Verdict, feature_workflow_id,
 )
 from workflows.migration import ModelMigrationWorkflow  # noqa: E402
@@ -127,7 +127,7 @@ async def engine_one(b: Bench, serial: bool = False) -> WorkflowHandle:
     migration = f"migration:{model.key}"
     request = FeatureMigrationInput(
         migration_id=migration, feature=CATALOG.feature(feature), model=model, replaced=REPLACED,
-        tunables=Tunables(), planned_from=datetime.now(timezone.utc),
+        tunables=Tunables(), planned_from=datetime.now(timezone.utc), revision=FEATURE_REVISION,
     )
     # Started as the parent starts its children: with the first search attributes.
     handle = await b.client.start_workflow(

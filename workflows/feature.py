@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -35,6 +36,9 @@ class FeatureMigrationWorkflow:
         self.input = input
         self.s = FeatureState(input, workflow.info().workflow_id, workflow.now())
         self.journal = Journal(workflow.info().workflow_id)
+        #: The escalation timer and when it fires (revision 2 on; see ``_wait``).
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_at: datetime | None = None
 
     @workflow.run
     async def run(self, input: FeatureMigrationInput) -> FeatureOutcome:
@@ -49,8 +53,10 @@ class FeatureMigrationWorkflow:
                 if s.stage.terminal:
                     break
                 await self._wait()
+            self._disarm()
             await self._gitlab(self._close_issue)
         except asyncio.CancelledError:
+            self._disarm()
             # The parent went away with REQUEST_CANCEL: record it and tidy the issue up.
             if not s.stage.terminal:
                 s.abort("model-migration", "the parent migration was cancelled", self.journal)
@@ -66,10 +72,28 @@ class FeatureMigrationWorkflow:
         s = self.s
         version = s.version
         changed = lambda: s.version != version  # noqa: E731
-        if s.paused:
+        planned = None if s.paused else next_escalation(s.due(), self.input.tunables.ladder, s.escalation, workflow.now())
+        if self.input.revision < 2:
+            await self._wait_with_fresh_timer(planned, changed)
+            return
+        if planned is None:
+            self._disarm()
             await workflow.wait_condition(changed)
             return
-        planned = next_escalation(s.due(), self.input.tunables.ladder, s.escalation, workflow.now())
+        if planned.at > workflow.now():
+            # A command that leaves the escalation where it was (a rollout step, say) keeps
+            # the timer: one timer per planned escalation, not one per command.
+            timer = self._arm(planned.at)
+            await workflow.wait_condition(lambda: changed() or timer.done())
+            if not timer.done():
+                return
+            self._timer = None
+            if changed():
+                return  # a command came with the timer: plan again from the new state
+        self._escalate(planned)
+
+    async def _wait_with_fresh_timer(self, planned: PlannedEscalation | None, changed: Callable[[], bool]) -> None:
+        """Revision 1: a new timer on every wait, cancelled by any command."""
         if planned is None:
             await workflow.wait_condition(changed)
             return
@@ -81,6 +105,20 @@ class FeatureMigrationWorkflow:
             except asyncio.TimeoutError:
                 pass
         self._escalate(planned)
+
+    def _arm(self, at: datetime) -> asyncio.Task[None]:
+        """The timer that fires at ``at``: the running one if it is for that time, else a new one."""
+        if self._timer is not None and self._timer_at == at and not self._timer.done():
+            return self._timer
+        self._disarm()
+        self._timer = asyncio.create_task(workflow.sleep(at - workflow.now()))
+        self._timer_at = at
+        return self._timer
+
+    def _disarm(self) -> None:
+        if self._timer is not None and not self._timer.done():
+            self._timer.cancel()
+        self._timer = self._timer_at = None
 
     def _escalate(self, planned: PlannedEscalation) -> None:
         s, step = self.s, self.input.tunables.ladder[planned.step]

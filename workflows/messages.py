@@ -58,6 +58,16 @@ class MigrationInput(BaseModel):
     planned_from: datetime | None = None
 
 
+#: Behaviour that only workflows started after a change should get is keyed on the input's
+#: ``revision``: the start event holds it, so a replay takes the same branch as the original
+#: run and no patch marker is needed. (``workflow.patched`` stays for changes that running
+#: workflows must pick up; each patch marker also costs the run a search-attribute upsert.)
+#: Starters pass ``FEATURE_REVISION``; older histories read as 1.
+#:
+#: 2. One escalation timer per planned escalation, kept across commands that do not move it.
+FEATURE_REVISION = 2
+
+
 class FeatureMigrationInput(BaseModel):
     model_config = FROZEN
     migration_id: str
@@ -70,6 +80,8 @@ class FeatureMigrationInput(BaseModel):
     started_by: str = "ai-framework"
     #: As ``MigrationInput.planned_from``; the parent passes its own clock when it starts the child.
     planned_from: datetime | None = None
+    #: The behaviour this run was started with; see ``FEATURE_REVISION``.
+    revision: int = 1
 
 
 class FeatureOutcome(BaseModel):

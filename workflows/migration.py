@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import GitLabBlocked, Journal, call
     from workflows.feature import FeatureMigrationWorkflow, rejected
     from workflows.messages import (
-        FEATURE_PROGRESS, Abort, CommandResult, CompleteStage, FeatureMigrationInput, FeatureOutcome, FeatureProgress,
+        FEATURE_PROGRESS, FEATURE_REVISION, Abort, CommandResult, CompleteStage, FeatureMigrationInput, FeatureOutcome, FeatureProgress,
         MigrationInput, MigrationResult, ParentCommand, Pause, PendingAction, Resume, Status,
         feature_workflow_id,
     )
@@ -136,7 +136,7 @@ class ModelMigrationWorkflow:
                 migration_id=self.id, feature=feature, model=self.input.model,
                 replaced=self.input.replaced, tunables=self.input.tunables,
                 tracking_issue=self.issue, parent_id=self.id, started_by=self.input.started_by,
-                planned_from=workflow.now(),
+                planned_from=workflow.now(), revision=FEATURE_REVISION,
             )
             handles.append(await workflow.start_child_workflow(
                 FeatureMigrationWorkflow.run, child, id=feature_workflow_id(self.id, feature.name),

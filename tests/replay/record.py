@@ -19,6 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
+from model_migration import operations
 from activities.gitlab import GitLabActivities
 from model_migration.clients.gitlab import GitLabClient
 from model_migration.devserver import free_port
@@ -31,7 +32,6 @@ from workflows import attributes
 from workflows.messages import (
     Abort, CompleteStage, ExtendDeadline, MigrationInput, Pause, Resume, Status, feature_workflow_id,
 )
-from workflows.migration import ModelMigrationWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -54,9 +54,17 @@ async def scenarios(engine: Engine, tag: str) -> dict[str, object]:
     await other.result()
     handles["feature_pause_extend_abort"] = other
 
+    # Seconds for days: the reminder, the due notice and overdue notes fire before the team acts.
+    late = await start_feature(engine, f"{tag}d", "code_review", operations.tunables(day=timedelta(seconds=1)))
+    while len((await late.query("status", result_type=Status)).escalations) < 3:
+        await asyncio.sleep(0.2)
+    await drive(late)
+    await late.result()
+    handles["feature_escalated"] = late
+
     model = model_for(f"{tag}c")
     request = MigrationInput(model=model, replaced=REPLACED, features=(CATALOG.feature("duo_chat"), CATALOG.feature("code_explanation")), tunables=SLOW)
-    parent = await engine.client.start_workflow(ModelMigrationWorkflow.run, request, id=f"migration:{model.key}", task_queue=engine.task_queue)
+    parent = engine.client.get_workflow_handle(await operations.start(engine.client, engine.task_queue, request))
     while not (await parent.query("status", result_type=Status)).config_mr_url:
         await asyncio.sleep(0.2)
     await parent.execute_update("complete_stage", CompleteStage(stage=Stage.INIT, actor="ai-lead"))
@@ -85,6 +93,7 @@ async def main(version: str) -> None:
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(binary("temporal")), ip="127.0.0.1", port=free_port(), ui=False,
             search_attributes=attributes.ALL, data_converter=pydantic_data_converter, dev_server_log_level="error",
+            dev_server_extra_args=["--http-port", str(free_port()), "--metrics-port", str(free_port())],
         )
         try:
             gitlab = GitLabActivities(lambda: GitLabClient(box.url, token, box.project_path))

@@ -13,7 +13,8 @@ from tests.temporal_fixtures import Engine, assert_eventually
 from workflows import attributes
 from workflows.feature import FeatureMigrationWorkflow
 from workflows.messages import (
-    CompleteStage, FeatureMigrationInput, MetricResult, ReportEvaluation, ReportRollout, Status, Tunables, Verdict,
+    FEATURE_REVISION, CompleteStage, FeatureMigrationInput, MetricResult, ReportEvaluation, ReportRollout, Status,
+    Tunables, Verdict,
 )
 
 CATALOG = load_catalog()
@@ -33,6 +34,7 @@ def model_for(unique: str):  # type: ignore[no-untyped-def]
 
 async def start_feature(
     engine: Engine, unique: str, feature: str = "duo_chat", tunables: Tunables = SLOW, *, as_parent: bool = True,
+    revision: int = FEATURE_REVISION,
 ) -> WorkflowHandle:
     """Start a feature workflow on its own. ``as_parent``: as the parent starts its children,
     with the plan's start and the first search attributes (wall-clock time, so not on the
@@ -42,7 +44,7 @@ async def start_feature(
     migration = f"migration:{model.key}"
     request = FeatureMigrationInput(
         migration_id=migration, feature=CATALOG.feature(feature), model=model, replaced=REPLACED, tunables=tunables,
-        planned_from=datetime.now(timezone.utc) if as_parent else None,
+        planned_from=datetime.now(timezone.utc) if as_parent else None, revision=revision,
     )
     return await engine.client.start_workflow(
         FeatureMigrationWorkflow.run, request, id=f"{migration}:feature:{feature}", task_queue=engine.task_queue,

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from model_migration.domain.escalation import EscalationKind
 from model_migration.domain.stages import Stage
-from tests.temporal_fixtures import Engine
+from tests.temporal_fixtures import Engine, assert_eventually
 from tests.workflows.support import CATALOG, start_feature, status, wait_issue
-from workflows.messages import Tunables
+from workflows.messages import (
+    FEATURE_REVISION, CompleteStage, MetricResult, ReportEvaluation, ReportRollout, Tunables, Verdict,
+)
+
+TIMER_STARTED = EventType.EVENT_TYPE_TIMER_STARTED
 
 
-async def test_three_weeks_undone_escalates_in_order(skip_env: WorkflowEnvironment, skip_engine: Engine, unique: str) -> None:
-    """Implement left undone for 3 weeks: reminder, due, then one overdue note a day, in order."""
-    handle = await start_feature(skip_engine, unique, "code_generation", Tunables(), as_parent=False)
+@pytest.mark.parametrize("revision", [1, FEATURE_REVISION])
+async def test_three_weeks_undone_escalates_in_order(
+    skip_env: WorkflowEnvironment, skip_engine: Engine, unique: str, revision: int,
+) -> None:
+    """Implement left undone for 3 weeks: reminder, due, then one overdue note a day, in order;
+    with a fresh timer per wait (revision 1) and with kept timers (revision 2)."""
+    handle = await start_feature(skip_engine, unique, "code_generation", Tunables(), as_parent=False, revision=revision)
     st = await wait_issue(handle)
     due = st.deadlines[0].due
     await skip_env.sleep(timedelta(weeks=3))
@@ -40,4 +50,44 @@ async def test_three_weeks_undone_escalates_in_order(skip_env: WorkflowEnvironme
     assert all(f"@{feature.manager}" in n for n in notes[2:])
     labels = set(gl.get_issue(st.issue.iid).labels)
     assert {"priority::1", "priority::2"} <= labels
+    await handle.terminate("test over")
+
+
+async def test_commands_that_leave_the_deadline_keep_the_timer(
+    skip_env: WorkflowEnvironment, skip_engine: Engine, unique: str,
+) -> None:
+    """Rollout steps do not move the rollout deadline, so they add no timer; the reminder and
+    the due notice still fire on time afterwards."""
+    handle = await start_feature(skip_engine, unique, "duo_chat", Tunables(), as_parent=False)
+    await wait_issue(handle)
+
+    async def quiet() -> None:
+        raw = (await handle.describe()).raw_description
+        assert not raw.pending_activities and not raw.HasField("pending_workflow_task")
+
+    evaluation = ReportEvaluation(actor="x", verdict=Verdict.PASS, metrics=(MetricResult(name="m", baseline=1.0, candidate=1.1),))
+    commands = [
+        ("complete_stage", CompleteStage(stage=Stage.IMPLEMENT, actor="x", prompt_version="1.0.0")),
+        ("report_evaluation", evaluation),
+        *[("report_rollout", ReportRollout(actor="x", percentage=pct)) for pct in (1, 10, 25, 50)],
+    ]
+    for name, command in commands:  # each meets a workflow that is waiting again
+        await assert_eventually(quiet)
+        await handle.execute_update(name, command)
+    await assert_eventually(quiet)
+    st = await status(handle)
+    assert st.stage == Stage.ROLLOUT
+    history = (await handle.fetch_history()).events
+    # One timer per stage entered (implement, evaluate, rollout), none for the four steps.
+    assert sum(e.event_type == TIMER_STARTED for e in history) == 3
+
+    due = next(d.due for d in st.deadlines if d.stage == Stage.ROLLOUT)
+    await skip_env.sleep(due + timedelta(hours=12) - await skip_env.get_current_time())
+    st = await status(handle)
+    assert [(e.kind, e.stage) for e in st.escalations] == [
+        (EscalationKind.REMINDER, Stage.ROLLOUT), (EscalationKind.DUE, Stage.ROLLOUT),
+    ]
+    close = timedelta(minutes=1)
+    assert abs(st.escalations[0].at - (due - timedelta(days=2))) < close
+    assert abs(st.escalations[1].at - due) < close
     await handle.terminate("test over")
