@@ -359,3 +359,36 @@ def test_ca_bundle_from_the_environment_is_kept(monkeypatch: pytest.MonkeyPatch)
     client = GitLabClient("https://gitlab.example.com", "secret-token", "g/p")
     assert client._gl.ssl_verify == "/etc/ssl/company-ca.pem"
     assert not client._gl.session.trust_env
+
+
+class _LoginPage(BaseHTTPRequestHandler):
+    """What a proxy or a single sign-on page in front of GitLab answers: 200 and HTML."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b"<html><body>Sign in</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.mark.parametrize("call", ["note", "issue"])
+def test_a_page_that_is_not_json_is_a_transient_error(call: str) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _LoginPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = GitLabClient(f"http://127.0.0.1:{server.server_address[1]}", "secret-token", "g/p", timeout=5)
+        with pytest.raises(GitLabError) as caught:
+            if call == "note":
+                client.create_note(1, "hello")
+            else:
+                client.create_issue(draft())
+        assert caught.value.type == ErrorType.GITLAB_TRANSIENT and "not JSON" in caught.value.message
+    finally:
+        server.shutdown()
+        server.server_close()
