@@ -70,8 +70,14 @@ def at_migration_start(input: MigrationInput) -> TypedSearchAttributes:
     return TypedSearchAttributes(migration_values(input, Stage.INIT, migration_eta(input, input.planned_from)))
 
 
-def updates(values: Values) -> list[SearchAttributeUpdate]:  # type: ignore[type-arg]
-    return [pair.key.value_set(pair.value) for pair in values]
+#: What moves while a workflow runs; the rest is fixed from the start.
+MOVING = (STAGE, DUE_DATE)
+
+
+def updates(values: Values, *, only_moving: bool = False) -> list[SearchAttributeUpdate]:  # type: ignore[type-arg]
+    """Upserts for ``values``; ``only_moving``: just the stage and the due date, for a workflow
+    whose fixed values are already set (each value costs the worker an encoding)."""
+    return [pair.key.value_set(pair.value) for pair in values if not only_moving or pair.key in MOVING]
 
 
 def already_set(values: Sequence[SearchAttributePair], current: TypedSearchAttributes) -> bool:  # type: ignore[type-arg]

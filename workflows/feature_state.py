@@ -76,7 +76,7 @@ class FeatureState:
         values = attributes.feature_values(self.input, self.stage, self.due())
         if first and attributes.already_set(values, workflow.info().typed_search_attributes):
             return
-        workflow.upsert_search_attributes(attributes.updates(values))
+        workflow.upsert_search_attributes(attributes.updates(values, only_moving=not first))
 
     def move(self, to: Stage, actor: str, journal: Journal, detail: str = "") -> None:
         before = self.stage

@@ -239,7 +239,7 @@ class ModelMigrationWorkflow:
         values = attributes.migration_values(self.input, self.stage, self.eta)
         if first and attributes.already_set(values, workflow.info().typed_search_attributes):
             return
-        workflow.upsert_search_attributes(attributes.updates(values))
+        workflow.upsert_search_attributes(attributes.updates(values, only_moving=not first))
 
     def _ordered_outcomes(self) -> list[FeatureOutcome]:
         return [self.outcomes[f.name] for f in self.input.features if f.name in self.outcomes]

@@ -67,3 +67,10 @@ def test_already_set_wants_every_value_equal() -> None:
     assert not attributes.already_set(values, TypedSearchAttributes(later))
     missing = [p for p in values if p.key != attributes.FEATURES]
     assert not attributes.already_set(values, TypedSearchAttributes(missing))
+
+
+def test_only_the_moving_values_are_upserted_after_the_first_time() -> None:
+    values = attributes.feature_values(feature_input(), Stage.EVALUATE, START)
+    assert [u.key for u in attributes.updates(values)] == [p.key for p in values]
+    moving = attributes.updates(values, only_moving=True)
+    assert [(u.key, u.value) for u in moving] == [(attributes.STAGE, "evaluate"), (attributes.DUE_DATE, START)]
