@@ -90,6 +90,8 @@ class FeatureMigrationWorkflow:
             self._timer = None
             if changed():
                 return  # a command came with the timer: plan again from the new state
+        else:
+            self._disarm()  # due already (a worker back after a while): no timer for the old plan
         self._escalate(planned)
 
     async def _wait_with_fresh_timer(self, planned: PlannedEscalation | None, changed: Callable[[], bool]) -> None:

@@ -19,8 +19,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
-from model_migration import operations
 from activities.gitlab import GitLabActivities
+from model_migration import operations
 from model_migration.clients.gitlab import GitLabClient
 from model_migration.devserver import free_port
 from model_migration.domain.stages import Stage
