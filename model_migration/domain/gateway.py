@@ -69,11 +69,16 @@ def models_yml_entry(model: ModelDefinition) -> str:
     return "\n".join(lines) + "\n"
 
 
+def prompt_directory(prompt_id: str, model: ModelDefinition) -> str:
+    """``prompts/definitions/<prompt_id>/<family or base>``: where the model's versions go."""
+    family = model.family[0] if model.family else "base"
+    return f"{PROMPTS_DIR}/{prompt_id.strip('/')}/{family}"
+
+
 def prompt_definition_path(feature: FeatureSpec, model: ModelDefinition, version: str) -> str:
     """``prompts/definitions/<prompt_id>/<family or base>/<version>.yml``."""
     _check_version(version)
-    family = model.family[0] if model.family else "base"
-    return f"{PROMPTS_DIR}/{feature.prompt_id.strip('/')}/{family}/{version}.yml"
+    return f"{prompt_directory(feature.prompt_id, model)}/{version}.yml"
 
 
 def prompt_definition_data(

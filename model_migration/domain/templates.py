@@ -11,6 +11,7 @@ from datetime import date
 
 from pydantic import BaseModel
 
+from model_migration.domain.gateway import prompt_directory
 from model_migration.domain.models import FROZEN, FeatureSpec, Maturity, ModelDefinition
 from model_migration.domain.notes import (
     DASH,
@@ -82,8 +83,8 @@ def _box(checked: bool) -> str:
 
 
 def _prompt_dir(prompt_id: str, model: ModelDefinition) -> str:
-    family = model.family[0] if model.family else "base"
-    return f"ai_gateway/prompts/definitions/{prompt_id}/{family}/"
+    """The directory the model-configuration merge request writes the prompt versions to."""
+    return prompt_directory(prompt_id, model) + "/"
 
 
 def tracking_issue_title(model: ModelDefinition) -> str:

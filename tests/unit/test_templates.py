@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from model_migration.domain import gateway
 from model_migration.domain.models import (
     FeatureSpec,
     Maturity,
@@ -191,7 +192,10 @@ def test_tracking_body_details_required_changes_and_references() -> None:
     text = body()
     changes = section(text, "## Required Changes")
     assert "ai_gateway/model_selection/models.yml" in changes
-    assert "prompts/definitions/duo_chat/base_prompt/claude_4/" in changes
+    # The very directory the model-configuration merge request writes to.
+    mr_path = gateway.prompt_definition_path(CHAT, NEW, "1.0.0-dev")
+    assert mr_path.rsplit("/", 1)[0] + "/<version>.yml" in changes
+    assert "ai_gateway/prompts" not in text
     assert "`code_generation_claude_sonnet_4_5`" in changes
     details = section(text, "## Technical Details")
     for value in ("claude_sonnet_4_5_20250929", "200000", "claude-sonnet-4-5-20250929", "claude_4", "$$$",
