@@ -51,6 +51,8 @@ async def call(activity: Activity, arg: BaseModel, result: type[T] | None, timeo
 #: Patches: behaviour added after the first release, skipped when replaying older histories.
 ISSUE_LINK_PATCH = "issue-link"
 BLOCKED_NOTICE_PATCH = "blocked-notice"
+#: The migration workflow, too, tells people when GitLab refuses it (its tracking issue, say).
+MIGRATION_BLOCKED_NOTICE_PATCH = "migration-blocked-notice"
 
 
 async def notify(workflow_id: str, audience: tuple[str, ...], subject: str, body: str, timeout: timedelta) -> None:

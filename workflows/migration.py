@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from model_migration.domain.models import IssueDraft, IssueRef
     from model_migration.domain.stages import Stage
     from workflows import attributes
-    from workflows.common import GitLabBlocked, Journal, call
+    from workflows.common import MIGRATION_BLOCKED_NOTICE_PATCH, GitLabBlocked, Journal, call, notify
     from workflows.feature import FeatureMigrationWorkflow, rejected
     from workflows.messages import (
         FEATURE_PROGRESS, FEATURE_REVISION, Abort, CommandResult, CompleteStage, FeatureMigrationInput, FeatureOutcome, FeatureProgress,
@@ -221,6 +221,14 @@ class ModelMigrationWorkflow:
                 return
             except GitLabBlocked as err:
                 self.blocked = f"GitLab: {err}"
+                if workflow.patched(MIGRATION_BLOCKED_NOTICE_PATCH):
+                    # GitLab refused us, so no note can reach anyone: tell them another way.
+                    await notify(
+                        self.id, tuple(dict.fromkeys((self.input.started_by, "ai-framework"))),
+                        f"Migration to {self.input.model.name} is blocked in {self.stage} on GitLab access",
+                        f"{err}. Fix the token or permissions, then run: model-migration resume {self.id}",
+                        self._timeout,
+                    )
                 await workflow.wait_condition(lambda: not self.blocked)
 
     @property

@@ -18,6 +18,7 @@ import worker as worker_module
 from activities.gitlab import GitLabActivities
 from activities.notify import NotifyActivities
 from model_migration.clients.gitlab import GitLabClient
+from model_migration import operations
 from model_migration.clients.notifier import LogNotifier
 from model_migration.domain.escalation import EscalationKind
 from model_migration.domain.gateway import config_branch
@@ -110,6 +111,42 @@ async def test_token_without_rights_blocks_escalates_and_does_not_loop(dev_env: 
 
 async def _sent(notifier: LogNotifier) -> None:
     assert notifier.sent
+
+
+async def test_refused_tracking_issue_blocks_the_migration_and_tells_people(dev_env: WorkflowEnvironment, gitlab_sandbox, unique: str) -> None:  # type: ignore[no-untyped-def]
+    """The migration's own GitLab write refused: it shows blocked, AI Framework is told once, resume goes on."""
+    notifier = LogNotifier()
+    model = model_for(unique)
+    request = MigrationInput(
+        model=model, replaced=REPLACED, features=(CATALOG.feature("duo_chat"),), tunables=SLOW, started_by="ai-lead",
+    )
+    async with engine_with(dev_env, gitlab_sandbox, gitlab_sandbox.guest_token, notifier) as guest:
+        parent = guest.client.get_workflow_handle(await operations.start(guest.client, guest.task_queue, request))
+
+        async def blocked() -> Status:
+            st = await status(parent)
+            assert st.blocked
+            return st
+
+        st = await assert_eventually(blocked)
+        assert "403" in st.blocked and st.pending_action is not None and st.pending_action.command == "resume"
+        await assert_eventually(lambda: _sent(notifier))
+        await asyncio.sleep(1)
+        assert len(notifier.sent) == 1
+        notice = notifier.sent[0]
+        assert notice.audience == ("ai-lead", "ai-framework")
+        assert "blocked in init" in notice.subject and f"model-migration resume {parent.id}" in notice.body
+        assert gitlab_sandbox.token not in notice.body and gitlab_sandbox.guest_token not in notice.body
+    async with engine_with(dev_env, gitlab_sandbox, gitlab_sandbox.token, queue=guest.task_queue):
+        await parent.execute_update("resume", Resume(actor="ai-lead", note="token fixed"))
+
+        async def tracked() -> None:
+            st = await status(parent)
+            assert not st.blocked and st.issue is not None
+
+        await assert_eventually(tracked)
+        await parent.execute_update("abort", Abort(actor="ai-lead", reason="test over"))
+        await parent.result()
 
 
 async def test_chaos_five_migrations_leave_one_of_everything(engine: Engine, gitlab_sandbox) -> None:  # type: ignore[no-untyped-def]
