@@ -18,6 +18,7 @@ from model_migration.sandbox.gitlab_api import (
     _labels_match,
     _search_matches,
     _validate_issue_text,
+    relabel,
 )
 from model_migration.sandbox.gitlab_json import Renderer
 from model_migration.sandbox.routing import (
@@ -168,7 +169,7 @@ class GitLabEpics:
         now = now_iso()
         data: dict[str, Any] = {
             "group_id": group["id"], "title": title, "description": description,
-            "state": "opened", "labels": sorted(set(req.get_list("labels") or [])),
+            "state": "opened", "labels": relabel((), req.get_list("labels") or []),
             "confidential": bool(req.get_bool("confidential")),
             "author_id": self.api.me()["id"], "created_at": now, "updated_at": now,
             "closed_at": None, "start_date_is_fixed": False, "start_date_fixed": None,
@@ -200,10 +201,8 @@ class GitLabEpics:
                 if req.has(key):
                     epic[key] = str(req.get(key) or "")
             _validate_issue_text(epic["title"], epic["description"])
-            labels = set(req.get_list("labels") or []) if req.has("labels") else set(epic["labels"])
-            labels |= set(req.get_list("add_labels") or [])
-            labels -= set(req.get_list("remove_labels") or [])
-            epic["labels"] = sorted(labels)
+            labels = relabel((), req.get_list("labels") or []) if req.has("labels") else epic["labels"]
+            epic["labels"] = relabel(labels, req.get_list("add_labels") or [], req.get_list("remove_labels") or [])
             if req.has("confidential"):
                 epic["confidential"] = bool(req.get_bool("confidential"))
             _apply_dates(req, epic)

@@ -8,6 +8,7 @@ model validation errors are ``{"message": {field: [...]}}``, missing objects are
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from model_migration.sandbox.gitlab_json import Renderer
@@ -38,6 +39,20 @@ _ISSUE_UPDATE_KEYS = (
     "title", "description", "labels", "add_labels", "remove_labels", "state_event",
     "assignee_id", "assignee_ids", "due_date", "confidential",
 )  # fmt: skip
+
+
+def relabel(current: Iterable[str], add: Iterable[str] = (), remove: Iterable[str] = ()) -> list[str]:
+    """GitLab's label arithmetic, as on Premium: a scoped label (``scope::value``) replaces any
+    other label of its scope (``priority::1`` takes ``priority::2`` off), then removals apply."""
+    labels = list(dict.fromkeys(current))
+    for name in add:
+        if "::" in name:
+            scope = name.rsplit("::", 1)[0]
+            labels = [have for have in labels if have == name or "::" not in have or have.rsplit("::", 1)[0] != scope]
+        if name not in labels:
+            labels.append(name)
+    gone = set(remove)
+    return sorted(name for name in labels if name not in gone)
 
 
 class GitLabApi:
@@ -216,7 +231,7 @@ class GitLabApi:
             "title": title,
             "description": None if description is None else str(description),
             "state": "opened",
-            "labels": self.ensure_labels(project, req.get_list("labels") or []),
+            "labels": self.ensure_labels(project, relabel((), req.get_list("labels") or [])),
             "assignee_ids": assignee_ids,
             "author_id": self.me()["id"],
             "due_date": due_date.isoformat() if due_date else None,
@@ -249,12 +264,9 @@ class GitLabApi:
             if req.has("description"):
                 issue["description"] = str(req.get("description") or "")
             _validate_issue_text(issue["title"], issue["description"])
-            labels = set(issue["labels"])
-            if req.has("labels"):
-                labels = set(req.get_list("labels") or [])
-            labels |= set(req.get_list("add_labels") or [])
-            labels -= set(req.get_list("remove_labels") or [])
-            issue["labels"] = self.ensure_labels(project, sorted(labels))
+            labels = relabel((), req.get_list("labels") or []) if req.has("labels") else issue["labels"]
+            labels = relabel(labels, req.get_list("add_labels") or [], req.get_list("remove_labels") or [])
+            issue["labels"] = self.ensure_labels(project, labels)
             if req.has("due_date"):
                 due_date = req.get_date("due_date")
                 issue["due_date"] = due_date.isoformat() if due_date else None
@@ -327,9 +339,8 @@ class GitLabApi:
         if not commands.any:
             return issue
         issue = dict(issue)
-        labels = set() if commands.remove_all_labels else set(issue["labels"])
-        labels = (labels | set(commands.add_labels)) - set(commands.remove_labels)
-        issue["labels"] = self.ensure_labels(project, sorted(labels))
+        current = () if commands.remove_all_labels else issue["labels"]
+        issue["labels"] = self.ensure_labels(project, relabel(current, commands.add_labels, commands.remove_labels))
         if commands.due_date or commands.remove_due_date:
             issue["due_date"] = commands.due_date.isoformat() if commands.due_date else None
         if commands.state_event == "close" and issue["state"] != "closed":

@@ -168,3 +168,19 @@ def test_each_request_is_logged_once_without_the_token(
     lines = [r.getMessage() for r in caplog.records if r.name == "model_migration.sandbox.gitlab"]
     assert len(lines) == 1 and lines[0].startswith("GET /api/v4/projects/") and "-> 200" in lines[0]
     assert gitlab_sandbox.token not in caplog.text and marker not in caplog.text
+
+
+def test_scoped_labels_replace_their_scope_as_on_premium(gitlab_client: GitLabClient) -> None:
+    """``scope::value`` labels are exclusive within a scope: on create, update, and quick actions."""
+    scope = unique("priority")
+    plain = unique("plain")
+    issue = gitlab_client.create_issue(draft(labels=[f"{scope}::3", f"{scope}::2", plain]))
+    assert sorted(issue.labels) == sorted([f"{scope}::2", plain])  # the last of a scope wins
+    issue = gitlab_client.update_issue(issue.iid, add_labels=[f"{scope}::1"])
+    assert sorted(issue.labels) == sorted([f"{scope}::1", plain])
+    gitlab_client.create_note(issue.iid, f'Overdue.\n\n/label ~"{scope}::2"')
+    assert sorted(gitlab_client.get_issue(issue.iid).labels) == sorted([f"{scope}::2", plain])
+    # A nested scope is its own scope: a::b::1 and a::2 live side by side.
+    nested = f"{scope}::team::1"
+    issue = gitlab_client.update_issue(issue.iid, add_labels=[nested], remove_labels=[plain])
+    assert sorted(issue.labels) == sorted([f"{scope}::2", nested])
