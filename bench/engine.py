@@ -35,9 +35,7 @@ from pydantic import BaseModel  # noqa: E402
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.api.history.v1 import HistoryEvent  # noqa: E402
 from temporalio.client import Client, WorkflowHandle  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.service import RPCError  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 import worker as worker_module  # noqa: E402
 from activities.gitlab import GitLabActivities  # noqa: E402
@@ -45,10 +43,9 @@ from bench import baseline  # noqa: E402
 from bench.baseline_payloads import BaselineInput, Step, StepResult  # noqa: E402
 from model_migration.catalog import load_catalog  # noqa: E402
 from model_migration.clients.gitlab import GitLabClient  # noqa: E402
-from model_migration.devserver import free_port  # noqa: E402
+from model_migration.devserver import free_port, local_environment  # noqa: E402
 from model_migration.domain.stages import Stage  # noqa: E402
 from model_migration.logging import configure  # noqa: E402
-from model_migration.temporal import binary  # noqa: E402
 from workflows import attributes  # noqa: E402
 from workflows.feature import FeatureMigrationWorkflow  # noqa: E402
 from workflows.messages import (  # noqa: E402
@@ -357,18 +354,7 @@ async def bench(args: argparse.Namespace, state: Path) -> dict[str, object]:
     # process's interpreter lock with the worker being measured.
     sandbox = SandboxProcess(state, token)
     try:
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(binary("temporal")),
-            ip="127.0.0.1",
-            port=free_port(),
-            ui=False,
-            search_attributes=attributes.ALL,
-            data_converter=pydantic_data_converter,
-            dev_server_log_level="error",
-            # As tests/temporal_fixtures.py: free ports, so two runs on one machine do not clash.
-            dev_server_extra_args=["--http-port", str(free_port()), "--metrics-port", str(free_port())],
-        )
-        async with env:
+        async with await local_environment() as env:
             say(f"dev server on {env.client.service_client.config.target_host}, GitLab sandbox on {sandbox.url}")
 
             def make() -> GitLabClient:

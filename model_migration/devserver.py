@@ -8,14 +8,34 @@ import subprocess
 import time
 from pathlib import Path
 
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
 from model_migration.domain.errors import DomainError
 from model_migration.temporal import binary, search_attribute_flags
+from workflows import attributes
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+async def local_environment() -> WorkflowEnvironment:
+    """A throwaway dev server (tests, the benchmark, replay recordings): in memory, on free
+    loopback ports, with the engine's search attributes and data converter."""
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(binary("temporal")),
+        ip="127.0.0.1",
+        port=free_port(),
+        ui=False,
+        search_attributes=attributes.ALL,
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+        # Its HTTP and metrics ports too, so that two at once on one machine do not clash.
+        dev_server_extra_args=["--http-port", str(free_port()), "--metrics-port", str(free_port())],
+    )
 
 
 class DevServer:

@@ -18,9 +18,8 @@ from temporalio.testing import WorkflowEnvironment
 import worker as worker_module
 from activities.gitlab import GitLabActivities
 from model_migration.clients.gitlab import GitLabClient
-from model_migration.devserver import free_port
+from model_migration.devserver import free_port, local_environment
 from model_migration.temporal import binary, register_search_attributes
-from workflows import attributes
 
 T = TypeVar("T")
 
@@ -52,17 +51,7 @@ async def assert_eventually(check: Callable[[], Awaitable[T]], timeout: float = 
 
 @pytest_asyncio.fixture(scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(binary("temporal")),
-        ip="127.0.0.1",
-        port=free_port(),
-        ui=False,
-        search_attributes=attributes.ALL,
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
-        dev_server_extra_args=["--http-port", str(free_port()), "--metrics-port", str(free_port())],
-    )
-    async with env:
+    async with await local_environment() as env:
         yield env
 
 

@@ -15,20 +15,16 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
 from activities.gitlab import GitLabActivities
 from model_migration import operations
 from model_migration.clients.gitlab import GitLabClient
-from model_migration.devserver import free_port
+from model_migration.devserver import local_environment
 from model_migration.domain.stages import Stage
 from model_migration.sandbox.gitlab import GitLabSandbox
-from model_migration.temporal import binary
 from tests.temporal_fixtures import Engine
 from tests.workflows.support import CATALOG, REPLACED, SLOW, drive, model_for, start_feature, wait_issue
-from workflows import attributes
 from workflows.messages import (
     Abort, CompleteStage, ExtendDeadline, MigrationInput, Pause, Resume, Status, feature_workflow_id,
 )
@@ -90,11 +86,7 @@ async def main(version: str) -> None:
         token = secrets.token_urlsafe(16)
         box = GitLabSandbox(Path(tmp) / "gitlab.db", token=token, usernames=CATALOG.usernames())
         box.start()
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(binary("temporal")), ip="127.0.0.1", port=free_port(), ui=False,
-            search_attributes=attributes.ALL, data_converter=pydantic_data_converter, dev_server_log_level="error",
-            dev_server_extra_args=["--http-port", str(free_port()), "--metrics-port", str(free_port())],
-        )
+        env = await local_environment()
         try:
             gitlab = GitLabActivities(lambda: GitLabClient(box.url, token, box.project_path))
             with ThreadPoolExecutor(max_workers=8) as executor:
