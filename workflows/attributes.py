@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, SearchAttributeUpdate, TypedSearchAttributes
 
 from model_migration.domain.deadlines import due_in, plan_due_dates
@@ -83,6 +84,16 @@ def updates(values: Values, *, only_moving: bool = False) -> list[SearchAttribut
 def already_set(values: Sequence[SearchAttributePair], current: TypedSearchAttributes) -> bool:  # type: ignore[type-arg]
     """True when the workflow was started with exactly these values (nothing to upsert)."""
     return all(_same(current.get(pair.key), pair.value) for pair in values)
+
+
+def publish(values: Values, *, first: bool = False) -> None:
+    """Upsert from inside a workflow. The first time, nothing if the starter passed exactly
+    these values: replay-safe without a patch, as whether they were passed is in the start
+    event, and older histories, started without them, upsert as they always did. After that,
+    only the stage and the due date."""
+    if first and already_set(values, workflow.info().typed_search_attributes):
+        return
+    workflow.upsert_search_attributes(updates(values, only_moving=not first))
 
 
 def _same(have: object, want: object) -> bool:

@@ -69,14 +69,7 @@ class FeatureState:
         self.progress_dirty = True
 
     def publish(self, first: bool = False) -> None:
-        """Upsert the search attributes; the first time, only if the starter did not pass them.
-
-        Replay-safe without a patch: whether they were passed is in the start event, and older
-        histories, started without them, upsert as they always did."""
-        values = attributes.feature_values(self.input, self.stage, self.due())
-        if first and attributes.already_set(values, workflow.info().typed_search_attributes):
-            return
-        workflow.upsert_search_attributes(attributes.updates(values, only_moving=not first))
+        attributes.publish(attributes.feature_values(self.input, self.stage, self.due()), first=first)
 
     def move(self, to: Stage, actor: str, journal: Journal, detail: str = "") -> None:
         before = self.stage

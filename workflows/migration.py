@@ -243,11 +243,7 @@ class ModelMigrationWorkflow:
         self._publish()
 
     def _publish(self, first: bool = False) -> None:
-        """As ``FeatureState.publish``: the first time, only if the starter did not pass them."""
-        values = attributes.migration_values(self.input, self.stage, self.eta)
-        if first and attributes.already_set(values, workflow.info().typed_search_attributes):
-            return
-        workflow.upsert_search_attributes(attributes.updates(values, only_moving=not first))
+        attributes.publish(attributes.migration_values(self.input, self.stage, self.eta), first=first)
 
     def _ordered_outcomes(self) -> list[FeatureOutcome]:
         return [self.outcomes[f.name] for f in self.input.features if f.name in self.outcomes]
