@@ -206,7 +206,7 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin):
             query["labels"] = ",".join(labels)
         # Usually one page, hence one request; later pages are fetched only if needed. Plain
         # dicts (``http_list``), not issue objects: the answer is only read.
-        for found in self._gl.http_list(f"/projects/{self._project.encoded_id}/issues", query, iterator=True):
+        for found in self._gl.http_list(self._issues_path(), query, iterator=True):
             if wanted in (found.get("description") or ""):
                 return _issue(found)
         return None
@@ -224,7 +224,7 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin):
             data["assignee_ids"] = [self.user(draft.assignee_username).id]
         if draft.due_date:
             data["due_date"] = draft.due_date.isoformat()
-        created = _json_object(self._gl.http_post(f"/projects/{self._project.encoded_id}/issues", post_data=data))
+        created = _json_object(self._gl.http_post(self._issues_path(), post_data=data))
         log.info("gitlab_issue_created", iid=created["iid"], project=self.project_path)
         return _issue(created)
 
@@ -296,8 +296,12 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin):
     def _notes(self, iid: int) -> Any:
         return self._project.issues.get(iid, lazy=True).notes
 
+    def _issues_path(self) -> str:
+        """The project's issues, for python-gitlab's ``http_*`` calls (the path URL-encoded)."""
+        return f"/projects/{self._project.encoded_id}/issues"
+
     def _issue_path(self, iid: int) -> str:
-        return f"/projects/{self._project.encoded_id}/issues/{int(iid)}"
+        return f"{self._issues_path()}/{int(iid)}"
 
     # -- users and labels --------------------------------------------------------------------
 
