@@ -18,6 +18,7 @@ from model_migration.sandbox.gitlab_api import (
     _labels_match,
     _search_matches,
     _validate_issue_text,
+    check_update,
     relabel,
 )
 from model_migration.sandbox.gitlab_json import Renderer
@@ -188,13 +189,7 @@ class GitLabEpics:
 
     def update_epic(self, req: Request) -> Response:
         group = self.group(req)
-        if not any(req.has(key) for key in _EPIC_UPDATE_KEYS):
-            keys = ", ".join(_EPIC_UPDATE_KEYS)
-            message = f"{keys} are missing, at least one parameter must be provided"
-            raise ApiError(400, {"error": message})
-        state_event = req.get("state_event")
-        if state_event is not None and state_event not in ("close", "reopen"):
-            raise ApiError.not_valid_value("state_event")
+        state_event = check_update(req, _EPIC_UPDATE_KEYS)
         with self.store.lock:
             epic = dict(self.epic(req, group))
             for key in ("title", "description"):

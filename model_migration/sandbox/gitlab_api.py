@@ -249,13 +249,7 @@ class GitLabApi:
 
     def update_issue(self, req: Request) -> Response:
         project = self.project(req)
-        if not any(req.has(key) for key in _ISSUE_UPDATE_KEYS):
-            keys = ", ".join(_ISSUE_UPDATE_KEYS)
-            message = f"{keys} are missing, at least one parameter must be provided"
-            raise ApiError(400, {"error": message})
-        state_event = req.get("state_event")
-        if state_event is not None and state_event not in ("close", "reopen"):
-            raise ApiError.not_valid_value("state_event")
+        state_event = check_update(req, _ISSUE_UPDATE_KEYS)
         with self.store.lock:
             previous = self.issue(req, project)
             issue = dict(previous)
@@ -358,6 +352,18 @@ class GitLabApi:
         if note is None:
             raise ApiError.not_found("Note")
         return json_response(Renderer(self.store, req.base_url).note(issue, note))
+
+
+def check_update(req: Request, keys: Iterable[str]) -> str | None:
+    """GitLab's checks before any update (issue, epic, merge request): at least one of ``keys``
+    given, and a ``state_event`` GitLab knows. Returns the state event."""
+    keys = list(keys)
+    if not any(req.has(key) for key in keys):
+        raise ApiError(400, {"error": f"{', '.join(keys)} are missing, at least one parameter must be provided"})
+    state_event = req.get("state_event")
+    if state_event is not None and state_event not in ("close", "reopen"):
+        raise ApiError.not_valid_value("state_event")
+    return state_event
 
 
 def _validate_issue_text(title: str, description: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from model_migration.sandbox.git_objects import DEFAULT_BRANCH, Repository, three_way_merge
-from model_migration.sandbox.gitlab_api import PROJECT, GitLabApi
+from model_migration.sandbox.gitlab_api import PROJECT, GitLabApi, check_update
 from model_migration.sandbox.gitlab_json import Renderer
 from model_migration.sandbox.routing import (
     ApiError,
@@ -238,14 +238,7 @@ class MergeRequestsApi:
 
     def update(self, req: Request) -> Response:
         project = self._project(req)
-        if not any(req.has(key) for key in _UPDATE_KEYS):
-            message = (
-                f"{', '.join(_UPDATE_KEYS)} are missing, at least one parameter must be provided"
-            )
-            raise ApiError(400, {"error": message})
-        state_event = req.get("state_event")
-        if state_event is not None and state_event not in ("close", "reopen"):
-            raise ApiError.not_valid_value("state_event")
+        state_event = check_update(req, _UPDATE_KEYS)
         with self.store.lock:
             before = self._mr(req, project)
             mr = dict(before)
