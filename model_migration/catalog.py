@@ -13,9 +13,11 @@ FEATURES_NAME = "features.yml"
 
 
 def default_catalog_dir() -> Path:
-    """The repository's ``catalog/`` directory, beside the ``model_migration`` package."""
-    # This file's own path, not model_migration.__file__, which an editable install can leave None.
-    return Path(__file__).resolve().parent.parent / "catalog"
+    """The shipped catalog: the ``catalog`` package's data, wherever the distribution is installed."""
+    import catalog
+
+    # The package's own path: an editable install finds the source tree, a wheel its site-packages.
+    return Path(catalog.__file__).resolve().parent
 
 
 def load_catalog(directory: Path | None = None) -> Catalog:

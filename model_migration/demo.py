@@ -109,7 +109,7 @@ async def _wait_for(client: Client, wid: str, ready, timeout: float = 120.0) -> 
 async def run_demo(*, as_json: bool, keep: bool, state_dir: Path | None) -> int:
     import worker as worker_module
     from model_migration import logging as mm_logging
-    from model_migration.sandbox.gitlab import GitLabSandbox
+    from gitlab_sandbox.gitlab import GitLabSandbox
     from model_migration.temporal import connect
 
     say = Console(stderr=as_json, quiet=False)

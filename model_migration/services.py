@@ -76,7 +76,7 @@ def sandbox(
 ) -> None:
     """Run the local GitLab sandbox (a GitLab REST v4 subset) for development and demos."""
     from model_migration.catalog import load_catalog
-    from model_migration.sandbox.gitlab import GitLabSandbox
+    from gitlab_sandbox.gitlab import GitLabSandbox
 
     settings = Settings()
     base = state_dir or settings.state_dir

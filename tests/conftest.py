@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from model_migration.clients.gitlab import GitLabClient, WaitGate, forget_users
-from model_migration.sandbox.gitlab import GitLabSandbox
+from gitlab_sandbox.gitlab import GitLabSandbox
 
 from model_migration.catalog import load_catalog
 

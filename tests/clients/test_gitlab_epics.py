@@ -189,7 +189,7 @@ def test_sandbox_logs_failed_deliveries_without_the_token(
     gitlab_client: GitLabClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A hook whose receiver is down gets a warning that names the URL but never the token."""
-    caplog.set_level(logging.WARNING, logger="model_migration.sandbox.hooks")
+    caplog.set_level(logging.WARNING, logger="gitlab_sandbox.hooks")
     path = unique("down")
     hook = gitlab_client.ensure_hook(f"http://127.0.0.1:1/{path}?t=q", "tok-never-log", ["issues"])
     try:

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from model_migration.clients.gitlab import GitLabClient
-from model_migration.sandbox.gitlab import GitLabSandbox
+from gitlab_sandbox.gitlab import GitLabSandbox
 from tests.clients.gitlab_helpers import api, draft, unique
 
 if TYPE_CHECKING:
@@ -163,9 +163,9 @@ def test_each_request_is_logged_once_without_the_token(
 ) -> None:
     """The sandbox logs one debug line per request, and the token never appears in it."""
     marker = unique("log")
-    with caplog.at_level(logging.DEBUG, logger="model_migration.sandbox.gitlab"):
+    with caplog.at_level(logging.DEBUG, logger="gitlab_sandbox.gitlab"):
         api(gitlab_sandbox, "/issues", search=marker, private_token=gitlab_sandbox.token)
-    lines = [r.getMessage() for r in caplog.records if r.name == "model_migration.sandbox.gitlab"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "gitlab_sandbox.gitlab"]
     assert len(lines) == 1 and lines[0].startswith("GET /api/v4/projects/") and "-> 200" in lines[0]
     assert gitlab_sandbox.token not in caplog.text and marker not in caplog.text
 

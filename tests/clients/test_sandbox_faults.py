@@ -14,7 +14,7 @@ import requests
 
 from model_migration.clients.gitlab import GitLabClient
 from model_migration.domain.errors import ErrorType, GitLabError
-from model_migration.sandbox.gitlab import GitLabSandbox
+from gitlab_sandbox.gitlab import GitLabSandbox
 from tests.clients.gitlab_helpers import draft, unique
 
 TOKEN = "fault-token"

@@ -18,8 +18,8 @@ from typing import Any
 import gitlab
 import pytest
 
-from model_migration.sandbox.gitlab import GitLabSandbox
-from model_migration.sandbox.pipelines import JobSpec
+from gitlab_sandbox.gitlab import GitLabSandbox
+from gitlab_sandbox.pipelines import JobSpec
 from tests.contract.conftest import Target
 
 SANDBOX_ONLY = "job configuration (JobSpec) and loopback webhooks exist only in the sandbox"

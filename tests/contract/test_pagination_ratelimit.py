@@ -18,11 +18,11 @@ import gitlab
 import pytest
 import requests
 
-from model_migration.sandbox.faults import RateLimiter
-from model_migration.sandbox.gitlab import GitLabSandbox
-from model_migration.sandbox.modules import full_schema
-from model_migration.sandbox.routing import KEYSET_UNAVAILABLE
-from model_migration.sandbox.store import Store
+from gitlab_sandbox.faults import RateLimiter
+from gitlab_sandbox.gitlab import GitLabSandbox
+from gitlab_sandbox.modules import full_schema
+from gitlab_sandbox.routing import KEYSET_UNAVAILABLE
+from gitlab_sandbox.store import Store
 from tests.contract.conftest import Target
 
 RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Observed", "RateLimit-Remaining", "RateLimit-Reset")

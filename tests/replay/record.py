@@ -22,7 +22,7 @@ from model_migration import operations
 from model_migration.clients.gitlab import GitLabClient
 from model_migration.devserver import local_environment
 from model_migration.domain.stages import Stage
-from model_migration.sandbox.gitlab import GitLabSandbox
+from gitlab_sandbox.gitlab import GitLabSandbox
 from tests.temporal_fixtures import Engine
 from tests.workflows.support import CATALOG, REPLACED, SLOW, drive, model_for, start_feature, wait_issue
 from workflows.messages import (

@@ -123,11 +123,12 @@ def test_shipped_usernames_are_sorted_and_unique(shipped: Catalog) -> None:
     assert {f.dri for f in shipped.features} | {f.manager for f in shipped.features} == set(users)
 
 
-def test_default_catalog_dir_is_the_repo_catalog() -> None:
-    """The default directory is catalog/ beside the model_migration package."""
+def test_default_catalog_dir_is_the_catalog_package() -> None:
+    """The default directory is the shipped catalog package, with both YAML files."""
     directory = default_catalog_dir()
     assert directory.name == "catalog"
-    assert (directory.parent / "model_migration" / "__init__.py").is_file()
+    assert (directory / "__init__.py").is_file()
+    assert {"models.yml", "features.yml"} <= {p.name for p in directory.iterdir()}
 
 
 # --- look-ups ------------------------------------------------------------------------------

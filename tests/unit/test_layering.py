@@ -147,7 +147,15 @@ WORKFLOWS = Rule(
         "activities.gitlab",
     ),
 )
-RULES = (DOMAIN, CLIENTS, ACTIVITIES, WORKFLOWS)
+PRODUCT = ("model_migration", "workflows", "activities", "worker", "catalog")
+SANDBOX = Rule(
+    "the GitLab sandbox imports nothing of the product",
+    "gitlab_sandbox",
+    forbidden=PRODUCT,
+)
+RULES = (DOMAIN, CLIENTS, ACTIVITIES, WORKFLOWS, SANDBOX)
+#: The only product modules that start the sandbox: the ``sandbox`` and ``demo`` commands.
+SANDBOX_STARTERS = {"model_migration/services.py", "model_migration/demo.py"}
 
 
 # --- the project's files ---------------------------------------------------------------------
@@ -234,6 +242,22 @@ def test_activities_do_not_import_workflows(path: Path) -> None:
 def test_workflows_stay_deterministic_and_client_free(path: Path) -> None:
     """Workflows import no clients, settings, os/time/random, structlog or vendor SDKs."""
     _assert_obeys(WORKFLOWS, path)
+
+
+@pytest.mark.parametrize("path", _params(SANDBOX))
+def test_sandbox_imports_nothing_of_the_product(path: Path) -> None:
+    """The GitLab sandbox is a house of its own: no product module reaches into it."""
+    _assert_obeys(SANDBOX, path)
+
+
+def test_product_starts_the_sandbox_only_from_its_commands() -> None:
+    """Only the sandbox and demo commands import gitlab_sandbox; workers and workflows never do."""
+    product = [p for p in ALL_FILES if p.relative_to(ROOT).parts[0] in {"model_migration", "workflows", "activities", "worker.py"}]
+    importers = {
+        _rel(p) for p in product
+        if any(_within(c, "gitlab_sandbox") for imp in imports_in(p.read_text(encoding="utf-8"), _module_name(p)) for c in imp.candidates())
+    }
+    assert importers and importers <= SANDBOX_STARTERS, importers
 
 
 # --- the checker itself ----------------------------------------------------------------------

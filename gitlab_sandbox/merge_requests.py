@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from model_migration.sandbox.git_objects import DEFAULT_BRANCH, Repository, three_way_merge
-from model_migration.sandbox.gitlab_api import PROJECT, GitLabApi, check_update
-from model_migration.sandbox.gitlab_json import Renderer
-from model_migration.sandbox.routing import (
+from gitlab_sandbox.git_objects import DEFAULT_BRANCH, Repository, three_way_merge
+from gitlab_sandbox.gitlab_api import PROJECT, GitLabApi, check_update
+from gitlab_sandbox.gitlab_json import Renderer
+from gitlab_sandbox.routing import (
     ApiError,
     Request,
     Response,
@@ -19,7 +19,7 @@ from model_migration.sandbox.routing import (
     json_response,
     paged_json,
 )
-from model_migration.sandbox.store import ID_BASES, Store, now_iso
+from gitlab_sandbox.store import ID_BASES, Store, now_iso
 
 # Ids apart from iids, like every other sandbox table (see ``store.ID_BASES``).
 ID_BASES.setdefault("merge_requests", 380_000_000)

@@ -25,8 +25,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from model_migration.sandbox.git_objects import DEFAULT_BRANCH, Repository
-from model_migration.sandbox.store import Store, now_iso
+from gitlab_sandbox.git_objects import DEFAULT_BRANCH, Repository
+from gitlab_sandbox.store import Store, now_iso
 
 log = logging.getLogger(__name__)
 

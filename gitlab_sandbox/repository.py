@@ -11,14 +11,14 @@ import binascii
 import hashlib
 from typing import Any
 
-from model_migration.sandbox.git_objects import (
+from gitlab_sandbox.git_objects import (
     DEFAULT_BRANCH,
     SCHEMA,
     Repository,
     valid_branch_name,
 )
-from model_migration.sandbox.gitlab_api import PROJECT, GitLabApi
-from model_migration.sandbox.routing import (
+from gitlab_sandbox.gitlab_api import PROJECT, GitLabApi
+from gitlab_sandbox.routing import (
     ApiError,
     Request,
     Response,
@@ -26,7 +26,7 @@ from model_migration.sandbox.routing import (
     json_response,
     paged_json,
 )
-from model_migration.sandbox.store import Store
+from gitlab_sandbox.store import Store
 
 BRANCH = rf"{PROJECT}/repository/branches/(?P<branch>[^/]+)"
 FILE = rf"{PROJECT}/repository/files/(?P<file_path>[^/]+)"

@@ -22,8 +22,8 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from model_migration.sandbox.gitlab_json import Renderer
-from model_migration.sandbox.routing import (
+from gitlab_sandbox.gitlab_json import Renderer
+from gitlab_sandbox.routing import (
     ApiError,
     Request,
     Response,
@@ -31,7 +31,7 @@ from model_migration.sandbox.routing import (
     json_response,
     paged_json,
 )
-from model_migration.sandbox.store import ID_BASES, Store, now_iso
+from gitlab_sandbox.store import ID_BASES, Store, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class GitLabHooks:
 
     def __init__(self, store: Store) -> None:
         # Imported here: gitlab_api imports this module's payload builders.
-        from model_migration.sandbox.gitlab_api import GitLabApi
+        from gitlab_sandbox.gitlab_api import GitLabApi
 
         self.store = store
         self.api = GitLabApi(store)

@@ -22,12 +22,12 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
-from model_migration.sandbox.faults import ADMIN, FaultInjector, RateLimiter, SandboxAdmin
-from model_migration.sandbox.gitlab_api import BOT_USERNAME
-from model_migration.sandbox.modules import full_schema, register_all
-from model_migration.sandbox.pipelines import JobSpec, configure_jobs
-from model_migration.sandbox.routing import ApiError, Request, Response, Router, json_response
-from model_migration.sandbox.store import Store, now_iso
+from gitlab_sandbox.faults import ADMIN, FaultInjector, RateLimiter, SandboxAdmin
+from gitlab_sandbox.gitlab_api import BOT_USERNAME
+from gitlab_sandbox.modules import full_schema, register_all
+from gitlab_sandbox.pipelines import JobSpec, configure_jobs
+from gitlab_sandbox.routing import ApiError, Request, Response, Router, json_response
+from gitlab_sandbox.store import Store, now_iso
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from model_migration.sandbox.gitlab_json import Renderer
-from model_migration.sandbox.hooks import issue_event, note_event
-from model_migration.sandbox import quick_actions
-from model_migration.sandbox.routing import (
+from gitlab_sandbox.gitlab_json import Renderer
+from gitlab_sandbox.hooks import issue_event, note_event
+from gitlab_sandbox import quick_actions
+from gitlab_sandbox.routing import (
     ApiError,
     Request,
     Response,
@@ -22,7 +22,7 @@ from model_migration.sandbox.routing import (
     json_response,
     paged_json,
 )
-from model_migration.sandbox.store import Store, now_iso
+from gitlab_sandbox.store import Store, now_iso
 
 API = "/api/v4"
 PROJECT = rf"{API}/projects/(?P<project>[^/]+)"

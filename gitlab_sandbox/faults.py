@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 
-from model_migration.sandbox.routing import (
+from gitlab_sandbox.routing import (
     ApiError,
     Request,
     Response,

@@ -19,9 +19,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from model_migration.sandbox.gitlab_api import API
-from model_migration.sandbox.routing import ApiError, Request, Response, Router, json_response
-from model_migration.sandbox.store import Store, now_iso
+from gitlab_sandbox.gitlab_api import API
+from gitlab_sandbox.routing import ApiError, Request, Response, Router, json_response
+from gitlab_sandbox.store import Store, now_iso
 
 FEATURE = rf"{API}/features/(?P<name>[^/]+)"
 _NUMERIC = re.compile(r"^\d+(\.\d+)?$")

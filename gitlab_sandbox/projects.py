@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from model_migration.sandbox.gitlab_api import API
-from model_migration.sandbox.gitlab_json import Renderer
-from model_migration.sandbox.routing import Request, Response, Router, paged_json
-from model_migration.sandbox.store import Store
+from gitlab_sandbox.gitlab_api import API
+from gitlab_sandbox.gitlab_json import Renderer
+from gitlab_sandbox.routing import Request, Response, Router, paged_json
+from gitlab_sandbox.store import Store
 
 _ORDER = ("id", "name", "path", "created_at", "updated_at", "last_activity_at")
 KEYSET_ORDER = ("id",)

@@ -19,16 +19,16 @@ import json
 import re
 from typing import Any
 
-from model_migration.sandbox.features import FeaturesApi
-from model_migration.sandbox.flag_user_lists import (
+from gitlab_sandbox.features import FeaturesApi
+from gitlab_sandbox.flag_user_lists import (
     NOT_FOUND,
     USER_XIDS_RULE,
     UserListsApi,
     user_xids_valid,
 )
-from model_migration.sandbox.gitlab_api import PROJECT, GitLabApi
-from model_migration.sandbox.projects import ProjectListApi
-from model_migration.sandbox.routing import (
+from gitlab_sandbox.gitlab_api import PROJECT, GitLabApi
+from gitlab_sandbox.projects import ProjectListApi
+from gitlab_sandbox.routing import (
     ApiError,
     Request,
     Response,
@@ -36,7 +36,7 @@ from model_migration.sandbox.routing import (
     json_response,
     paged_json,
 )
-from model_migration.sandbox.store import ID_BASES, Store, now_iso
+from gitlab_sandbox.store import ID_BASES, Store, now_iso
 
 ID_BASES.setdefault("feature_flags", 610_000)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from model_migration.sandbox.gitlab_api import (
+from gitlab_sandbox.gitlab_api import (
     API,
     ISSUE,
     GitLabApi,
@@ -21,8 +21,8 @@ from model_migration.sandbox.gitlab_api import (
     check_update,
     relabel,
 )
-from model_migration.sandbox.gitlab_json import Renderer
-from model_migration.sandbox.routing import (
+from gitlab_sandbox.gitlab_json import Renderer
+from gitlab_sandbox.routing import (
     ApiError,
     Request,
     Response,
@@ -30,7 +30,7 @@ from model_migration.sandbox.routing import (
     json_response,
     paged_json,
 )
-from model_migration.sandbox.store import ID_BASES, Store, now_iso
+from gitlab_sandbox.store import ID_BASES, Store, now_iso
 
 # Ids that look like no other kind of id, so that passing an iid or an issue id fails loudly.
 ID_BASES.setdefault("epics", 5_300_000)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from model_migration.sandbox.store import Store
+from gitlab_sandbox.store import Store
 
 _TASK = re.compile(r"^\s*(?:[-*+]|\d+\.)\s+\[([ xX])\]", re.MULTILINE)
 

@@ -16,8 +16,8 @@ import uuid
 from collections import deque
 from typing import Any
 
-from model_migration.sandbox.gitlab_api import BOT_USERNAME
-from model_migration.sandbox.store import Store, now_iso
+from gitlab_sandbox.gitlab_api import BOT_USERNAME
+from gitlab_sandbox.store import Store, now_iso
 
 DEFAULT_BRANCH = "main"
 _BAD_REF = re.compile(

@@ -8,9 +8,9 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from model_migration.sandbox.gitlab_json import text_color
-from model_migration.sandbox.routing import ApiError, Request, Response, Router, html_response
-from model_migration.sandbox.store import Store
+from gitlab_sandbox.gitlab_json import text_color
+from gitlab_sandbox.routing import ApiError, Request, Response, Router, html_response
+from gitlab_sandbox.store import Store
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; color: #1f1e24; }

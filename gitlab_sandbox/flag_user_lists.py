@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from model_migration.sandbox.gitlab_api import PROJECT, GitLabApi
-from model_migration.sandbox.routing import (
+from gitlab_sandbox.gitlab_api import PROJECT, GitLabApi
+from gitlab_sandbox.routing import (
     ApiError,
     Request,
     Response,
@@ -15,7 +15,7 @@ from model_migration.sandbox.routing import (
     json_response,
     paged_json,
 )
-from model_migration.sandbox.store import ID_BASES, Store, now_iso
+from gitlab_sandbox.store import ID_BASES, Store, now_iso
 
 ID_BASES.setdefault("feature_flag_user_lists", 72_000)
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from model_migration.sandbox.epics import GitLabEpics
-from model_migration.sandbox.flags import FlagsApi
-from model_migration.sandbox.gitlab_api import GitLabApi
-from model_migration.sandbox.gitlab_web import GitLabWeb
-from model_migration.sandbox.hooks import GitLabHooks
-from model_migration.sandbox.merge_requests import MergeRequestsApi
-from model_migration.sandbox.pipelines import PipelinesApi
-from model_migration.sandbox.repository import RepositoryApi
-from model_migration.sandbox.routing import Router
-from model_migration.sandbox.store import SCHEMA, Store
+from gitlab_sandbox.epics import GitLabEpics
+from gitlab_sandbox.flags import FlagsApi
+from gitlab_sandbox.gitlab_api import GitLabApi
+from gitlab_sandbox.gitlab_web import GitLabWeb
+from gitlab_sandbox.hooks import GitLabHooks
+from gitlab_sandbox.merge_requests import MergeRequestsApi
+from gitlab_sandbox.pipelines import PipelinesApi
+from gitlab_sandbox.repository import RepositoryApi
+from gitlab_sandbox.routing import Router
+from gitlab_sandbox.store import SCHEMA, Store
 
 
 class Module(Protocol):

@@ -15,16 +15,16 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from model_migration.sandbox.git_objects import DEFAULT_BRANCH, Repository
-from model_migration.sandbox.gitlab_api import PROJECT, GitLabApi
-from model_migration.sandbox.gitlab_json import Renderer
-from model_migration.sandbox.pipeline_runner import (
+from gitlab_sandbox.git_objects import DEFAULT_BRANCH, Repository
+from gitlab_sandbox.gitlab_api import PROJECT, GitLabApi
+from gitlab_sandbox.gitlab_json import Renderer
+from gitlab_sandbox.pipeline_runner import (
     FINISHED,
     JobSpec,
     PipelineRunner,
     echo_variables,
 )
-from model_migration.sandbox.routing import (
+from gitlab_sandbox.routing import (
     ApiError,
     Request,
     Response,
@@ -32,7 +32,7 @@ from model_migration.sandbox.routing import (
     json_response,
     paged_json,
 )
-from model_migration.sandbox.store import ID_BASES, Store, now_iso
+from gitlab_sandbox.store import ID_BASES, Store, now_iso
 
 __all__ = ["DEFAULT_JOBS", "JobSpec", "PipelinesApi", "configure_jobs", "echo_variables"]
 
