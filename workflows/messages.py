@@ -56,6 +56,9 @@ class MigrationInput(BaseModel):
     #: Where the plan's clock starts: the starter's time, so that the search attributes it
     #: passes at start carry the same due date the workflow plans. None: the workflow's start.
     planned_from: datetime | None = None
+    #: 0 for the first run of this migration id; a deliberate ``start --rerun`` counts up, and
+    #: every GitLab marker carries it, so a rerun opens new issues instead of reusing closed ones.
+    rerun: int = 0
 
 
 #: Behaviour that only workflows started after a change should get is keyed on the input's
@@ -178,6 +181,10 @@ class CommandResult(BaseModel):
     model_config = FROZEN
     stage: Stage
     message: str
+    #: The update that produced this result and its ``command_digest``: a request id reused
+    #: for another command gets the first command's result back, and the sender can tell.
+    command: str = ""
+    digest: str = ""
 
 
 # -- signals (machine events) ------------------------------------------------------------
