@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import site
 import subprocess
 import sys
@@ -14,9 +15,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_wheel_ships_the_catalog_and_the_sandbox(tmp_path: Path) -> None:
     """A wheel installed into a fresh venv, run from another directory, loads the shipped catalog."""
+    # Build from a copy: setuptools leaves build/ and egg-info behind in the tree it builds.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "node_modules", ".model-migration", ".pytest_cache",
+    ))
     wheels = tmp_path / "wheels"
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
         capture_output=True, text=True, timeout=600,
     )
     assert built.returncode == 0, built.stderr
