@@ -44,7 +44,7 @@ from bench.baseline_payloads import BaselineInput, Step, StepResult  # noqa: E40
 from model_migration.catalog import load_catalog  # noqa: E402
 from model_migration.clients.gitlab import GitLabClient  # noqa: E402
 from model_migration.devserver import free_port, local_environment  # noqa: E402
-from model_migration.domain.stages import Stage  # noqa: E402
+from model_migration.domain.stages import FeatureStage, MigrationStage  # noqa: E402
 from model_migration.logging import configure  # noqa: E402
 from workflows import attributes  # noqa: E402
 from workflows.feature import FeatureMigrationWorkflow  # noqa: E402
@@ -66,12 +66,12 @@ STARTED = EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
 
 #: The happy path of tests/workflows/support.py's ``drive``.
 ENGINE_UPDATES: list[tuple[str, BaseModel]] = [
-    ("complete_stage", CompleteStage(stage=Stage.IMPLEMENT, actor=ACTOR, prompt_version="1.0.0-dev")),
+    ("complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor=ACTOR, prompt_version="1.0.0-dev")),
     ("report_evaluation", ReportEvaluation(
         actor=ACTOR, verdict=Verdict.PASS, metrics=(MetricResult(name="correctness", baseline=3.0, candidate=3.3),),
     )),
     *[("report_rollout", ReportRollout(actor=ACTOR, percentage=pct)) for pct in (1, 10, 25, 50, 75, 100)],
-    ("complete_stage", CompleteStage(stage=Stage.CLEANUP, actor=ACTOR)),
+    ("complete_stage", CompleteStage(stage=FeatureStage.CLEANUP, actor=ACTOR)),
 ]
 
 started_at = time.monotonic()
@@ -139,7 +139,7 @@ async def engine_one(b: Bench, serial: bool = False) -> WorkflowHandle:
         if serial:
             await quiesce(handle)
     outcome = await handle.result()
-    if outcome.stage != Stage.DONE or outcome.escalations:
+    if outcome.stage != FeatureStage.DONE or outcome.escalations:
         raise RuntimeError(f"{handle.id} ended in {outcome.stage} with {outcome.escalations} escalations")
     return handle
 
@@ -258,7 +258,7 @@ async def whole_migration_calls(b: Bench, make: Callable[[], GitLabClient], feat
 
     await asyncio.gather(*(drive(f) for f in FEATURES[:features]))
     result = await parent.result()
-    if result.stage != Stage.DONE:
+    if result.stage != FeatureStage.DONE:
         raise RuntimeError(f"{parent.id} ended in {result.stage}")
     return (b.gitlab_calls() - before) / features
 

@@ -17,7 +17,7 @@ from rich.console import Console
 from model_migration import operations as ops
 from model_migration import render
 from model_migration.domain.errors import DomainError
-from model_migration.domain.stages import Stage
+from model_migration.domain.stages import CompletableStage, FeatureStage
 from model_migration.settings import Settings
 from workflows.messages import (
     Abort, CompleteStage, ExtendDeadline, MetricResult, Pause, ReportEvaluation, ReportRollout, Resume, Verdict,
@@ -134,7 +134,7 @@ def list_(include_closed: Annotated[bool, typer.Option("--all", help="Include fi
 @app.command()
 def complete(
     workflow_id: WorkflowId,
-    stage: Annotated[Stage, typer.Option("--stage", "-s")],
+    stage: Annotated[CompletableStage, typer.Option("--stage", "-s", help="init (a migration), implement or cleanup (a feature).")],
     feature: Feature = None,
     prompt_version: Annotated[str | None, typer.Option("--prompt-version")] = None,
     flag: Annotated[str | None, typer.Option("--flag")] = None,
@@ -143,7 +143,7 @@ def complete(
     request_id: RequestId = None,
 ) -> None:
     """Mark a stage complete (feature teams)."""
-    payload = CompleteStage(stage=stage, actor=actor or default_actor(), prompt_version=prompt_version, flag_name=flag, note=note)
+    payload = CompleteStage(stage=stage.value, actor=actor or default_actor(), prompt_version=prompt_version, flag_name=flag, note=note)
     command(workflow_id, feature, "complete_stage", payload, request_id)
 
 
@@ -203,7 +203,7 @@ def abort(workflow_id: WorkflowId, reason: Annotated[str, typer.Option("--reason
 @app.command("extend-deadline")
 def extend_deadline(
     workflow_id: WorkflowId,
-    stage: Annotated[Stage, typer.Option("--stage", "-s")],
+    stage: Annotated[FeatureStage, typer.Option("--stage", "-s")],
     date: Annotated[str, typer.Option("--date", help="New due date, YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC).")],
     reason: Annotated[str, typer.Option("--reason")],
     feature: Feature = None,

@@ -20,7 +20,7 @@ from model_migration.clients.gitlab import GitLabClient
 from model_migration.devserver import DevServer
 from model_migration.domain.deadlines import StagePlan
 from model_migration.domain.escalation import scaled_ladder
-from model_migration.domain.stages import Stage
+from model_migration.domain.stages import FeatureStage, MigrationStage
 from model_migration.settings import Settings
 from workflows.messages import (
     CompleteStage, MetricResult, ReportEvaluation, ReportRollout, Status, Tunables, Verdict, feature_workflow_id,
@@ -42,7 +42,7 @@ DEMO_TUNABLES = Tunables(
 
 class FeatureSummary(BaseModel):
     name: str
-    stage: Stage
+    stage: FeatureStage
     outcome: str
     issue_url: str
 
@@ -66,7 +66,7 @@ async def play_team(client: Client, migration: str, feature: str, say: Console) 
         say.print(f"  {feature}: the team is late with implement…")
         await _wait_for(client, wid, lambda s: len(s.escalations) >= 3)
     dri = st.pending_action.owner if st.pending_action else "team"
-    await ops.send(client, wid, "complete_stage", CompleteStage(stage=Stage.IMPLEMENT, actor=dri, prompt_version="1.0.0-dev"))
+    await ops.send(client, wid, "complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor=dri, prompt_version="1.0.0-dev"))
     say.print(f"  {feature}: implement complete (prompt 1.0.0-dev)")
     await ops.send(client, wid, "report_evaluation", ReportEvaluation(
         actor=dri, verdict=Verdict.PASS, dataset=f"{feature}.demo.v1", summary="candidate matches or beats baseline",
@@ -78,7 +78,7 @@ async def play_team(client: Client, migration: str, feature: str, say: Console) 
         await ops.send(client, wid, "report_rollout", ReportRollout(actor=dri, percentage=pct))
         await asyncio.sleep(0.2)
     say.print(f"  {feature}: rolled out to 100 %")
-    await ops.send(client, wid, "complete_stage", CompleteStage(stage=Stage.CLEANUP, actor=dri, note="flag removed"))
+    await ops.send(client, wid, "complete_stage", CompleteStage(stage=FeatureStage.CLEANUP, actor=dri, note="flag removed"))
     say.print(f"  {feature}: cleanup complete")
 
 
@@ -147,7 +147,7 @@ async def run_demo(*, as_json: bool, keep: bool, state_dir: Path | None) -> int:
         stop.set()
         box.stop()
         server.stop()
-    return 0 if all(f.stage == Stage.DONE for f in summary.features) else 1
+    return 0 if all(f.stage == FeatureStage.DONE for f in summary.features) else 1
 
 
 async def _summary(client: Client, migration: str, result: object, ui: str, gitlab: GitLabActivities) -> Summary:

@@ -14,7 +14,7 @@ from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, SearchAttributeUpdate, TypedSearchAttributes
 
 from model_migration.domain.deadlines import due_in, plan_due_dates
-from model_migration.domain.stages import Stage
+from model_migration.domain.stages import FeatureStage, MigrationStage
 from workflows.messages import FeatureMigrationInput, MigrationInput
 
 KIND = SearchAttributeKey.for_keyword("MigrationKind")  # "migration" | "feature"
@@ -29,7 +29,7 @@ ALL = (KIND, STAGE, MODEL, PROVIDER, FEATURES, DUE_DATE)
 Values = list[SearchAttributePair]  # type: ignore[type-arg]
 
 
-def feature_values(input: FeatureMigrationInput, stage: Stage, due: datetime) -> Values:
+def feature_values(input: FeatureMigrationInput, stage: FeatureStage, due: datetime) -> Values:
     return [
         SearchAttributePair(KIND, "feature"),
         SearchAttributePair(STAGE, stage.value),
@@ -40,7 +40,7 @@ def feature_values(input: FeatureMigrationInput, stage: Stage, due: datetime) ->
     ]
 
 
-def migration_values(input: MigrationInput, stage: Stage, due: datetime) -> Values:
+def migration_values(input: MigrationInput, stage: MigrationStage, due: datetime) -> Values:
     return [
         SearchAttributePair(KIND, "migration"),
         SearchAttributePair(STAGE, stage.value),
@@ -61,14 +61,14 @@ def at_feature_start(input: FeatureMigrationInput) -> TypedSearchAttributes:
     if input.planned_from is None:
         raise ValueError("set planned_from, so the due date matches the workflow's plan")
     plan = plan_due_dates(input.planned_from, input.tunables.plan)
-    return TypedSearchAttributes(feature_values(input, Stage.IMPLEMENT, due_in(plan, Stage.IMPLEMENT)))
+    return TypedSearchAttributes(feature_values(input, FeatureStage.IMPLEMENT, due_in(plan, FeatureStage.IMPLEMENT)))
 
 
 def at_migration_start(input: MigrationInput) -> TypedSearchAttributes:
     """The values a migration workflow starts with; ``input.planned_from`` must be set."""
     if input.planned_from is None:
         raise ValueError("set planned_from, so the due date matches the workflow's plan")
-    return TypedSearchAttributes(migration_values(input, Stage.INIT, migration_eta(input, input.planned_from)))
+    return TypedSearchAttributes(migration_values(input, MigrationStage.INIT, migration_eta(input, input.planned_from)))
 
 
 #: What moves while a workflow runs; the rest is fixed from the start.

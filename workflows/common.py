@@ -1,23 +1,24 @@
-"""Plumbing shared by the workflows: GitLab activity calls, the note outbox, history."""
+"""Glue both workflows share: typed activity calls, the note outbox, GitLab blocks, validators."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
 
-from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.payloads import Activity, NoteRef, NotifyInput, PostNoteInput
-    from model_migration.domain.errors import ErrorType
+    from activities import interface
+    from activities.payloads import NotifyInput, PostNoteInput
+    from model_migration.domain.errors import CommandRejected, ErrorType
+    from model_migration.domain.feature import Note
     from model_migration.domain.models import marker_comment
-    from model_migration.domain.stages import Stage
-    from workflows.messages import Transition
 
-T = TypeVar("T", bound=BaseModel)
+A = TypeVar("A")
+R = TypeVar("R")
 
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -31,15 +32,11 @@ class GitLabBlocked(Exception):
     """A GitLab call failed for good (auth, not found, invalid): a person must act."""
 
 
-async def call(activity: Activity, arg: BaseModel, result: type[T] | None, timeout: timedelta) -> T:
-    """Run an activity; a permanent failure (non-retryable) becomes ``GitLabBlocked``."""
+async def call(activity: Callable[[A], R], arg: A, timeout: timedelta) -> R:
+    """Run an activity by its typed declaration; a permanent failure becomes ``GitLabBlocked``."""
     try:
-        return await workflow.execute_activity(
-            activity.value,
-            arg,
-            result_type=result,
-            start_to_close_timeout=timeout,
-            retry_policy=RETRY,
+        return await workflow.execute_activity(  # type: ignore[call-overload]
+            activity, arg, start_to_close_timeout=timeout, retry_policy=RETRY,
         )
     except ActivityError as err:
         cause = err.cause
@@ -48,63 +45,68 @@ async def call(activity: Activity, arg: BaseModel, result: type[T] | None, timeo
         raise
 
 
-#: Patches: behaviour added after the first release, skipped when replaying older histories.
-ISSUE_LINK_PATCH = "issue-link"
-BLOCKED_NOTICE_PATCH = "blocked-notice"
-#: The migration workflow, too, tells people when GitLab refuses it (its tracking issue, say).
-MIGRATION_BLOCKED_NOTICE_PATCH = "migration-blocked-notice"
-
-
 async def notify(workflow_id: str, audience: tuple[str, ...], subject: str, body: str, timeout: timedelta) -> None:
-    await workflow.execute_activity(
-        Activity.NOTIFY.value,
-        NotifyInput(workflow_id=workflow_id, audience=audience, subject=subject, body=body),
-        start_to_close_timeout=timeout,
-        retry_policy=RETRY,
-    )
+    request = NotifyInput(workflow_id=workflow_id, audience=audience, subject=subject, body=body)
+    await workflow.execute_activity(interface.notify, request, start_to_close_timeout=timeout, retry_policy=RETRY)
+
+
+async def until_done(
+    step: Callable[[], Awaitable[None]],
+    *,
+    on_block: Callable[[str], Awaitable[None]],
+    is_blocked: Callable[[], bool],
+) -> None:
+    """Run a GitLab step; a permanent failure blocks the workflow until someone resumes it."""
+    while True:
+        try:
+            await step()
+            return
+        except GitLabBlocked as err:
+            await on_block(str(err))
+            await workflow.wait_condition(lambda: not is_blocked())
+
+
+def rejected(err: CommandRejected) -> ApplicationError:
+    return ApplicationError(err.message, type=ErrorType.COMMAND_REJECTED.value, non_retryable=True)
+
+
+def validate(decide: Callable[[], Any]) -> None:
+    """An update validator: run the stage machine's ``decide`` and drop the result."""
+    try:
+        decide()
+    except CommandRejected as err:
+        raise rejected(err) from None
+
+
+def marker_base(workflow_id: str, rerun: int) -> str:
+    """The key every GitLab object of this run is found by; a rerun's objects are its own."""
+    return workflow_id if rerun == 0 else f"{workflow_id}:run{rerun}"
 
 
 class Journal:
-    """Transition history plus the notes still to post, in order, each with a stable marker."""
+    """The notes still to post, in order, each with a stable marker."""
 
-    def __init__(self, workflow_id: str) -> None:
-        self.workflow_id = workflow_id
-        self.history: list[Transition] = []
+    def __init__(self, key: str) -> None:
+        self.key = key
         self.outbox: list[PostNoteInput] = []
         self.seq = 0
 
-    def record(self, from_stage: Stage | None, to_stage: Stage, actor: str, detail: str = "") -> None:
-        self.history.append(
-            Transition(from_stage=from_stage, to_stage=to_stage, at=workflow.now(), actor=actor, detail=detail)
-        )
-
-    def note(
-        self,
-        body: str,
-        *,
-        add_labels: tuple[str, ...] = (),
-        remove_labels: tuple[str, ...] = (),
-        due_date: date | None = None,
-    ) -> None:
+    def note(self, note: Note) -> None:
         self.seq += 1
-        marker = f"{self.workflow_id}:note:{self.seq}"
+        marker = f"{self.key}:note:{self.seq}"
         self.outbox.append(
             PostNoteInput(
                 iid=0,  # filled in when posted: the issue may not exist yet
-                body=f"{body}\n\n{marker_comment(marker)}",
+                body=f"{note.body}\n\n{marker_comment(marker)}",
                 marker=marker,
-                add_labels=add_labels,
-                remove_labels=remove_labels,
-                due_date=due_date,
+                add_labels=note.add_labels,
+                remove_labels=note.remove_labels,
+                due_date=note.due_date,
             )
         )
 
     async def flush(self, iid: int, timeout: timedelta) -> None:
         while self.outbox:
             note = self.outbox[0].model_copy(update={"iid": iid})
-            await call(Activity.POST_NOTE, note, NoteRef, timeout)
+            await call(interface.post_note, note, timeout)
             self.outbox.pop(0)
-
-
-def utc_date(at: datetime | None) -> date | None:
-    return at.date() if at is not None else None

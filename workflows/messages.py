@@ -6,14 +6,19 @@ New fields always get defaults so that older workers decode newer payloads.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from enum import StrEnum
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from model_migration.domain.commands import (
+    Abort, CompleteStage, ExtendDeadline, FiredEscalation, MetricResult, ParentCommand, ParentCommandKind, Pause,
+    ReportEvaluation, ReportRollout, Resume, RolloutStep, Transition, Verdict,
+)
 from model_migration.domain.deadlines import Deadline, StagePlan
-from model_migration.domain.escalation import DEFAULT_LADDER, EscalationKind, EscalationStep
+from model_migration.domain.escalation import DEFAULT_LADDER, EscalationKind, EscalationStep, check_ladder
 from model_migration.domain.models import FeatureSpec, IssueRef, ModelDefinition
-from model_migration.domain.stages import Stage
+from model_migration.domain.stages import AnyStage, FeatureStage, MigrationStage
+from workflows.versions import FEATURE_REVISION, MIGRATION_REVISION
 
 FROZEN = ConfigDict(frozen=True)
 DEFAULT_ROLLOUT_LADDER = (1, 10, 25, 50, 75, 100)
@@ -45,6 +50,32 @@ class Tunables(BaseModel):
     #: How often init checks whether the model configuration merge request was merged.
     merge_poll: timedelta = timedelta(minutes=30)
 
+    @field_validator("activity_timeout", "merge_poll")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
+
+    @field_validator("ladder")
+    @classmethod
+    def _escalations_in_order(cls, ladder: tuple[EscalationStep, ...]) -> tuple[EscalationStep, ...]:
+        check_ladder(ladder)
+        return ladder
+
+    @field_validator("rollout_ladder")
+    @classmethod
+    def _rollout_in_order(cls, ladder: tuple[int, ...]) -> tuple[int, ...]:
+        if not ladder:
+            raise ValueError("needs at least one step")
+        if any(not 0 < p <= 100 for p in ladder):
+            raise ValueError("every step must be a percentage from 1 to 100")
+        if list(ladder) != sorted(set(ladder)):
+            raise ValueError("steps must be strictly ascending")
+        if ladder[-1] != 100:
+            raise ValueError("the last step must be 100")
+        return ladder
+
 
 class MigrationInput(BaseModel):
     model_config = FROZEN
@@ -58,17 +89,19 @@ class MigrationInput(BaseModel):
     planned_from: datetime | None = None
     #: 0 for the first run of this migration id; a deliberate ``start --rerun`` counts up, and
     #: every GitLab marker carries it, so a rerun opens new issues instead of reusing closed ones.
-    rerun: int = 0
+    rerun: int = Field(default=0, ge=0)
+    #: The behaviour this run was started with; see ``workflows/versions.py``.
+    revision: int = Field(default=1, ge=1)
 
-
-#: Behaviour that only workflows started after a change should get is keyed on the input's
-#: ``revision``: the start event holds it, so a replay takes the same branch as the original
-#: run and no patch marker is needed. (``workflow.patched`` stays for changes that running
-#: workflows must pick up; each patch marker also costs the run a search-attribute upsert.)
-#: Starters pass ``FEATURE_REVISION``; older histories read as 1.
-#:
-#: 2. One escalation timer per planned escalation, kept across commands that do not move it.
-FEATURE_REVISION = 2
+    @model_validator(mode="after")
+    def _features_once(self) -> MigrationInput:
+        if not self.features:
+            raise ValueError("a migration needs at least one feature")
+        names = [f.name for f in self.features]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"feature listed twice: {', '.join(twice)}")
+        return self
 
 
 class FeatureMigrationInput(BaseModel):
@@ -83,15 +116,17 @@ class FeatureMigrationInput(BaseModel):
     started_by: str = "ai-framework"
     #: As ``MigrationInput.planned_from``; the parent passes its own clock when it starts the child.
     planned_from: datetime | None = None
-    #: The behaviour this run was started with; see ``FEATURE_REVISION``.
-    revision: int = 1
+    #: The behaviour this run was started with; see ``workflows/versions.py``.
+    revision: int = Field(default=1, ge=1)
+    #: As ``MigrationInput.rerun``; the parent passes its own.
+    rerun: int = Field(default=0, ge=0)
 
 
 class FeatureOutcome(BaseModel):
     model_config = FROZEN
     feature: str
     title: str = ""
-    stage: Stage
+    stage: FeatureStage
     outcome: str = ""
     issue_url: str = ""
     escalations: int = 0
@@ -100,7 +135,7 @@ class FeatureOutcome(BaseModel):
 class MigrationResult(BaseModel):
     model_config = FROZEN
     migration_id: str
-    stage: Stage
+    stage: MigrationStage
     features: tuple[FeatureOutcome, ...] = ()
     tracking_issue_url: str = ""
     escalations: int = 0
@@ -108,78 +143,12 @@ class MigrationResult(BaseModel):
 
 
 # -- updates (human commands) ------------------------------------------------------------
-
-
-class Verdict(StrEnum):
-    PASS = "pass"
-    INCONCLUSIVE = "inconclusive"
-    FAIL = "fail"
-
-
-class CompleteStage(BaseModel):
-    model_config = FROZEN
-    stage: Stage
-    actor: str
-    prompt_version: str | None = None
-    flag_name: str | None = None
-    note: str = ""
-
-
-class MetricResult(BaseModel):
-    model_config = FROZEN
-    name: str
-    baseline: float
-    candidate: float
-    higher_is_better: bool = True
-
-
-class ReportEvaluation(BaseModel):
-    model_config = FROZEN
-    actor: str
-    verdict: Verdict
-    metrics: tuple[MetricResult, ...] = ()
-    dataset: str = ""
-    summary: str = ""
-    url: str = ""
-
-
-class ReportRollout(BaseModel):
-    model_config = FROZEN
-    actor: str
-    percentage: int
-    rollback: bool = False
-    note: str = ""
-
-
-class Pause(BaseModel):
-    model_config = FROZEN
-    actor: str
-    reason: str = ""
-
-
-class Resume(BaseModel):
-    model_config = FROZEN
-    actor: str
-    note: str = ""
-
-
-class Abort(BaseModel):
-    model_config = FROZEN
-    actor: str
-    reason: str
-
-
-class ExtendDeadline(BaseModel):
-    model_config = FROZEN
-    actor: str
-    stage: Stage
-    new_date: datetime
-    reason: str
+# The commands and records live in the domain, where the stage machines take them.
 
 
 class CommandResult(BaseModel):
     model_config = FROZEN
-    stage: Stage
+    stage: AnyStage
     message: str
     #: The update that produced this result and its ``command_digest``: a request id reused
     #: for another command gets the first command's result back, and the sender can tell.
@@ -195,45 +164,25 @@ class FeatureProgress(BaseModel):
 
     model_config = FROZEN
     feature: str
-    stage: Stage
+    stage: FeatureStage
     issue_url: str = ""
     eta: datetime | None = None
     escalations: int = 0
     outcome: str = ""
 
 
-class ParentCommand(BaseModel):
-    """The parent passes pause, resume and abort on to its children."""
-
-    model_config = FROZEN
-    kind: str  # "pause" | "resume" | "abort"
-    actor: str
-    reason: str = ""
 
 
 # -- query -------------------------------------------------------------------------------
 
 
-class Transition(BaseModel):
-    model_config = FROZEN
-    from_stage: Stage | None = None
-    to_stage: Stage
-    at: datetime
-    actor: str
-    detail: str = ""
 
 
-class FiredEscalation(BaseModel):
-    model_config = FROZEN
-    stage: Stage
-    kind: EscalationKind
-    at: datetime
-    occurrence: int = 0
 
 
 class NextEscalation(BaseModel):
     model_config = FROZEN
-    stage: Stage
+    stage: FeatureStage
     kind: EscalationKind
     at: datetime
 
@@ -245,21 +194,15 @@ class PendingAction(BaseModel):
     command: str = ""
 
 
-class RolloutStep(BaseModel):
-    model_config = FROZEN
-    percentage: int
-    at: datetime
-    actor: str
-    rollback: bool = False
 
 
-class Status(BaseModel):
-    """Everything a person needs to know about one workflow, parent or feature."""
+class FeatureStatus(BaseModel):
+    """Everything a person needs to know about one feature."""
 
     model_config = FROZEN
     workflow_id: str
-    kind: str  # "migration" | "feature"
-    stage: Stage
+    kind: Literal["feature"] = "feature"
+    stage: FeatureStage
     paused: bool = False
     blocked: str = ""
     model: str = ""
@@ -277,7 +220,30 @@ class Status(BaseModel):
     rollout_percentage: int = 0
     prompt_version: str = ""
     flag: str = ""
+
+
+class MigrationStatus(BaseModel):
+    """Everything a person needs to know about one migration and its features."""
+
+    model_config = FROZEN
+    workflow_id: str
+    kind: Literal["migration"] = "migration"
+    stage: MigrationStage
+    paused: bool = False
+    blocked: str = ""
+    model: str = ""
+    provider: str = ""
+    replaced: str = ""
+    issue: IssueRef | None = None
+    history: tuple[Transition, ...] = ()
+    deadlines: tuple[Deadline, ...] = ()
+    pending_action: PendingAction | None = None
     features: tuple[FeatureProgress, ...] = ()
     problems: tuple[str, ...] = ()
     config_mr_url: str = ""
     config_mr_state: str = ""
+
+
+#: What a ``status`` query returns, told apart by ``kind``.
+Status = Annotated[FeatureStatus | MigrationStatus, Field(discriminator="kind")]
+STATUS = TypeAdapter(Status)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from model_migration.domain.errors import CommandRejected
 from model_migration.domain.notes import humanize_delta
-from model_migration.domain.stages import FEATURE_STAGES, Stage
+from model_migration.domain.stages import FEATURE_STAGES, FeatureStage
 
 
 class StagePlan(BaseModel):
@@ -22,7 +22,14 @@ class StagePlan(BaseModel):
     #: When set, due dates are planned backwards from it: cleanup is due then.
     target: datetime | None = None
 
-    def duration(self, stage: Stage) -> timedelta:
+    @field_validator("implement", "evaluate", "rollout", "cleanup")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("a stage must last longer than zero")
+        return value
+
+    def duration(self, stage: FeatureStage) -> timedelta:
         return getattr(self, stage.value)
 
     @property
@@ -32,15 +39,15 @@ class StagePlan(BaseModel):
 
 class Deadline(BaseModel):
     model_config = ConfigDict(frozen=True)
-    stage: Stage
+    stage: FeatureStage
     due: datetime
     extended: bool = False
     reason: str = ""
 
 
-def plan_due_dates(start: datetime, plan: StagePlan) -> dict[Stage, datetime]:
+def plan_due_dates(start: datetime, plan: StagePlan) -> dict[FeatureStage, datetime]:
     """Each feature stage's due date, in stage order."""
-    due: dict[Stage, datetime] = {}
+    due: dict[FeatureStage, datetime] = {}
     if plan.target is None:
         at = start
         for stage in FEATURE_STAGES:
@@ -54,7 +61,7 @@ def plan_due_dates(start: datetime, plan: StagePlan) -> dict[Stage, datetime]:
     return {stage: due[stage] for stage in FEATURE_STAGES}
 
 
-def due_in(deadlines: dict[Stage, datetime], stage: Stage) -> datetime:
+def due_in(deadlines: dict[FeatureStage, datetime], stage: FeatureStage) -> datetime:
     """The date that matters in ``stage``: its own due date, or the last one once past every stage."""
     return deadlines.get(stage) or max(deadlines.values())
 
@@ -76,8 +83,8 @@ def check_plan(start: datetime, plan: StagePlan) -> None:
 
 
 def extend(
-    deadlines: dict[Stage, datetime], stage: Stage, new_due: datetime, current: Stage, now: datetime
-) -> dict[Stage, datetime]:
+    deadlines: dict[FeatureStage, datetime], stage: FeatureStage, new_due: datetime, current: FeatureStage, now: datetime
+) -> dict[FeatureStage, datetime]:
     """Move ``stage``'s due date to ``new_due``; later stages shift by the same amount."""
     if stage not in deadlines:
         raise CommandRejected(f"{stage} has no deadline to extend")
@@ -99,8 +106,8 @@ def extend(
 
 
 def shift_from(
-    deadlines: dict[Stage, datetime], current: Stage, delta: timedelta
-) -> dict[Stage, datetime]:
+    deadlines: dict[FeatureStage, datetime], current: FeatureStage, delta: timedelta
+) -> dict[FeatureStage, datetime]:
     """Shift the current and later stages, e.g. by the time spent paused."""
     order = list(deadlines)
     if current not in order:

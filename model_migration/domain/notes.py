@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 
-from model_migration.domain.stages import Stage
+from model_migration.domain.stages import AnyStage, FeatureStage
 
 _UNITS: tuple[tuple[str, int], ...] = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
 _ISSUE_NUMBER = re.compile(r"/-/(?:issues|work_items)/(\d+)/?$")
@@ -84,8 +84,8 @@ def _plural(count: int, unit: str) -> str:
 def transition_note(
     *,
     feature_title: str,
-    from_stage: Stage,
-    to_stage: Stage,
+    from_stage: AnyStage,
+    to_stage: AnyStage,
     actor: str,
     at: datetime,
     detail: str = "",
@@ -111,7 +111,7 @@ def transition_note(
 def escalation_note(
     *,
     kind: str,
-    stage: Stage,
+    stage: AnyStage,
     due: datetime,
     dri: str,
     manager: str,

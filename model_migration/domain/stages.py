@@ -1,7 +1,7 @@
-"""The stage machine: which stages exist, which moves are allowed, and why not.
+"""The two stage machines' vocabulary: which stages exist and which moves are allowed.
 
-Every rule a human command must satisfy lives here, so that workflow update
-validators are one call and the rules are testable without Temporal.
+The rules for each command live with their machine (``domain/feature.py``,
+``domain/migration.py``); this module holds what both share.
 """
 
 from __future__ import annotations
@@ -9,57 +9,69 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-from model_migration.domain.errors import CommandRejected
+TERMINAL_VALUES = frozenset({"done", "aborted", "failed"})
 
 
-class Stage(StrEnum):
-    INIT = "init"
-    FEATURES = "features"  # parent only: the feature children are running
+class _Stage(StrEnum):
+    @property
+    def terminal(self) -> bool:
+        return self.value in TERMINAL_VALUES
+
+
+class FeatureStage(_Stage):
     IMPLEMENT = "implement"
     EVALUATE = "evaluate"
     ROLLOUT = "rollout"
     CLEANUP = "cleanup"
     DONE = "done"
     ABORTED = "aborted"
+
+
+class MigrationStage(_Stage):
+    INIT = "init"
+    FEATURES = "features"  # the feature children are running
+    CLEANUP = "cleanup"
+    DONE = "done"
+    ABORTED = "aborted"
     FAILED = "failed"
 
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL
 
+#: Either machine's stage, where a record serves both (a transition, a command result).
+AnyStage = FeatureStage | MigrationStage
 
-TERMINAL = frozenset({Stage.DONE, Stage.ABORTED, Stage.FAILED})
-
-#: The feature workflow's stages, in order, each with a due date.
-FEATURE_STAGES: tuple[Stage, ...] = (Stage.IMPLEMENT, Stage.EVALUATE, Stage.ROLLOUT, Stage.CLEANUP)
+#: The feature workflow's working stages, in order, each with a due date.
+FEATURE_STAGES: tuple[FeatureStage, ...] = (
+    FeatureStage.IMPLEMENT, FeatureStage.EVALUATE, FeatureStage.ROLLOUT, FeatureStage.CLEANUP,
+)
 
 #: Moves the feature stage machine allows (from, to).
-FEATURE_MOVES: frozenset[tuple[Stage, Stage]] = frozenset(
+FEATURE_MOVES: frozenset[tuple[FeatureStage, FeatureStage]] = frozenset(
     {
-        (Stage.IMPLEMENT, Stage.EVALUATE),
-        (Stage.EVALUATE, Stage.ROLLOUT),
-        (Stage.EVALUATE, Stage.IMPLEMENT),  # a failed gate sends the team back for a new prompt
-        (Stage.ROLLOUT, Stage.CLEANUP),
-        (Stage.CLEANUP, Stage.DONE),
+        (FeatureStage.IMPLEMENT, FeatureStage.EVALUATE),
+        (FeatureStage.EVALUATE, FeatureStage.ROLLOUT),
+        (FeatureStage.EVALUATE, FeatureStage.IMPLEMENT),  # a failed gate: back for a new prompt
+        (FeatureStage.ROLLOUT, FeatureStage.CLEANUP),
+        (FeatureStage.CLEANUP, FeatureStage.DONE),
     }
-    | {(s, Stage.ABORTED) for s in FEATURE_STAGES}
+    | {(s, FeatureStage.ABORTED) for s in FEATURE_STAGES}
 )
 
 #: Moves the parent migration allows.
-MIGRATION_MOVES: frozenset[tuple[Stage, Stage]] = frozenset(
+MIGRATION_MOVES: frozenset[tuple[MigrationStage, MigrationStage]] = frozenset(
     {
-        (Stage.INIT, Stage.FEATURES),
-        (Stage.INIT, Stage.FAILED),
-        (Stage.FEATURES, Stage.CLEANUP),
-        (Stage.CLEANUP, Stage.DONE),
-        (Stage.INIT, Stage.ABORTED),
-        (Stage.FEATURES, Stage.ABORTED),
+        (MigrationStage.INIT, MigrationStage.FEATURES),
+        (MigrationStage.INIT, MigrationStage.FAILED),
+        (MigrationStage.FEATURES, MigrationStage.CLEANUP),
+        (MigrationStage.CLEANUP, MigrationStage.DONE),
+        (MigrationStage.INIT, MigrationStage.ABORTED),
+        (MigrationStage.FEATURES, MigrationStage.ABORTED),
     }
 )
 
-#: Stages a human completes with ``complete_stage``; the others end through
-#: ``report_evaluation`` (evaluate) and ``report_rollout`` reaching 100 (rollout).
-COMPLETABLE = frozenset({Stage.IMPLEMENT, Stage.CLEANUP})
+#: Stages a person ends with ``complete_stage``. Evaluate ends through an evaluation, rollout
+#: through the flag reaching 100 %.
+FEATURE_COMPLETABLE: tuple[FeatureStage, ...] = (FeatureStage.IMPLEMENT, FeatureStage.CLEANUP)
+MIGRATION_COMPLETABLE: tuple[MigrationStage, ...] = (MigrationStage.INIT,)
 
 SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
@@ -73,96 +85,26 @@ def is_semver(version: str) -> bool:
     return bool(SEMVER.fullmatch(version))
 
 
-def check_move(current: Stage, target: Stage, *, parent: bool = False) -> None:
-    moves = MIGRATION_MOVES if parent else FEATURE_MOVES
-    if (current, target) not in moves:
-        raise CommandRejected(f"cannot move from {current} to {target}")
+def semver_key(version: str) -> tuple[int, int, int, int, tuple[tuple[int, int | str], ...]]:
+    """A sort key with semver precedence: pre-releases before the release, build metadata ignored."""
+    match = SEMVER.fullmatch(version)
+    if match is None:
+        raise ValueError(f"{version!r} is not semver")
+    major, minor, patch, pre = int(match[1]), int(match[2]), int(match[3]), match[4]
+    if pre is None:
+        return (major, minor, patch, 1, ())
+    # Numeric identifiers sort below alphanumeric ones, and numerically among themselves.
+    ids = tuple((0, int(p)) if p.isdigit() else (1, p) for p in pre.split("."))
+    return (major, minor, patch, 0, ids)
 
 
-def next_feature_stage(current: Stage) -> Stage:
-    if current == Stage.CLEANUP:
-        return Stage.DONE
-    index = FEATURE_STAGES.index(current)
-    return FEATURE_STAGES[index + 1]
+def semver_greater(version: str, than: str) -> bool:
+    return semver_key(version) > semver_key(than)
 
 
-def check_active(current: Stage, paused: bool) -> None:
-    if current.terminal:
-        raise CommandRejected(f"the workflow is already {current}; nothing more can change")
-    if paused:
-        raise CommandRejected("the workflow is paused; resume it first")
+class CompletableStage(StrEnum):
+    """What a person may name in ``complete_stage``: init on a migration, implement or cleanup on a feature."""
 
-
-def check_complete_stage(
-    current: Stage,
-    stage: Stage,
-    *,
-    paused: bool,
-    prompt_version: str | None = None,
-    flag_name: str | None = None,
-) -> None:
-    """Validate ``complete_stage`` on a feature workflow."""
-    check_active(current, paused)
-    if stage != current:
-        raise CommandRejected(f"cannot complete {stage}: the feature is in {current}")
-    if stage not in COMPLETABLE:
-        how = "report_evaluation" if stage == Stage.EVALUATE else "report_rollout with 100"
-        raise CommandRejected(f"{stage} ends through {how}, not complete_stage")
-    if stage == Stage.IMPLEMENT:
-        if not prompt_version:
-            raise CommandRejected("completing implement needs the new prompt version (semver)")
-        if not is_semver(prompt_version):
-            raise CommandRejected(f"prompt version {prompt_version!r} is not semver (e.g. 1.0.0-dev)")
-        if flag_name is not None and not FLAG_NAME.fullmatch(flag_name):
-            raise CommandRejected(f"flag name {flag_name!r} is not a valid feature flag name")
-
-
-def check_report_evaluation(current: Stage, *, paused: bool) -> None:
-    check_active(current, paused)
-    if current != Stage.EVALUATE:
-        raise CommandRejected(f"cannot report an evaluation: the feature is in {current}")
-
-
-def check_report_rollout(
-    current: Stage,
-    percentage: int,
-    current_percentage: int,
-    *,
-    paused: bool,
-    rollback: bool = False,
-) -> None:
-    check_active(current, paused)
-    if current != Stage.ROLLOUT:
-        raise CommandRejected(f"cannot report a rollout: the feature is in {current}")
-    if not 0 <= percentage <= 100:
-        raise CommandRejected(f"percentage {percentage} is outside 0..100")
-    if percentage < current_percentage and not rollback:
-        raise CommandRejected(
-            f"percentage {percentage} is below the current {current_percentage}; "
-            "report it as a rollback if that is intended"
-        )
-    if rollback and percentage >= current_percentage:
-        raise CommandRejected(
-            f"a rollback must lower the percentage below the current {current_percentage}"
-        )
-
-
-def check_pause(current: Stage, paused: bool) -> None:
-    if current.terminal:
-        raise CommandRejected(f"the workflow is already {current}")
-    if paused:
-        raise CommandRejected("the workflow is already paused")
-
-
-def check_resume(current: Stage, paused: bool) -> None:
-    if current.terminal:
-        raise CommandRejected(f"the workflow is already {current}")
-    if not paused:
-        raise CommandRejected("the workflow is not paused")
-
-
-def check_abort(current: Stage, reason: str) -> None:
-    if current.terminal:
-        raise CommandRejected(f"the workflow is already {current}")
-    if not reason.strip():
-        raise CommandRejected("an abort needs a reason")
+    INIT = "init"
+    IMPLEMENT = "implement"
+    CLEANUP = "cleanup"

@@ -26,7 +26,7 @@ from model_migration.domain.notes import (
     summary_note,
     transition_note,
 )
-from model_migration.domain.stages import Stage
+from model_migration.domain.stages import FeatureStage
 
 __all__ = [
     "FeatureRow",
@@ -56,7 +56,7 @@ DEPRECATION_PAGES: dict[str, str] = {
 }
 #: A due date closer than this to the provider's retirement date is urgent.
 MIN_LEAD_DAYS = 14
-_PAST_IMPLEMENT = frozenset({Stage.EVALUATE, Stage.ROLLOUT, Stage.CLEANUP, Stage.DONE})
+_PAST_IMPLEMENT = frozenset({FeatureStage.EVALUATE, FeatureStage.ROLLOUT, FeatureStage.CLEANUP, FeatureStage.DONE})
 
 
 class FeatureRow(BaseModel):
@@ -64,14 +64,14 @@ class FeatureRow(BaseModel):
 
     model_config = FROZEN
     feature: FeatureSpec
-    stage: Stage = Stage.IMPLEMENT
+    stage: FeatureStage = FeatureStage.IMPLEMENT
     eta: date | None = None  # the feature's final (cleanup) due date
     issue_url: str = ""
     outcome: str = ""  # "", "done", "aborted", ...
 
     @property
     def done(self) -> bool:
-        return self.stage == Stage.DONE or self.outcome == "done"
+        return self.stage == FeatureStage.DONE or self.outcome == "done"
 
     @property
     def status(self) -> str:
@@ -279,7 +279,7 @@ def rollout_issue_body(
     feature: FeatureSpec,
     model: ModelDefinition,
     replaced: ModelDefinition | None,
-    due: dict[Stage, date],
+    due: dict[FeatureStage, date],
     tracking_issue_url: str,
     ladder: list[int],
 ) -> str:
@@ -288,7 +288,7 @@ def rollout_issue_body(
     if replaced is not None:
         current = f"`{replaced.gitlab_identifier}` ({replaced.name})"
     flag = feature.flag
-    rollout_date = fmt_date(due.get(Stage.ROLLOUT))
+    rollout_date = fmt_date(due.get(FeatureStage.ROLLOUT))
     audiences = [("Non-production (staging)", "100%"), ("GitLab team members (`gitlab_team_members`)", DASH)]
     audiences += [("Actors (`percentage_of_actors`)", f"{percent}%") for percent in ladder]
     steps = " → ".join(f"{percent}%" for percent in ladder) or DASH
@@ -325,7 +325,7 @@ def rollout_issue_body(
         "### Stage due dates",
         "",
         *(f"- {stage.capitalize()}: {fmt_date(due.get(stage))}"
-          for stage in (Stage.IMPLEMENT, Stage.EVALUATE, Stage.ROLLOUT, Stage.CLEANUP)),
+          for stage in (FeatureStage.IMPLEMENT, FeatureStage.EVALUATE, FeatureStage.ROLLOUT, FeatureStage.CLEANUP)),
         "",
         "## Continue criteria",
         "",
@@ -347,10 +347,10 @@ def rollout_issue_body(
         "## Checklist",
         "",
         f"- [ ] Implement: prompt definition `{_prompt_dir(feature.prompt_id, model)}<version>.yml` "
-        f"(`-dev` first) and feature flag `{flag}` (due {fmt_date(due.get(Stage.IMPLEMENT))})",
+        f"(`-dev` first) and feature flag `{flag}` (due {fmt_date(due.get(FeatureStage.IMPLEMENT))})",
         f"- [ ] Evaluate: candidate against baseline on `{feature.dataset}`, result posted here "
-        f"(due {fmt_date(due.get(Stage.EVALUATE))})",
+        f"(due {fmt_date(due.get(FeatureStage.EVALUATE))})",
         f"- [ ] Roll out: non-production → team members → {steps} (due {rollout_date})",
         "- [ ] Cleanup: 1 day at 100%, delete the flag, update docs, close this issue "
-        f"(due {fmt_date(due.get(Stage.CLEANUP))})",
+        f"(due {fmt_date(due.get(FeatureStage.CLEANUP))})",
     ]) + "\n"

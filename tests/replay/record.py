@@ -21,7 +21,7 @@ from activities.gitlab import GitLabActivities
 from model_migration import operations
 from model_migration.clients.gitlab import GitLabClient
 from model_migration.devserver import local_environment
-from model_migration.domain.stages import Stage
+from model_migration.domain.stages import FeatureStage, MigrationStage
 from gitlab_sandbox.gitlab import GitLabSandbox
 from tests.temporal_fixtures import Engine
 from tests.workflows.support import CATALOG, REPLACED, SLOW, drive, model_for, start_feature, wait_issue
@@ -45,7 +45,7 @@ async def scenarios(engine: Engine, tag: str) -> dict[str, object]:
     await other.execute_update("pause", Pause(actor="lead", reason="quota"))
     await other.execute_update("resume", Resume(actor="lead"))
     due = st.deadlines[0].due + timedelta(days=3)
-    await other.execute_update("extend_deadline", ExtendDeadline(actor="lead", stage=Stage.IMPLEMENT, new_date=due, reason="holiday"))
+    await other.execute_update("extend_deadline", ExtendDeadline(actor="lead", stage=FeatureStage.IMPLEMENT, new_date=due, reason="holiday"))
     await other.execute_update("abort", Abort(actor="lead", reason="recorded"))
     await other.result()
     handles["feature_pause_extend_abort"] = other
@@ -63,7 +63,7 @@ async def scenarios(engine: Engine, tag: str) -> dict[str, object]:
     parent = engine.client.get_workflow_handle(await operations.start(engine.client, engine.task_queue, request))
     while not (await parent.query("status", result_type=Status)).config_mr_url:
         await asyncio.sleep(0.2)
-    await parent.execute_update("complete_stage", CompleteStage(stage=Stage.INIT, actor="ai-lead"))
+    await parent.execute_update("complete_stage", CompleteStage(stage=MigrationStage.INIT, actor="ai-lead"))
     for name in ("duo_chat", "code_explanation"):
         child = engine.client.get_workflow_handle(feature_workflow_id(parent.id, name))
         while True:

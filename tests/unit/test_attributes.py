@@ -9,7 +9,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from model_migration.catalog import load_catalog
 from model_migration.domain.deadlines import StagePlan, due_in, plan_due_dates
-from model_migration.domain.stages import Stage
+from model_migration.domain.stages import FeatureStage, MigrationStage
 from workflows import attributes
 from workflows.messages import FeatureMigrationInput, MigrationInput, Tunables
 
@@ -29,7 +29,7 @@ def test_feature_start_values_match_the_workflows_first_publish() -> None:
     request = feature_input()
     started = attributes.at_feature_start(request)
     plan = plan_due_dates(START, request.tunables.plan)
-    published = attributes.feature_values(request, Stage.IMPLEMENT, due_in(plan, Stage.IMPLEMENT))
+    published = attributes.feature_values(request, FeatureStage.IMPLEMENT, due_in(plan, FeatureStage.IMPLEMENT))
     assert attributes.already_set(published, started)
     assert started.get(attributes.DUE_DATE) == START + timedelta(days=7)
     assert started.get(attributes.STAGE) == "implement" and list(started.get(attributes.FEATURES) or []) == ["duo_chat"]
@@ -58,7 +58,7 @@ def test_start_values_need_the_plans_start() -> None:
 
 
 def test_already_set_wants_every_value_equal() -> None:
-    values = attributes.feature_values(feature_input(), Stage.IMPLEMENT, START)
+    values = attributes.feature_values(feature_input(), FeatureStage.IMPLEMENT, START)
     assert attributes.already_set(values, TypedSearchAttributes(values))
     assert not attributes.already_set(values, TypedSearchAttributes.empty)
     moved = [p if p.key != attributes.STAGE else SearchAttributePair(attributes.STAGE, "evaluate") for p in values]
@@ -70,7 +70,7 @@ def test_already_set_wants_every_value_equal() -> None:
 
 
 def test_only_the_moving_values_are_upserted_after_the_first_time() -> None:
-    values = attributes.feature_values(feature_input(), Stage.EVALUATE, START)
+    values = attributes.feature_values(feature_input(), FeatureStage.EVALUATE, START)
     assert [u.key for u in attributes.updates(values)] == [p.key for p in values]
     moving = attributes.updates(values, only_moving=True)
     assert [(u.key, u.value) for u in moving] == [(attributes.STAGE, "evaluate"), (attributes.DUE_DATE, START)]

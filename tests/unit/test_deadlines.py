@@ -8,9 +8,9 @@ import pytest
 
 from model_migration.domain.deadlines import StagePlan, check_plan, extend, plan_due_dates, shift_from
 from model_migration.domain.errors import CommandRejected
-from model_migration.domain.stages import FEATURE_STAGES, Stage
+from model_migration.domain.stages import FEATURE_STAGES, FeatureStage, MigrationStage
 
-S = Stage
+S = FeatureStage
 DAY = timedelta(days=1)
 START = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 DEFAULT = StagePlan()  # 7 + 3 + 4 + 2 days
@@ -22,7 +22,7 @@ def _rejected(call, *args, **kwargs) -> str:
     return str(info.value)
 
 
-def _forward() -> dict[Stage, datetime]:
+def _forward() -> dict[FeatureStage, datetime]:
     return plan_due_dates(START, DEFAULT)
 
 
@@ -168,7 +168,7 @@ def test_extend_does_not_mutate_input() -> None:
 
 
 @pytest.mark.parametrize("stage", FEATURE_STAGES, ids=str)
-def test_extend_each_stage_from_implement(stage: Stage) -> None:
+def test_extend_each_stage_from_implement(stage: FeatureStage) -> None:
     """From implement any stage can be extended; only it and later stages move."""
     deadlines = _forward()
     moved = extend(deadlines, stage, deadlines[stage] + DAY, S.IMPLEMENT, START)
@@ -191,7 +191,7 @@ def test_extend_later_stage_than_current() -> None:
     [(S.IMPLEMENT, S.EVALUATE), (S.IMPLEMENT, S.CLEANUP), (S.EVALUATE, S.ROLLOUT), (S.ROLLOUT, S.CLEANUP)],
     ids=lambda s: str(s),
 )
-def test_extend_refuses_finished_stage(stage: Stage, current: Stage) -> None:
+def test_extend_refuses_finished_stage(stage: FeatureStage, current: FeatureStage) -> None:
     """A stage before the current one is finished and cannot be extended."""
     deadlines = _forward()
     message = _rejected(extend, deadlines, stage, deadlines[stage] + DAY, current, START)
@@ -220,7 +220,7 @@ def test_extend_refuses_date_not_after_current_due(earlier: timedelta) -> None:
 
 
 @pytest.mark.parametrize("stage", [S.INIT, S.FEATURES, S.DONE, S.ABORTED, S.FAILED], ids=str)
-def test_extend_refuses_stage_without_deadline(stage: Stage) -> None:
+def test_extend_refuses_stage_without_deadline(stage: FeatureStage) -> None:
     """A stage with no deadline is refused by name."""
     message = _rejected(extend, _forward(), stage, START + 30 * DAY, S.IMPLEMENT, START)
     assert message == f"{stage} has no deadline to extend"
@@ -260,7 +260,7 @@ def test_extend_overdue_stage_to_future() -> None:
 
 
 @pytest.mark.parametrize("current", FEATURE_STAGES, ids=str)
-def test_shift_from_shifts_current_and_later(current: Stage) -> None:
+def test_shift_from_shifts_current_and_later(current: FeatureStage) -> None:
     """The current and later stages move by delta; earlier ones stay."""
     deadlines = _forward()
     delta = timedelta(hours=30)
@@ -281,7 +281,7 @@ def test_shift_from_does_not_mutate_input() -> None:
 
 
 @pytest.mark.parametrize("current", [S.INIT, S.DONE, S.ABORTED], ids=str)
-def test_shift_from_stage_without_deadline(current: Stage) -> None:
+def test_shift_from_stage_without_deadline(current: FeatureStage) -> None:
     """From a stage without deadline nothing moves, and a copy is returned."""
     deadlines = _forward()
     moved = shift_from(deadlines, current, DAY)

@@ -302,7 +302,7 @@ import yaml
 from pydantic import BaseModel
 import pydantic_settings
 from temporalio import workflow
-from model_migration.domain.stages import Stage
+from model_migration.domain.stages import FeatureStage, MigrationStage
 from model_migration import domain
 from model_migration import settings
 from . import models

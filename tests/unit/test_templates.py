@@ -15,7 +15,7 @@ from model_migration.domain.models import (
     ModelDeprecation,
     ModelParams,
 )
-from model_migration.domain.stages import Stage
+from model_migration.domain.stages import FeatureStage, MigrationStage
 from model_migration.domain.templates import (
     FeatureRow,
     command_note,
@@ -86,7 +86,7 @@ SECTIONS = [
 AT = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 
 
-def rows(chat_stage: Stage = Stage.IMPLEMENT) -> list[FeatureRow]:
+def rows(chat_stage: FeatureStage = FeatureStage.IMPLEMENT) -> list[FeatureRow]:
     return [
         FeatureRow(
             feature=CHAT,
@@ -95,7 +95,7 @@ def rows(chat_stage: Stage = Stage.IMPLEMENT) -> list[FeatureRow]:
             issue_url="https://gitlab.example.com/ai/migrations/-/issues/12",
         ),
         FeatureRow(feature=CODEGEN),
-        FeatureRow(feature=TESTS, stage=Stage.EVALUATE, eta=date(2026, 2, 3)),
+        FeatureRow(feature=TESTS, stage=FeatureStage.EVALUATE, eta=date(2026, 2, 3)),
     ]
 
 
@@ -164,7 +164,7 @@ def test_feature_table_has_four_columns_and_one_row_per_feature() -> None:
 
 def test_checkbox_flips_when_a_feature_is_done() -> None:
     """A done feature is checked in Features to Update and in Implementation Steps."""
-    before, after = body(rows(Stage.ROLLOUT)), body(rows(Stage.DONE))
+    before, after = body(rows(FeatureStage.ROLLOUT)), body(rows(FeatureStage.DONE))
     assert re.search(r"^- \[ \] \*\*Duo Chat\*\*", before, re.M)
     assert re.search(r"^- \[x\] \*\*Duo Chat\*\*", after, re.M)
     assert "- [ ] Duo Chat: rollout complete" in section(before, "## Implementation Steps")
@@ -179,8 +179,8 @@ def test_implementation_steps_follow_the_rows_stages() -> None:
     running = section(body(), "## Implementation Steps")
     assert "- [x] Add the model configuration" in running and "- [ ] Update the documentation" in running
     finished_rows = [
-        FeatureRow(feature=CHAT, stage=Stage.DONE, outcome="done"),
-        FeatureRow(feature=CODEGEN, stage=Stage.ABORTED, outcome="aborted"),
+        FeatureRow(feature=CHAT, stage=FeatureStage.DONE, outcome="done"),
+        FeatureRow(feature=CODEGEN, stage=FeatureStage.ABORTED, outcome="aborted"),
     ]
     finished = section(body(finished_rows), "## Implementation Steps")
     assert "- [x] Update the documentation" in finished
@@ -218,9 +218,9 @@ def test_timeline_priority_and_duration() -> None:
 def test_tracking_body_is_deterministic() -> None:
     """Rendering is byte-identical for the same input; only outcomes, not mid-way stages, change it."""
     assert body() == body()
-    assert body(rows(Stage.EVALUATE)) == body(rows(Stage.ROLLOUT))
-    assert body() != body(rows(Stage.DONE))
-    assert "aborted" in body(rows(Stage.ABORTED))
+    assert body(rows(FeatureStage.EVALUATE)) == body(rows(FeatureStage.ROLLOUT))
+    assert body() != body(rows(FeatureStage.DONE))
+    assert "aborted" in body(rows(FeatureStage.ABORTED))
 
 
 def test_rollout_title() -> None:
@@ -228,12 +228,12 @@ def test_rollout_title() -> None:
     assert rollout_issue_title(CHAT, NEW) == "AI Model Rollout: Duo Chat to Claude Sonnet 4.5"
 
 
-def rollout(ladder: list[int] | None = None, due: dict[Stage, date] | None = None) -> str:
+def rollout(ladder: list[int] | None = None, due: dict[FeatureStage, date] | None = None) -> str:
     return rollout_issue_body(
         feature=CHAT,
         model=NEW,
         replaced=OLD,
-        due={Stage.IMPLEMENT: date(2026, 1, 10), Stage.ROLLOUT: date(2026, 1, 25)} if due is None else due,
+        due={FeatureStage.IMPLEMENT: date(2026, 1, 10), FeatureStage.ROLLOUT: date(2026, 1, 25)} if due is None else due,
         tracking_issue_url="https://gitlab.example.com/ai/migrations/-/issues/1",
         ladder=[1, 10, 25, 50, 75, 100] if ladder is None else ladder,
     )
@@ -294,7 +294,7 @@ def test_rollout_body_has_criteria_mitigation_and_checklist() -> None:
 def test_escalation_mentions_the_right_people(kind: str, at: datetime, present: list[str],
                                               absent: list[str]) -> None:
     """A reminder addresses the DRI; due and overdue also mention the manager, with priority."""
-    note = escalation_note(kind=kind, stage=Stage.EVALUATE, due=datetime(2026, 1, 7, 12, tzinfo=UTC),
+    note = escalation_note(kind=kind, stage=FeatureStage.EVALUATE, due=datetime(2026, 1, 7, 12, tzinfo=UTC),
                            dri="achen", manager="mgr", at=at, occurrence=2, feature_title="Duo Chat")
     for text in present + ["evaluate", "Duo Chat", "2026-01-07 12:00 UTC"]:
         assert text in note
@@ -305,7 +305,7 @@ def test_escalation_mentions_the_right_people(kind: str, at: datetime, present: 
 def test_escalation_rejects_an_unknown_kind() -> None:
     """A misspelled kind fails loudly instead of posting a wrong note."""
     with pytest.raises(ValueError, match="reminder"):
-        escalation_note(kind="overdo", stage=Stage.EVALUATE, due=AT, dri="a", manager="b", at=AT)
+        escalation_note(kind="overdo", stage=FeatureStage.EVALUATE, due=AT, dri="a", manager="b", at=AT)
 
 
 @pytest.mark.parametrize(
@@ -327,12 +327,12 @@ def test_humanize_delta(delta: timedelta, text: str) -> None:
 
 def test_transition_note_names_actor_time_and_next_step() -> None:
     """A transition note shows the move, who made it, when, and the next due date and owner."""
-    note = transition_note(feature_title="Duo Chat", from_stage=Stage.IMPLEMENT, to_stage=Stage.EVALUATE,
+    note = transition_note(feature_title="Duo Chat", from_stage=FeatureStage.IMPLEMENT, to_stage=FeatureStage.EVALUATE,
                            actor="achen", at=datetime(2026, 11, 26, 10, 0, tzinfo=UTC), detail="Prompt 1.0.0-dev.",
                            next_due=date(2026, 12, 3), owner="achen")
     assert note == ("Duo Chat: **implement → evaluate** by @achen at 2026-11-26 10:00 UTC. Prompt 1.0.0-dev. "
                     "Next: evaluate, due 2026-12-03 (owner @achen).")
-    done = transition_note(feature_title="", from_stage=Stage.CLEANUP, to_stage=Stage.DONE, actor="achen", at=AT)
+    done = transition_note(feature_title="", from_stage=FeatureStage.CLEANUP, to_stage=FeatureStage.DONE, actor="achen", at=AT)
     assert "Next" not in done
 
 

@@ -8,7 +8,7 @@ from temporalio.client import WorkflowHandle
 
 from model_migration.catalog import load_catalog
 from model_migration.domain.deadlines import StagePlan
-from model_migration.domain.stages import Stage
+from model_migration.domain.stages import FeatureStage, MigrationStage
 from tests.temporal_fixtures import Engine, assert_eventually
 from workflows import attributes
 from workflows.feature import FeatureMigrationWorkflow
@@ -67,10 +67,10 @@ async def wait_issue(handle: WorkflowHandle) -> Status:
 
 async def drive(handle: WorkflowHandle, actor: str = "achen") -> None:
     """Walk one feature through every stage the way its team would."""
-    await handle.execute_update("complete_stage", CompleteStage(stage=Stage.IMPLEMENT, actor=actor, prompt_version="1.0.0-dev"))
+    await handle.execute_update("complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor=actor, prompt_version="1.0.0-dev"))
     await handle.execute_update("report_evaluation", ReportEvaluation(
         actor=actor, verdict=Verdict.PASS, metrics=(MetricResult(name="correctness", baseline=3.0, candidate=3.3),),
     ))
     for pct in (1, 10, 25, 50, 75, 100):
         await handle.execute_update("report_rollout", ReportRollout(actor=actor, percentage=pct))
-    await handle.execute_update("complete_stage", CompleteStage(stage=Stage.CLEANUP, actor=actor))
+    await handle.execute_update("complete_stage", CompleteStage(stage=FeatureStage.CLEANUP, actor=actor))

@@ -9,7 +9,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from model_migration.domain.escalation import EscalationKind
-from model_migration.domain.stages import Stage
+from model_migration.domain.stages import FeatureStage, MigrationStage
 from tests.temporal_fixtures import Engine, assert_eventually
 from tests.workflows.support import CATALOG, start_feature, status, wait_issue
 from workflows.messages import (
@@ -34,7 +34,7 @@ async def test_three_weeks_undone_escalates_in_order(
     # Implement is due on day 7: a reminder on day 5, the due notice on day 7, overdue daily from day 8.
     overdue = 21 - 7
     assert kinds == [EscalationKind.REMINDER, EscalationKind.DUE] + [EscalationKind.OVERDUE] * overdue
-    assert all(e.stage == Stage.IMPLEMENT for e in st.escalations)
+    assert all(e.stage == FeatureStage.IMPLEMENT for e in st.escalations)
     close = timedelta(minutes=1)
     assert abs(st.escalations[0].at - (due - timedelta(days=2))) < close
     assert abs(st.escalations[1].at - due) < close
@@ -68,7 +68,7 @@ async def test_commands_that_leave_the_deadline_keep_the_timer(
 
     evaluation = ReportEvaluation(actor="x", verdict=Verdict.PASS, metrics=(MetricResult(name="m", baseline=1.0, candidate=1.1),))
     commands = [
-        ("complete_stage", CompleteStage(stage=Stage.IMPLEMENT, actor="x", prompt_version="1.0.0")),
+        ("complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor="x", prompt_version="1.0.0")),
         ("report_evaluation", evaluation),
         *[("report_rollout", ReportRollout(actor="x", percentage=pct)) for pct in (1, 10, 25, 50)],
     ]
@@ -77,16 +77,16 @@ async def test_commands_that_leave_the_deadline_keep_the_timer(
         await handle.execute_update(name, command)
     await assert_eventually(quiet)
     st = await status(handle)
-    assert st.stage == Stage.ROLLOUT
+    assert st.stage == FeatureStage.ROLLOUT
     history = (await handle.fetch_history()).events
     # One timer per stage entered (implement, evaluate, rollout), none for the four steps.
     assert sum(e.event_type == TIMER_STARTED for e in history) == 3
 
-    due = next(d.due for d in st.deadlines if d.stage == Stage.ROLLOUT)
+    due = next(d.due for d in st.deadlines if d.stage == FeatureStage.ROLLOUT)
     await skip_env.sleep(due + timedelta(hours=12) - await skip_env.get_current_time())
     st = await status(handle)
     assert [(e.kind, e.stage) for e in st.escalations] == [
-        (EscalationKind.REMINDER, Stage.ROLLOUT), (EscalationKind.DUE, Stage.ROLLOUT),
+        (EscalationKind.REMINDER, FeatureStage.ROLLOUT), (EscalationKind.DUE, FeatureStage.ROLLOUT),
     ]
     close = timedelta(minutes=1)
     assert abs(st.escalations[0].at - (due - timedelta(days=2))) < close

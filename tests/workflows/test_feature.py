@@ -9,7 +9,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 
 from model_migration.domain.escalation import EscalationKind
-from model_migration.domain.stages import Stage
+from model_migration.domain.stages import FeatureStage, MigrationStage
 from tests.temporal_fixtures import Engine
 from tests.workflows.support import CATALOG, drive, start_feature, status, wait_issue
 from workflows.messages import (
@@ -34,7 +34,7 @@ async def test_feature_happy_path(engine: Engine, unique: str) -> None:
     st = await wait_issue(handle)
     await drive(handle)
     outcome = await handle.result()
-    assert outcome.stage == Stage.DONE and outcome.outcome == "done"
+    assert outcome.stage == FeatureStage.DONE and outcome.outcome == "done"
     gl = engine.gitlab_client()
     issue = gl.get_issue(st.issue.iid)
     assert issue.state == "closed" and issue.confidential
@@ -49,13 +49,13 @@ async def test_out_of_order_commands_are_rejected_before_history(engine: Engine,
     """Commands that do not fit the stage are refused by validators and never reach history."""
     handle = await start_feature(engine, unique)
     await wait_issue(handle)
-    msg = await rejected(handle, "complete_stage", CompleteStage(stage=Stage.EVALUATE, actor="x"))
+    msg = await rejected(handle, "complete_stage", CompleteStage(stage=FeatureStage.EVALUATE, actor="x"))
     assert "cannot complete evaluate: the feature is in implement" in msg
-    msg = await rejected(handle, "complete_stage", CompleteStage(stage=Stage.IMPLEMENT, actor="x", prompt_version="v2"))
+    msg = await rejected(handle, "complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor="x", prompt_version="v2"))
     assert "not semver" in msg
     msg = await rejected(handle, "report_rollout", ReportRollout(actor="x", percentage=10))
     assert "feature is in implement" in msg
-    await handle.execute_update("complete_stage", CompleteStage(stage=Stage.IMPLEMENT, actor="x", prompt_version="1.0.0-dev"))
+    await handle.execute_update("complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor="x", prompt_version="1.0.0-dev"))
     await handle.execute_update("report_evaluation", ReportEvaluation(actor="x", verdict=Verdict.PASS))
     await handle.execute_update("report_rollout", ReportRollout(actor="x", percentage=50))
     msg = await rejected(handle, "report_rollout", ReportRollout(actor="x", percentage=25))
@@ -70,11 +70,11 @@ async def test_failed_evaluation_sends_feature_back_to_implement(engine: Engine,
     """A failed gate returns the feature to implement for a new prompt version."""
     handle = await start_feature(engine, unique)
     await wait_issue(handle)
-    await handle.execute_update("complete_stage", CompleteStage(stage=Stage.IMPLEMENT, actor="x", prompt_version="1.0.0-dev"))
+    await handle.execute_update("complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor="x", prompt_version="1.0.0-dev"))
     await handle.execute_update("report_evaluation", ReportEvaluation(actor="x", verdict=Verdict.FAIL, summary="too many poor answers"))
     st = await status(handle)
-    assert st.stage == Stage.IMPLEMENT
-    assert [t.to_stage for t in st.history] == [Stage.EVALUATE, Stage.IMPLEMENT]
+    assert st.stage == FeatureStage.IMPLEMENT
+    assert [t.to_stage for t in st.history] == [FeatureStage.EVALUATE, FeatureStage.IMPLEMENT]
     await handle.execute_update("abort", Abort(actor="x", reason="test over"))
 
 
@@ -85,15 +85,15 @@ async def test_pause_holds_commands_and_resume_moves_deadlines(engine: Engine, u
     await handle.execute_update("pause", Pause(actor="lead", reason="waiting on provider quota"))
     st = await status(handle)
     assert st.paused and st.next_escalation is None
-    msg = await rejected(handle, "complete_stage", CompleteStage(stage=Stage.IMPLEMENT, actor="x", prompt_version="1.0.0"))
+    msg = await rejected(handle, "complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor="x", prompt_version="1.0.0"))
     assert "paused" in msg
     assert "already paused" in await rejected(handle, "pause", Pause(actor="lead"))
     await handle.execute_update("resume", Resume(actor="lead"))
     after = await status(handle)
     assert not after.paused
     assert after.deadlines[0].due > before.deadlines[0].due
-    await handle.execute_update("complete_stage", CompleteStage(stage=Stage.IMPLEMENT, actor="x", prompt_version="1.0.0"))
-    assert (await status(handle)).stage == Stage.EVALUATE
+    await handle.execute_update("complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor="x", prompt_version="1.0.0"))
+    assert (await status(handle)).stage == FeatureStage.EVALUATE
     await handle.execute_update("abort", Abort(actor="x", reason="test over"))
 
 
@@ -104,7 +104,7 @@ async def test_abort_closes_the_issue(engine: Engine, unique: str) -> None:
     assert "needs a reason" in await rejected(handle, "abort", Abort(actor="x", reason=" "))
     await handle.execute_update("abort", Abort(actor="lead", reason="feature is being retired"))
     outcome = await handle.result()
-    assert outcome.stage == Stage.ABORTED and "feature is being retired" in outcome.outcome
+    assert outcome.stage == FeatureStage.ABORTED and "feature is being retired" in outcome.outcome
     gl = engine.gitlab_client()
     assert gl.get_issue(st.issue.iid).state == "closed"
     assert any("feature is being retired" in n.body for n in gl.list_notes(st.issue.iid))
@@ -115,14 +115,14 @@ async def test_extend_deadline_moves_timers(engine: Engine, unique: str) -> None
     handle = await start_feature(engine, unique)
     st = await wait_issue(handle)
     old = {d.stage: d.due for d in st.deadlines}
-    new = old[Stage.IMPLEMENT] + timedelta(days=5)
-    msg = await rejected(handle, "extend_deadline", ExtendDeadline(actor="x", stage=Stage.IMPLEMENT, new_date=old[Stage.IMPLEMENT] - timedelta(days=30), reason="r"))
+    new = old[FeatureStage.IMPLEMENT] + timedelta(days=5)
+    msg = await rejected(handle, "extend_deadline", ExtendDeadline(actor="x", stage=FeatureStage.IMPLEMENT, new_date=old[FeatureStage.IMPLEMENT] - timedelta(days=30), reason="r"))
     assert "in the past" in msg or "not after" in msg
-    await handle.execute_update("extend_deadline", ExtendDeadline(actor="lead", stage=Stage.IMPLEMENT, new_date=new, reason="holiday"))
+    await handle.execute_update("extend_deadline", ExtendDeadline(actor="lead", stage=FeatureStage.IMPLEMENT, new_date=new, reason="holiday"))
     st = await status(handle)
     moved = {d.stage: d.due for d in st.deadlines}
-    assert moved[Stage.IMPLEMENT] == new
-    assert moved[Stage.CLEANUP] - old[Stage.CLEANUP] == timedelta(days=5)
+    assert moved[FeatureStage.IMPLEMENT] == new
+    assert moved[FeatureStage.CLEANUP] - old[FeatureStage.CLEANUP] == timedelta(days=5)
     assert st.next_escalation is not None and st.next_escalation.at == new - timedelta(days=2)
     assert st.deadlines[0].extended and st.deadlines[0].reason == "holiday"
     await handle.execute_update("abort", Abort(actor="x", reason="test over"))
@@ -132,13 +132,13 @@ async def test_status_query_contents(engine: Engine, unique: str) -> None:
     """status reports stage, deadlines, next escalation, the pending action and its owner."""
     handle = await start_feature(engine, unique)
     st = await wait_issue(handle)
-    assert st.kind == "feature" and st.stage == Stage.IMPLEMENT and st.feature == "duo_chat"
-    assert [d.stage for d in st.deadlines] == [Stage.IMPLEMENT, Stage.EVALUATE, Stage.ROLLOUT, Stage.CLEANUP]
+    assert st.kind == "feature" and st.stage == FeatureStage.IMPLEMENT and st.feature == "duo_chat"
+    assert [d.stage for d in st.deadlines] == [FeatureStage.IMPLEMENT, FeatureStage.EVALUATE, FeatureStage.ROLLOUT, FeatureStage.CLEANUP]
     assert st.next_escalation is not None and st.next_escalation.kind == EscalationKind.REMINDER
     assert st.pending_action is not None and st.pending_action.command == "complete_stage implement"
     assert st.pending_action.owner == CATALOG.feature("duo_chat").dri
-    await handle.execute_update("complete_stage", CompleteStage(stage=Stage.IMPLEMENT, actor="achen", prompt_version="2.1.0-dev", flag_name="duo_chat_sonnet_45"))
+    await handle.execute_update("complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor="achen", prompt_version="2.1.0-dev", flag_name="duo_chat_sonnet_45"))
     st = await status(handle)
     assert st.prompt_version == "2.1.0-dev" and st.flag == "duo_chat_sonnet_45"
-    assert st.history[-1].actor == "achen" and st.history[-1].from_stage == Stage.IMPLEMENT
+    assert st.history[-1].actor == "achen" and st.history[-1].from_stage == FeatureStage.IMPLEMENT
     await handle.execute_update("abort", Abort(actor="x", reason="test over"))

@@ -22,7 +22,7 @@ from model_migration import operations
 from model_migration.clients.notifier import LogNotifier
 from model_migration.domain.escalation import EscalationKind
 from model_migration.domain.gateway import config_branch
-from model_migration.domain.stages import Stage
+from model_migration.domain.stages import FeatureStage, MigrationStage
 from tests.temporal_fixtures import Engine, assert_eventually
 from tests.workflows.support import CATALOG, REPLACED, SLOW, drive, model_for, start_feature, status, wait_issue
 from workflows.messages import Abort, CompleteStage, MigrationInput, MigrationResult, Resume, Status, feature_workflow_id
@@ -60,7 +60,7 @@ async def run_migration(engine: Engine, unique: str, features: tuple[str, ...] =
         assert (await status(parent)).config_mr_url
 
     await assert_eventually(mr_opened, timeout=120)
-    await parent.execute_update("complete_stage", CompleteStage(stage=Stage.INIT, actor="ai-lead"))
+    await parent.execute_update("complete_stage", CompleteStage(stage=MigrationStage.INIT, actor="ai-lead"))
 
     async def one(feature: str) -> None:
         child = engine.client.get_workflow_handle(feature_workflow_id(parent.id, feature))
@@ -166,7 +166,7 @@ async def test_chaos_five_migrations_leave_one_of_everything(engine: Engine, git
     assert fired["drop_after_write"] > 0 and fired["500"] > 0, fired
     gl = GitLabClient(gitlab_sandbox.url, gitlab_sandbox.token, gitlab_sandbox.project_path)
     for tag, result in zip(tags, results, strict=True):
-        assert result.stage == Stage.DONE and [f.stage for f in result.features] == [Stage.DONE] * 3
+        assert result.stage == FeatureStage.DONE and [f.stage for f in result.features] == [FeatureStage.DONE] * 3
         issues = gl._gl.http_list(  # noqa: SLF001 - count raw rows as GitLab stores them
             f"/projects/{gitlab_sandbox.project_path.replace('/', '%2F')}/issues",
             query_data={"search": tag, "state": "all"}, get_all=True,
@@ -195,7 +195,7 @@ async def test_rate_limited_migration_completes_without_sending_while_told_to_wa
         result = await run_migration(engine, f"limited{uuid.uuid4().hex[:5]}")
     finally:
         server.set_rate_limit(None)
-    assert result.stage == Stage.DONE and [f.stage for f in result.features] == [Stage.DONE] * 3
+    assert result.stage == FeatureStage.DONE and [f.stage for f in result.features] == [FeatureStage.DONE] * 3
     log = [e for e in server.requests.entries() if e[0] >= started]
     reset = log[0][0] + 60  # the window opened with the first request after the limit was set
     allowed = [at for at, _, _, code, _ in log if code != 429 and at < reset]

@@ -6,7 +6,7 @@ import asyncio
 
 from temporalio.service import RPCError
 
-from model_migration.domain.stages import Stage
+from model_migration.domain.stages import FeatureStage, MigrationStage
 from tests.temporal_fixtures import Engine, assert_eventually
 from tests.workflows.support import CATALOG, REPLACED, SLOW, drive, model_for, status
 from workflows.messages import Abort, CompleteStage, MigrationInput, MigrationResult, Status, feature_workflow_id
@@ -34,7 +34,7 @@ async def config_mr(parent) -> Status:  # type: ignore[no-untyped-def]
 
 async def complete_init(parent) -> None:  # type: ignore[no-untyped-def]
     await config_mr(parent)
-    await parent.execute_update("complete_stage", CompleteStage(stage=Stage.INIT, actor="ai-lead"))
+    await parent.execute_update("complete_stage", CompleteStage(stage=MigrationStage.INIT, actor="ai-lead"))
 
 
 async def child(engine: Engine, parent_id: str, feature: str):  # type: ignore[no-untyped-def]
@@ -74,8 +74,8 @@ async def test_three_features_end_to_end(engine: Engine, unique: str) -> None:
     assert st.config_mr_url in gl.get_issue(st.issue.iid).description
     await asyncio.gather(*(drive(h) for h in children))
     result: MigrationResult = await parent.result()
-    assert result.stage == Stage.DONE
-    assert [f.stage for f in result.features] == [Stage.DONE] * 3
+    assert result.stage == FeatureStage.DONE
+    assert [f.stage for f in result.features] == [FeatureStage.DONE] * 3
     assert [f.feature for f in result.features] == list(FEATURES)
     gl = engine.gitlab_client()
     tracking = gl.get_issue(st.issue.iid)
@@ -87,7 +87,7 @@ async def test_three_features_end_to_end(engine: Engine, unique: str) -> None:
     summary = [n.body for n in gl.list_notes(tracking.iid)]
     assert len(summary) == 1 and all(title in summary[0] for title in ("Duo Chat", "Code Generation", "Code Explanation"))
     history = [t.to_stage for t in (await status(parent)).history]
-    assert history == [Stage.FEATURES, Stage.CLEANUP, Stage.DONE]
+    assert history == [MigrationStage.FEATURES, FeatureStage.CLEANUP, FeatureStage.DONE]
     assert "model configuration merged" in (await status(parent)).history[0].detail
     linked = gl._project.issues.get(tracking.iid, lazy=True).links.list(get_all=True)  # noqa: SLF001
     feature_iids = {int(f.issue_url.rsplit("/", 1)[1]) for f in result.features}
@@ -99,7 +99,7 @@ async def test_incompatible_model_stops_with_reasons(engine: Engine, unique: str
     model = model_for(unique).model_copy(update={"max_context_tokens": 1000})
     parent = await start_migration(engine, model, ("duo_chat",))
     result: MigrationResult = await parent.result()
-    assert result.stage == Stage.FAILED
+    assert result.stage == MigrationStage.FAILED
     assert any("context tokens" in p for p in result.problems)
     st = await status(parent)
     notes = engine.gitlab_client().list_notes(st.issue.iid)
@@ -111,7 +111,7 @@ async def test_abort_migration_aborts_every_feature(engine: Engine, unique: str)
     parent = await start_migration(engine, model_for(unique), FEATURES[:2])
     msg = ""
     try:
-        await parent.execute_update("complete_stage", CompleteStage(stage=Stage.IMPLEMENT, actor="x"))
+        await parent.execute_update("complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor="x"))
     except Exception as err:  # noqa: BLE001 - the validator's refusal is what is checked
         msg = str(getattr(err, "cause", err))
     assert "belongs to a feature" in msg
@@ -120,8 +120,8 @@ async def test_abort_migration_aborts_every_feature(engine: Engine, unique: str)
     children = [await child(engine, parent.id, f) for f in FEATURES[:2]]
     await parent.execute_update("abort", Abort(actor="lead", reason="provider postponed retirement"))
     result: MigrationResult = await parent.result()
-    assert result.stage == Stage.ABORTED
-    assert [f.stage for f in result.features] == [Stage.ABORTED, Stage.ABORTED]
+    assert result.stage == FeatureStage.ABORTED
+    assert [f.stage for f in result.features] == [FeatureStage.ABORTED, FeatureStage.ABORTED]
     gl = engine.gitlab_client()
     for handle in children:
         st = await handle.query("status", result_type=Status)

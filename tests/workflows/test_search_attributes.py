@@ -10,7 +10,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHandle
 
 from model_migration import operations
-from model_migration.domain.stages import Stage
+from model_migration.domain.stages import FeatureStage, MigrationStage
 from tests.temporal_fixtures import Engine, assert_eventually
 from tests.workflows.support import CATALOG, REPLACED, SLOW, model_for, start_feature, status, wait_issue
 from workflows import attributes
@@ -61,7 +61,7 @@ async def listed(engine: Engine, handle: WorkflowHandle, want: dict[str, object]
     await assert_eventually(check)
 
 
-def due_of(st, stage: Stage) -> datetime:  # type: ignore[no-untyped-def]
+def due_of(st, stage: FeatureStage) -> datetime:  # type: ignore[no-untyped-def]
     return next(d.due for d in st.deadlines if d.stage == stage)
 
 
@@ -73,12 +73,12 @@ async def test_feature_started_with_its_attributes_upserts_only_on_change(engine
     model = model_for(unique)
     await listed(engine, handle, {
         "kind": "feature", "stage": "implement", "model": model.gitlab_identifier, "provider": model.provider,
-        "features": ["duo_chat"], "due": due_of(st, Stage.IMPLEMENT),
+        "features": ["duo_chat"], "due": due_of(st, FeatureStage.IMPLEMENT),
     })
-    await handle.execute_update("complete_stage", CompleteStage(stage=Stage.IMPLEMENT, actor="x", prompt_version="1.0.0"))
+    await handle.execute_update("complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor="x", prompt_version="1.0.0"))
     st = await status(handle)
     assert upserts(await events(handle)) == 1
-    await listed(engine, handle, {"stage": "evaluate", "due": due_of(st, Stage.EVALUATE), "features": ["duo_chat"]})
+    await listed(engine, handle, {"stage": "evaluate", "due": due_of(st, FeatureStage.EVALUATE), "features": ["duo_chat"]})
 
 
 async def test_feature_started_bare_upserts_its_attributes_itself(engine: Engine, unique: str) -> None:
@@ -86,7 +86,7 @@ async def test_feature_started_bare_upserts_its_attributes_itself(engine: Engine
     handle = await start_feature(engine, unique, "code_generation", as_parent=False)
     st = await wait_issue(handle)
     assert upserts_before_first_update(await events(handle)) == 1
-    await listed(engine, handle, {"kind": "feature", "stage": "implement", "due": due_of(st, Stage.IMPLEMENT), "features": ["code_generation"]})
+    await listed(engine, handle, {"kind": "feature", "stage": "implement", "due": due_of(st, FeatureStage.IMPLEMENT), "features": ["code_generation"]})
 
 
 async def test_start_passes_the_migration_and_its_children_their_attributes(engine: Engine, unique: str) -> None:
@@ -98,16 +98,16 @@ async def test_start_passes_the_migration_and_its_children_their_attributes(engi
     st = await status(parent)
     await listed(engine, parent, {
         "kind": "migration", "stage": "init", "model": model.gitlab_identifier, "features": ["duo_chat"],
-        "due": due_of(st, Stage.CLEANUP),
+        "due": due_of(st, FeatureStage.CLEANUP),
     })
     assert upserts_before_first_update(await events(parent)) == 0
 
     async def config_mr() -> None:
         assert (await status(parent)).config_mr_url
     await assert_eventually(config_mr)
-    await parent.execute_update("complete_stage", CompleteStage(stage=Stage.INIT, actor="ai-lead"))
+    await parent.execute_update("complete_stage", CompleteStage(stage=MigrationStage.INIT, actor="ai-lead"))
     child = engine.client.get_workflow_handle(feature_workflow_id(workflow_id, "duo_chat"))
     child_status = await wait_issue(child)
-    await listed(engine, child, {"kind": "feature", "stage": "implement", "due": due_of(child_status, Stage.IMPLEMENT)})
+    await listed(engine, child, {"kind": "feature", "stage": "implement", "due": due_of(child_status, FeatureStage.IMPLEMENT)})
     assert upserts(await events(child)) == 0
     await parent.cancel()

@@ -1,0 +1,57 @@
+"""Typed references to every activity, for workflows to call.
+
+Workflows may not import the implementations (they pull in clients and structlog), so each
+activity is declared here with its name and types; ``workflow.execute_activity`` takes the
+declaration and derives the name and the result type from it. The worker registers the
+implementations under the same names, and ``tests/unit/test_activity_interface.py`` holds
+each implementation to its declaration.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.payloads import (
+    Activity, ConfigMergeRequestInput, EnsureIssueInput, IssueLinkInput, MergeRequestInput, MergeRequestRef, NoteRef,
+    NotifyInput, PostNoteInput, UpdateIssueInput,
+)
+from model_migration.domain.models import IssueRef
+
+
+class Declared(NotImplementedError):
+    """Raised by a declaration if it is ever run: the worker runs the implementation instead."""
+
+
+@activity.defn(name=Activity.ENSURE_ISSUE)
+def ensure_issue(request: EnsureIssueInput) -> IssueRef:
+    raise Declared(Activity.ENSURE_ISSUE)
+
+
+@activity.defn(name=Activity.UPDATE_ISSUE)
+def update_issue(request: UpdateIssueInput) -> IssueRef:
+    raise Declared(Activity.UPDATE_ISSUE)
+
+
+@activity.defn(name=Activity.POST_NOTE)
+def post_note(request: PostNoteInput) -> NoteRef:
+    raise Declared(Activity.POST_NOTE)
+
+
+@activity.defn(name=Activity.ENSURE_ISSUE_LINK)
+def ensure_issue_link(request: IssueLinkInput) -> None:
+    raise Declared(Activity.ENSURE_ISSUE_LINK)
+
+
+@activity.defn(name=Activity.ENSURE_CONFIG_MR)
+def ensure_model_config_mr(request: ConfigMergeRequestInput) -> MergeRequestRef:
+    raise Declared(Activity.ENSURE_CONFIG_MR)
+
+
+@activity.defn(name=Activity.MERGE_REQUEST_STATE)
+def merge_request_state(request: MergeRequestInput) -> MergeRequestRef:
+    raise Declared(Activity.MERGE_REQUEST_STATE)
+
+
+@activity.defn(name=Activity.NOTIFY)
+def notify(request: NotifyInput) -> None:
+    raise Declared(Activity.NOTIFY)

@@ -1,0 +1,134 @@
+"""Human commands and machine events the stage machines take, and the records they keep.
+
+These travel as Temporal updates, signals and query results, so every model ignores unknown
+fields and gives new fields defaults: a rolling deploy never breaks an older worker or CLI.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from model_migration.domain.escalation import EscalationKind
+from model_migration.domain.stages import AnyStage, FeatureStage, MigrationStage
+
+FROZEN = ConfigDict(frozen=True)
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    INCONCLUSIVE = "inconclusive"
+    FAIL = "fail"
+
+
+class CompleteStage(BaseModel):
+    model_config = FROZEN
+    stage: AnyStage
+    actor: str
+    prompt_version: str | None = None
+    flag_name: str | None = None
+    note: str = ""
+
+
+class MetricResult(BaseModel):
+    model_config = FROZEN
+    name: str
+    baseline: float
+    candidate: float
+    higher_is_better: bool = True
+
+
+class ReportEvaluation(BaseModel):
+    model_config = FROZEN
+    actor: str
+    verdict: Verdict
+    metrics: tuple[MetricResult, ...] = ()
+    dataset: str = ""
+    summary: str = ""
+    url: str = ""
+
+
+class ReportRollout(BaseModel):
+    model_config = FROZEN
+    actor: str
+    percentage: int
+    rollback: bool = False
+    note: str = ""
+
+
+class Pause(BaseModel):
+    model_config = FROZEN
+    actor: str
+    reason: str = ""
+
+
+class Resume(BaseModel):
+    model_config = FROZEN
+    actor: str
+    note: str = ""
+
+
+class Abort(BaseModel):
+    model_config = FROZEN
+    actor: str
+    reason: str
+
+
+class ExtendDeadline(BaseModel):
+    model_config = FROZEN
+    actor: str
+    stage: FeatureStage
+    new_date: datetime
+    reason: str
+
+
+class ParentCommandKind(StrEnum):
+    PAUSE = "pause"
+    RESUME = "resume"
+    ABORT = "abort"
+
+
+class ParentCommand(BaseModel):
+    """The parent passes pause, resume and abort on to its children (a signal)."""
+
+    model_config = FROZEN
+    kind: ParentCommandKind
+    actor: str
+    reason: str = ""
+
+
+# -- records ------------------------------------------------------------------------------
+
+
+class Transition(BaseModel):
+    model_config = FROZEN
+    from_stage: AnyStage | None = None
+    to_stage: AnyStage
+    at: datetime
+    actor: str
+    detail: str = ""
+
+
+class FiredEscalation(BaseModel):
+    model_config = FROZEN
+    stage: FeatureStage
+    kind: EscalationKind
+    at: datetime
+    occurrence: int = 0
+
+
+class RolloutStep(BaseModel):
+    model_config = FROZEN
+    percentage: int
+    at: datetime
+    actor: str
+    rollback: bool = False
+
+
+__all__ = [
+    "Abort", "CompleteStage", "ExtendDeadline", "FiredEscalation", "MetricResult", "MigrationStage",
+    "ParentCommand", "ParentCommandKind", "Pause", "ReportEvaluation", "ReportRollout", "Resume",
+    "RolloutStep", "Transition", "Verdict",
+]

@@ -1,0 +1,375 @@
+"""The feature stage machine: implement → evaluate → roll out → cleanup, as one pure function.
+
+``decide(state, command, now)`` returns the next state and the effects to carry out, or raises
+``CommandRejected``. An update's validator and its handler both call it, so they cannot
+disagree. No clock, no I/O: ``now`` is an argument and effects are data.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict
+
+from model_migration.domain import deadlines, templates
+from model_migration.domain.commands import (
+    Abort, CompleteStage, ExtendDeadline, FiredEscalation, ParentCommand, ParentCommandKind, Pause,
+    ReportEvaluation, ReportRollout, Resume, RolloutStep, Transition, Verdict,
+)
+from model_migration.domain.errors import CommandRejected
+from model_migration.domain.escalation import EscalationKind, EscalationState, EscalationStep, PlannedEscalation, after_firing
+from model_migration.domain.models import FeatureSpec
+from model_migration.domain.stages import FEATURE_COMPLETABLE, FEATURE_MOVES, FLAG_NAME, FeatureStage, is_semver, semver_greater
+
+FROZEN = ConfigDict(frozen=True)
+#: The input revision from which the stricter command rules hold (older runs keep the old ones,
+#: because a handler replaying an old history must accept what the old validator accepted).
+STRICT_REVISION = 3
+
+
+# -- effects --------------------------------------------------------------------------------
+
+
+class Note(BaseModel):
+    """Post a note on the feature issue; labels and the due date ride along as quick actions."""
+
+    model_config = FROZEN
+    kind: Literal["note"] = "note"
+    body: str
+    add_labels: tuple[str, ...] = ()
+    remove_labels: tuple[str, ...] = ()
+    due_date: date | None = None
+
+
+class Publish(BaseModel):
+    """Upsert the stage and due-date search attributes."""
+
+    model_config = FROZEN
+    kind: Literal["publish"] = "publish"
+
+
+class TellParent(BaseModel):
+    """Tell the parent migration where the feature is."""
+
+    model_config = FROZEN
+    kind: Literal["tell_parent"] = "tell_parent"
+
+
+Effect = Note | Publish | TellParent
+
+
+# -- state and events -------------------------------------------------------------------------
+
+
+class FeatureState(BaseModel):
+    model_config = FROZEN
+    feature: FeatureSpec
+    ladder: tuple[EscalationStep, ...]
+    revision: int = 1
+    stage: FeatureStage = FeatureStage.IMPLEMENT
+    deadlines: dict[FeatureStage, datetime]
+    extended: dict[FeatureStage, str] = {}
+    escalation: EscalationState = EscalationState()
+    fired: tuple[FiredEscalation, ...] = ()
+    labels_added: tuple[str, ...] = ()
+    paused: bool = False
+    paused_at: datetime | None = None
+    blocked: str = ""
+    evaluations: tuple[ReportEvaluation, ...] = ()
+    rollout: tuple[RolloutStep, ...] = ()
+    prompt_version: str = ""
+    #: The prompt version whose evaluation failed: the next one must be higher.
+    failed_prompt_version: str = ""
+    flag: str = ""
+    outcome: str = ""
+    history: tuple[Transition, ...] = ()
+
+    def due(self) -> datetime:
+        return deadlines.due_in(self.deadlines, self.stage)
+
+    @property
+    def percentage(self) -> int:
+        return self.rollout[-1].percentage if self.rollout else 0
+
+    @property
+    def strict(self) -> bool:
+        return self.revision >= STRICT_REVISION
+
+
+def initial(feature: FeatureSpec, ladder: tuple[EscalationStep, ...], due: dict[FeatureStage, datetime], revision: int) -> FeatureState:
+    return FeatureState(feature=feature, ladder=ladder, deadlines=due, revision=revision, flag=feature.flag)
+
+
+class Escalate(BaseModel):
+    """A planned escalation's time has come."""
+
+    model_config = FROZEN
+    planned: PlannedEscalation
+
+
+class Block(BaseModel):
+    """GitLab refused the engine for good; a person must fix access, then resume."""
+
+    model_config = FROZEN
+    reason: str
+
+
+class BlockedNoticeSent(BaseModel):
+    """People were told of a block outside GitLab (recorded as a fired escalation)."""
+
+    model_config = FROZEN
+
+
+Command = (
+    CompleteStage | ReportEvaluation | ReportRollout | Pause | Resume | Abort | ExtendDeadline | ParentCommand
+    | Escalate | Block | BlockedNoticeSent
+)
+
+
+class Decision(BaseModel):
+    model_config = FROZEN
+    state: FeatureState
+    effects: tuple[Effect, ...] = ()
+    message: str = ""
+
+
+# -- the machine --------------------------------------------------------------------------------
+
+
+def decide(state: FeatureState, command: Command, now: datetime) -> Decision:
+    """The next state and its effects, or ``CommandRejected`` with one line saying why."""
+    handler = _HANDLERS.get(type(command))
+    if handler is None:
+        raise CommandRejected(f"a feature takes no {type(command).__name__} command")
+    return handler(state, command, now)
+
+
+def _complete_stage(s: FeatureState, cmd: CompleteStage, now: datetime) -> Decision:
+    _check_actor(s, cmd.actor)
+    _check_active(s, blocked_counts=True)
+    if cmd.stage != s.stage:
+        raise CommandRejected(f"cannot complete {cmd.stage}: the feature is in {s.stage}")
+    if s.stage not in FEATURE_COMPLETABLE:
+        how = "report_evaluation" if s.stage == FeatureStage.EVALUATE else "report_rollout with 100"
+        raise CommandRejected(f"{s.stage} ends through {how}, not complete_stage")
+    if s.stage == FeatureStage.IMPLEMENT:
+        version = cmd.prompt_version
+        if not version:
+            raise CommandRejected("completing implement needs the new prompt version (semver)")
+        if not is_semver(version):
+            raise CommandRejected(f"prompt version {version!r} is not semver (e.g. 1.0.0-dev)")
+        if s.strict and s.failed_prompt_version and not semver_greater(version, s.failed_prompt_version):
+            raise CommandRejected(
+                f"prompt version {version} is not higher than {s.failed_prompt_version}, whose evaluation "
+                "failed: bring a new version (e.g. a higher -dev pre-release)"
+            )
+        if cmd.flag_name is not None and not FLAG_NAME.fullmatch(cmd.flag_name):
+            raise CommandRejected(f"flag name {cmd.flag_name!r} is not a valid feature flag name")
+        flag = cmd.flag_name or s.flag
+        s = s.model_copy(update={"prompt_version": version, "flag": flag})
+        detail = f"Prompt version `{version}`, feature flag `{flag}`. {cmd.note}".strip()
+    else:
+        s = s.model_copy(update={"outcome": "done"})
+        detail = f"Feature flag `{s.flag}` removed. {cmd.note}".strip()
+    done = cmd.stage
+    d = _move(s, _next_stage(done), cmd.actor, now, detail)
+    return d.model_copy(update={"message": f"{done} complete; now in {d.state.stage}"})
+
+
+def _report_evaluation(s: FeatureState, cmd: ReportEvaluation, now: datetime) -> Decision:
+    _check_actor(s, cmd.actor)
+    _check_active(s, blocked_counts=s.strict)
+    if s.stage != FeatureStage.EVALUATE:
+        raise CommandRejected(f"cannot report an evaluation: the feature is in {s.stage}")
+    if s.strict:
+        if cmd.verdict == Verdict.PASS and not cmd.metrics:
+            raise CommandRejected("a passing evaluation needs its metrics (--metric name=baseline:candidate)")
+        if cmd.url and urlsplit(cmd.url).scheme not in ("http", "https"):
+            raise CommandRejected(f"evaluation link {cmd.url!r} is not an http(s) URL")
+    s = s.model_copy(update={"evaluations": (*s.evaluations, cmd)})
+    rows = "\n".join(f"| {m.name} | {m.baseline:g} | {m.candidate:g} |" for m in cmd.metrics)
+    table = f"\n\n| Metric | Baseline | Candidate |\n|---|---|---|\n{rows}" if rows else ""
+    dataset = cmd.dataset or s.feature.dataset
+    detail = f"Evaluation verdict **{cmd.verdict}** on `{dataset}`. {cmd.summary}".strip() + table
+    if cmd.verdict == Verdict.PASS:
+        d = _move(s, FeatureStage.ROLLOUT, cmd.actor, now, detail)
+    elif cmd.verdict == Verdict.FAIL:
+        s = s.model_copy(update={"failed_prompt_version": s.prompt_version})
+        d = _move(s, FeatureStage.IMPLEMENT, cmd.actor, now, detail + "\n\nA new prompt version is needed.")
+    else:
+        body = templates.command_note(
+            command="report_evaluation", actor=cmd.actor, at=now, detail=detail + "\n\nInconclusive: report another evaluation.",
+        )
+        d = Decision(state=s, effects=(Note(body=body), TellParent()))
+    return d.model_copy(update={"message": f"evaluation {cmd.verdict}; now in {d.state.stage}"})
+
+
+def _report_rollout(s: FeatureState, cmd: ReportRollout, now: datetime) -> Decision:
+    _check_actor(s, cmd.actor)
+    _check_active(s, blocked_counts=s.strict)
+    if s.stage != FeatureStage.ROLLOUT:
+        raise CommandRejected(f"cannot report a rollout: the feature is in {s.stage}")
+    current = s.percentage
+    if not 0 <= cmd.percentage <= 100:
+        raise CommandRejected(f"percentage {cmd.percentage} is outside 0..100")
+    if s.strict and cmd.percentage == current and s.rollout:
+        raise CommandRejected(f"the flag is already at {current} %; nothing to record")
+    if cmd.percentage < current and not cmd.rollback:
+        raise CommandRejected(
+            f"percentage {cmd.percentage} is below the current {current}; report it as a rollback if that is intended"
+        )
+    if cmd.rollback and cmd.percentage >= current:
+        raise CommandRejected(f"a rollback must lower the percentage below the current {current}")
+    step = RolloutStep(percentage=cmd.percentage, at=now, actor=cmd.actor, rollback=cmd.rollback)
+    s = s.model_copy(update={"rollout": (*s.rollout, step)})
+    what = "Rolled back" if cmd.rollback else "Rolled out"
+    detail = f"{what} `{s.flag}` to {cmd.percentage} %. {cmd.note}".strip()
+    if cmd.percentage == 100 and not cmd.rollback:
+        d = _move(s, FeatureStage.CLEANUP, cmd.actor, now, detail)
+    else:
+        body = templates.command_note(command="report_rollout", actor=cmd.actor, at=now, detail=detail)
+        d = Decision(state=s, effects=(Note(body=body), TellParent()))
+    return d.model_copy(update={"message": f"{cmd.percentage} % recorded; now in {d.state.stage}"})
+
+
+def _pause(s: FeatureState, cmd: Pause, now: datetime) -> Decision:
+    _check_actor(s, cmd.actor)
+    _check_open(s)
+    if s.paused:
+        raise CommandRejected("the workflow is already paused")
+    s = s.model_copy(update={"paused": True, "paused_at": now})
+    body = templates.command_note(command="pause", actor=cmd.actor, at=now, detail=cmd.reason)
+    return Decision(state=s, effects=(Note(body=body), TellParent()), message="paused; escalations are on hold")
+
+
+def _resume(s: FeatureState, cmd: Resume, now: datetime) -> Decision:
+    _check_actor(s, cmd.actor)
+    _check_open(s)
+    if not (s.paused or s.blocked):
+        raise CommandRejected("the workflow is not paused")
+    effects: list[Effect] = []
+    if s.paused and s.paused_at is not None:
+        # The clock stops while paused: deadlines move by the time spent paused.
+        s = s.model_copy(update={"deadlines": deadlines.shift_from(s.deadlines, s.stage, now - s.paused_at)})
+        effects.append(Publish())
+    s = s.model_copy(update={"paused": False, "paused_at": None, "blocked": ""})
+    effects += [Note(body=templates.command_note(command="resume", actor=cmd.actor, at=now, detail=cmd.note)), TellParent()]
+    return Decision(state=s, effects=tuple(effects), message=f"resumed in {s.stage}")
+
+
+def _abort(s: FeatureState, cmd: Abort, now: datetime) -> Decision:
+    _check_actor(s, cmd.actor)
+    _check_open(s)
+    if not cmd.reason.strip():
+        raise CommandRejected("an abort needs a reason")
+    s = s.model_copy(update={"outcome": f"aborted: {cmd.reason}", "paused": False, "blocked": ""})
+    d = _move(s, FeatureStage.ABORTED, cmd.actor, now, f"Aborted: {cmd.reason}")
+    return d.model_copy(update={"message": "aborted"})
+
+
+def _extend_deadline(s: FeatureState, cmd: ExtendDeadline, now: datetime) -> Decision:
+    _check_actor(s, cmd.actor)
+    _check_open(s)
+    moved = deadlines.extend(s.deadlines, cmd.stage, cmd.new_date, s.stage, now)
+    if not cmd.reason.strip():
+        raise CommandRejected("extending a deadline needs a reason")
+    update: dict[str, object] = {"deadlines": moved, "extended": {**s.extended, cmd.stage: cmd.reason}}
+    if cmd.stage == s.stage:
+        update["escalation"] = EscalationState()
+    s = s.model_copy(update=update)
+    detail = f"{cmd.stage} now due {cmd.new_date:%Y-%m-%d %H:%M} UTC: {cmd.reason}"
+    body = templates.command_note(command="extend_deadline", actor=cmd.actor, at=now, detail=detail)
+    return Decision(state=s, effects=(Note(body=body, due_date=s.due().date()), Publish(), TellParent()), message=detail)
+
+
+def _parent_command(s: FeatureState, cmd: ParentCommand, now: datetime) -> Decision:
+    """The parent's pause, resume and abort: applied when they fit, ignored when they don't."""
+    if s.stage.terminal:
+        return Decision(state=s)
+    if cmd.kind == ParentCommandKind.PAUSE and not s.paused:
+        return _pause(s, Pause(actor=cmd.actor, reason=cmd.reason), now)
+    if cmd.kind == ParentCommandKind.RESUME and (s.paused or s.blocked):
+        return _resume(s, Resume(actor=cmd.actor, note=cmd.reason), now)
+    if cmd.kind == ParentCommandKind.ABORT:
+        return _abort(s, Abort(actor=cmd.actor, reason=cmd.reason or "the migration was aborted"), now)
+    return Decision(state=s)
+
+
+def _escalate(s: FeatureState, event: Escalate, now: datetime) -> Decision:
+    planned = event.planned
+    step = s.ladder[planned.step]
+    labels = (step.label,) if step.label else ()
+    body = templates.escalation_note(
+        kind=planned.kind.value, stage=s.stage, due=s.due(), dri=s.feature.dri, manager=s.feature.manager,
+        at=now, occurrence=planned.occurrence, feature_title=s.feature.title,
+    )
+    fired = FiredEscalation(stage=s.stage, kind=planned.kind, at=now, occurrence=planned.occurrence)
+    s = s.model_copy(update={
+        "escalation": after_firing(planned), "fired": (*s.fired, fired),
+        "labels_added": tuple(sorted({*s.labels_added, *labels})),
+    })
+    return Decision(state=s, effects=(Note(body=body, add_labels=labels), TellParent()))
+
+
+def _block(s: FeatureState, event: Block, now: datetime) -> Decision:
+    return Decision(state=s.model_copy(update={"blocked": event.reason}), effects=(TellParent(),))
+
+
+def _blocked_notice(s: FeatureState, event: BlockedNoticeSent, now: datetime) -> Decision:
+    fired = FiredEscalation(stage=s.stage, kind=EscalationKind.BLOCKED, at=now, occurrence=0)
+    return Decision(state=s.model_copy(update={"fired": (*s.fired, fired)}), effects=(TellParent(),))
+
+
+_HANDLERS = {
+    CompleteStage: _complete_stage, ReportEvaluation: _report_evaluation, ReportRollout: _report_rollout,
+    Pause: _pause, Resume: _resume, Abort: _abort, ExtendDeadline: _extend_deadline, ParentCommand: _parent_command,
+    Escalate: _escalate, Block: _block, BlockedNoticeSent: _blocked_notice,
+}
+
+
+# -- rules shared by the commands ------------------------------------------------------------------
+
+
+def _check_actor(s: FeatureState, actor: str) -> None:
+    if s.strict and not actor.strip():
+        raise CommandRejected("actor is empty: give the GitLab username of whoever sends the command")
+
+
+def _check_open(s: FeatureState) -> None:
+    if s.stage.terminal:
+        raise CommandRejected(f"the workflow is already {s.stage}; nothing more can change")
+
+
+def _check_active(s: FeatureState, *, blocked_counts: bool) -> None:
+    _check_open(s)
+    if s.paused:
+        raise CommandRejected("the workflow is paused; resume it first")
+    if blocked_counts and s.blocked:
+        raise CommandRejected(f"the workflow is blocked ({s.blocked}); fix GitLab access and resume it first")
+
+
+def _next_stage(current: FeatureStage) -> FeatureStage:
+    return {
+        FeatureStage.IMPLEMENT: FeatureStage.EVALUATE, FeatureStage.EVALUATE: FeatureStage.ROLLOUT,
+        FeatureStage.ROLLOUT: FeatureStage.CLEANUP, FeatureStage.CLEANUP: FeatureStage.DONE,
+    }[current]
+
+
+def _move(s: FeatureState, to: FeatureStage, actor: str, now: datetime, detail: str) -> Decision:
+    """A stage transition: the moves table allows it, one note records it, labels reset."""
+    if (s.stage, to) not in FEATURE_MOVES:
+        raise CommandRejected(f"cannot move from {s.stage} to {to}")
+    before = s.stage
+    remove = s.labels_added
+    s = s.model_copy(update={
+        "stage": to, "escalation": EscalationState(), "labels_added": (),
+        "history": (*s.history, Transition(from_stage=before, to_stage=to, at=now, actor=actor, detail=detail)),
+    })
+    due = None if to.terminal else s.due().date()
+    body = templates.transition_note(
+        feature_title=s.feature.title, from_stage=before, to_stage=to, actor=actor, at=now, detail=detail,
+        next_due=due, owner=None if to.terminal else s.feature.dri,
+    )
+    return Decision(state=s, effects=(Note(body=body, remove_labels=remove, due_date=due), Publish(), TellParent()))

@@ -1,0 +1,49 @@
+"""Every patch id and input revision the workflows know, and when each can go.
+
+Two ways to change workflow code without breaking running workflows:
+- ``workflow.patched(ID)``: for changes that running workflows must pick up. Old histories
+  replay the old branch. Each marker costs the run a search-attribute upsert, so patches are
+  asked only on the path that needs them.
+- ``revision`` in the input: for changes that only new runs get. The start event holds it, so a
+  replay takes the branch of the original run with no marker at all. Starters pass the
+  current revision; older histories read as 1.
+
+A patch or revision branch can be removed once no workflow started before it is still open
+(``temporal workflow list --query 'ExecutionStatus="Running"'``) and its replay histories have
+been retired with it.
+"""
+
+from __future__ import annotations
+
+# -- patches: running workflows pick these up --------------------------------------------------
+
+#: The feature issue is linked to the tracking issue. Remove once no feature started before
+#: the v2 histories runs.
+ISSUE_LINK_PATCH = "issue-link"
+#: A feature blocked by GitLab tells people outside GitLab. Remove with the v2 histories.
+BLOCKED_NOTICE_PATCH = "blocked-notice"
+#: A migration blocked by GitLab tells its starter and AI Framework. Remove with the v3 histories.
+MIGRATION_BLOCKED_NOTICE_PATCH = "migration-blocked-notice"
+#: Init opens the AI gateway merge request and waits for it. Remove with the v1 histories.
+CONFIG_MR_PATCH = "model-config-mr"
+#: The tracking issue is edited only when its description would change. Remove with v1.
+TABLE_DIFF_PATCH = "table-only-when-changed"
+#: The feature run loop posts every queued note before it waits, closes or returns, even one
+#: queued by a command that arrived while it told the parent. Asked only when such a note is
+#: found, so ordinary runs carry no marker. Remove when no feature started before v4 runs.
+DRAIN_OUTBOX_PATCH = "drain-outbox"
+
+# -- revisions: only new runs get these ----------------------------------------------------------
+
+#: Feature workflow revisions.
+#: 2. One escalation timer per planned escalation, kept across commands that do not move it.
+#: 3. Stricter command rules (an empty actor, a prompt version not above the failed one, a
+#:    passing evaluation without metrics, a non-http(s) link, the same rollout percentage
+#:    twice, evaluation or rollout reports while blocked are refused); escalation labels are
+#:    created before the first note; a rerun's markers carry its number.
+FEATURE_REVISION = 3
+#: Migration workflow revisions.
+#: 3. Stricter command rules; labels created at init; the input is checked before anything
+#:    happens (a retired replaced model fails the run); a rerun's markers carry its number.
+#:    (1 and 2 are the runs started before the migration input had a revision.)
+MIGRATION_REVISION = 3

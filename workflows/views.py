@@ -1,0 +1,68 @@
+"""What the workflows show: status, progress and outcomes, read from the machines' state."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from model_migration.domain.deadlines import Deadline
+    from model_migration.domain.escalation import PlannedEscalation
+    from model_migration.domain.feature import FeatureState
+    from model_migration.domain.models import IssueRef
+    from model_migration.domain.stages import FeatureStage
+    from workflows.messages import (
+        FeatureMigrationInput, FeatureOutcome, FeatureProgress, FeatureStatus, NextEscalation, PendingAction,
+    )
+
+#: What a feature's team does next, and the command that says it is done.
+PENDING = {
+    FeatureStage.IMPLEMENT: ("create the prompt version and feature flag for the new model", "complete_stage implement"),
+    FeatureStage.EVALUATE: ("evaluate candidate against baseline and report the result", "report_evaluation"),
+    FeatureStage.ROLLOUT: ("roll the feature flag out to 100 %", "report_rollout"),
+    FeatureStage.CLEANUP: ("remove the feature flag and update the docs", "complete_stage cleanup"),
+}
+
+
+def blocked_action(reason: str) -> PendingAction:
+    return PendingAction(action=f"fix GitLab access ({reason}), then resume", owner="ai-framework", command="resume")
+
+
+def feature_progress(s: FeatureState, issue: IssueRef | None) -> FeatureProgress:
+    return FeatureProgress(
+        feature=s.feature.name, stage=s.stage, issue_url=issue.web_url if issue else "",
+        eta=s.deadlines[FeatureStage.CLEANUP], escalations=len(s.fired), outcome=s.outcome,
+    )
+
+
+def feature_outcome(s: FeatureState, issue: IssueRef | None) -> FeatureOutcome:
+    return FeatureOutcome(
+        feature=s.feature.name, title=s.feature.title, stage=s.stage, outcome=s.outcome or str(s.stage),
+        issue_url=issue.web_url if issue else "", escalations=len(s.fired),
+    )
+
+
+def feature_status(
+    workflow_id: str, input: FeatureMigrationInput, s: FeatureState, issue: IssueRef | None,
+    planned: PlannedEscalation | None,
+) -> FeatureStatus:
+    pending = None
+    if s.blocked:
+        pending = blocked_action(s.blocked)
+    elif s.paused:
+        pending = PendingAction(action="resume the feature", owner=s.feature.dri, command="resume")
+    elif s.stage in PENDING:
+        action, command = PENDING[s.stage]
+        pending = PendingAction(action=action, owner=s.feature.dri, command=command)
+    return FeatureStatus(
+        workflow_id=workflow_id, stage=s.stage, paused=s.paused, blocked=s.blocked,
+        model=input.model.gitlab_identifier, provider=input.model.provider,
+        replaced=input.replaced.gitlab_identifier if input.replaced else "",
+        feature=s.feature.name, issue=issue, history=s.history,
+        deadlines=tuple(
+            Deadline(stage=k, due=v, extended=k in s.extended, reason=s.extended.get(k, ""))
+            for k, v in s.deadlines.items()
+        ),
+        next_escalation=NextEscalation(stage=s.stage, kind=planned.kind, at=planned.at) if planned else None,
+        pending_action=pending, escalations=s.fired, evaluations=s.evaluations, rollout=s.rollout,
+        rollout_percentage=s.percentage, prompt_version=s.prompt_version, flag=s.flag,
+    )
