@@ -141,6 +141,9 @@ class GitLabApi:
 
     def list_labels(self, req: Request) -> Response:
         labels = self.store.select("labels", project_id=self.project(req)["id"])
+        search = str(req.get("search") or "")
+        if search:  # GitLab's fuzzy match over title and description, as for issues
+            labels = [x for x in labels if _search_matches(search, [x["name"], x.get("description") or ""])]
         labels.sort(key=lambda label: label["name"].lower())
         return paged_json(req, labels, Renderer(self.store, req.base_url).label)
 
@@ -162,7 +165,8 @@ class GitLabApi:
         return json_response(Renderer(self.store, req.base_url).label(label), 201)
 
     def ensure_labels(self, project: dict[str, Any], names: list[str]) -> list[str]:
-        """GitLab creates labels that an issue names but the project lacks."""
+        """GitLab creates the labels that the REST API is told to set (an issue's or merge
+        request's ``labels``/``add_labels``) but the project lacks. Quick actions never do."""
         for name in names:
             data = {"name": name, "color": DEFAULT_LABEL_COLOR, "description": ""}
             self.store.insert_if_absent("labels", data, project_id=project["id"], name=name)
@@ -225,13 +229,16 @@ class GitLabApi:
         due_date = req.get_date("due_date")
         confidential = bool(req.get_bool("confidential"))
         assignee_ids = self._assignee_ids(req) or []
+        wanted = req.get_list("labels") or []
+        # Every named label is created, even one that a later label of its scope displaces.
+        self.ensure_labels(project, wanted)
         now = now_iso()
         data = {
             "project_id": project["id"],
             "title": title,
             "description": None if description is None else str(description),
             "state": "opened",
-            "labels": self.ensure_labels(project, relabel((), req.get_list("labels") or [])),
+            "labels": relabel((), wanted),
             "assignee_ids": assignee_ids,
             "author_id": self.me()["id"],
             "due_date": due_date.isoformat() if due_date else None,
@@ -258,9 +265,10 @@ class GitLabApi:
             if req.has("description"):
                 issue["description"] = str(req.get("description") or "")
             _validate_issue_text(issue["title"], issue["description"])
-            labels = relabel((), req.get_list("labels") or []) if req.has("labels") else issue["labels"]
-            labels = relabel(labels, req.get_list("add_labels") or [], req.get_list("remove_labels") or [])
-            issue["labels"] = self.ensure_labels(project, labels)
+            given, added = req.get_list("labels") or [], req.get_list("add_labels") or []
+            self.ensure_labels(project, given + added)
+            labels = relabel((), given) if req.has("labels") else issue["labels"]
+            issue["labels"] = relabel(labels, added, req.get_list("remove_labels") or [])
             if req.has("due_date"):
                 due_date = req.get_date("due_date")
                 issue["due_date"] = due_date.isoformat() if due_date else None
@@ -313,10 +321,11 @@ class GitLabApi:
         body = str(req.get("body") or "")
         if not body.strip():
             raise ApiError.validation({"note": ["can't be blank"]})
-        body, commands = quick_actions.parse(body)
         now = now_iso()
         with self.store.lock:  # a note touches its issue, as in GitLab
-            current = self._apply_commands(project, self.store.find("issues", id=issue["id"]) or issue, commands, now)
+            current = self.store.find("issues", id=issue["id"]) or issue
+            body, commands = quick_actions.parse(body, self._quick_action_target(project, current))
+            current = self._apply_commands(current, commands, now)
             self.store.update("issues", {**current, "updated_at": now})
             if not body.strip():
                 return json_response({"commands_changes": {}, "summary": commands.summary()}, 202)
@@ -327,14 +336,19 @@ class GitLabApi:
             self.store.events.emit("note", project["id"], note_event(render, project, current, note, self.me()))
         return json_response(Renderer(self.store, req.base_url).note(issue, note), 201)
 
-    def _apply_commands(
-        self, project: dict[str, Any], issue: dict[str, Any], commands: quick_actions.Commands, now: str
-    ) -> dict[str, Any]:
+    def _quick_action_target(self, project: dict[str, Any], issue: dict[str, Any]) -> quick_actions.Target:
+        return quick_actions.Target(
+            project_labels={label["name"] for label in self.store.select("labels", project_id=project["id"])},
+            labels=issue["labels"], state=issue["state"], due_date=issue["due_date"],
+        )  # fmt: skip
+
+    def _apply_commands(self, issue: dict[str, Any], commands: quick_actions.Commands, now: str) -> dict[str, Any]:
+        """The issue after the note's commands; their labels exist already (``parse`` kept only those)."""
         if not commands.any:
             return issue
         issue = dict(issue)
         current = () if commands.remove_all_labels else issue["labels"]
-        issue["labels"] = self.ensure_labels(project, relabel(current, commands.add_labels, commands.remove_labels))
+        issue["labels"] = relabel(current, commands.add_labels, commands.remove_labels)
         if commands.due_date or commands.remove_due_date:
             issue["due_date"] = commands.due_date.isoformat() if commands.due_date else None
         if commands.state_event == "close" and issue["state"] != "closed":
