@@ -1,4 +1,4 @@
-"""Small read-only HTML pages, so that an issue's ``web_url`` opens in a browser.
+"""Small read-only HTML pages, so that an issue's or merge request's ``web_url`` opens in a browser.
 
 Like a public project on GitLab, these pages need no token.
 """
@@ -9,6 +9,7 @@ from html import escape
 from typing import Any
 
 from gitlab_sandbox.gitlab_json import text_color
+from gitlab_sandbox.merge_requests import MergeRequestsApi
 from gitlab_sandbox.routing import ApiError, Request, Response, Router, html_response
 from gitlab_sandbox.store import Store
 
@@ -18,16 +19,21 @@ pre { white-space: pre-wrap; background: #f6f6f8; padding: .75rem; border-radius
 .label { padding: .1rem .5rem; border-radius: 1rem; font-size: .85rem; margin-right: .25rem; }
 .state-opened { color: #108548; } .state-closed { color: #1f75cb; }
 .note { border-top: 1px solid #ddd; margin-top: 1rem; } .meta { color: #737278; }
+.state-merged { color: #6b4fbb; } .file { margin-top: 1rem; } .file h3 { font-family: monospace; }
 """
 
 
 class GitLabWeb:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.merge_requests = MergeRequestsApi(store)
 
     def register(self, router: Router) -> None:
         router.add("GET", "/", self.index, auth=False)
         router.add("GET", r"/(?P<project>.+?)/-/issues/(?P<iid>\d+)", self.issue_page, auth=False)
+        router.add(
+            "GET", r"/(?P<project>.+?)/-/merge_requests/(?P<iid>\d+)", self.merge_request_page, auth=False
+        )
         router.add("GET", r"/(?P<project>.+?)/-/issues/?", self.issues_page, auth=False)
         router.add("GET", r"/(?!api/)(?P<project>.+?)/?", self.issues_page, auth=False)
 
@@ -70,6 +76,32 @@ class GitLabWeb:
             for note in notes
         )
         return _page(f"{issue['title']} (#{issue['iid']})", body)
+
+    def merge_request_page(self, req: Request) -> Response:
+        project = self._project(req)
+        mr = self.store.find("merge_requests", project_id=project["id"], iid=int(req.match["iid"]))
+        if mr is None:
+            raise ApiError.not_found("Merge Request")
+        changes = self.merge_requests.file_changes(project["id"], mr)
+        path = escape(project["path_with_namespace"])
+        files = "".join(
+            f'<div class="file"><h3>{escape(change["new_path"])} <span class="meta">'
+            f'{"new file" if change["new_file"] else "deleted" if change["deleted_file"] else "modified"}'
+            f'</span></h3><pre class="diff">{escape(change["diff"])}</pre></div>'
+            for change in changes
+        )
+        body = f"""
+<p class="meta"><a href="/{path}">{path}</a> !{mr["iid"]}</p>
+<h1>{escape(mr["title"])}</h1>
+<p><strong class="state-{escape(mr["state"])}">{escape(mr["state"])}</strong>
+· <code class="source">{escape(mr["source_branch"])}</code> into
+<code class="target">{escape(mr["target_branch"])}</code></p>
+<p>Labels: {_labels(self._label_colors(project), mr["labels"]) or "none"}</p>
+<pre class="description">{escape(mr["description"] or "")}</pre>
+<h2>Changes ({len(changes)})</h2>
+{files or "<p>No changes.</p>"}
+"""
+        return _page(f"{mr['title']} (!{mr['iid']})", body)
 
     def _project(self, req: Request) -> dict[str, Any]:
         project = self.store.find("projects", path_with_namespace=req.match["project"])

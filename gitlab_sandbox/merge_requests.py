@@ -102,7 +102,8 @@ class MergeRequestsApi:
         )
         return source["commit"] if source else mr.get("diff_head_sha")
 
-    def _changes(self, project_id: int, mr: dict[str, Any]) -> list[dict[str, Any]]:
+    def file_changes(self, project_id: int, mr: dict[str, Any]) -> list[dict[str, Any]]:
+        """GitLab's diff entries for the merge request (also shown on its web page)."""
         return self.repo.changes(project_id, *self._trees(project_id, mr))
 
     # -- rendering ---------------------------------------------------------------------------
@@ -113,7 +114,7 @@ class MergeRequestsApi:
         """GitLab's merge request JSON; ``full`` adds what only single-MR responses carry."""
         out = Renderer(self.store, base_url)
         path, iid = project["path_with_namespace"], mr["iid"]
-        extra = {"changes_count": str(len(self._changes(project["id"], mr)))} if full else {}
+        extra = {"changes_count": str(len(self.file_changes(project["id"], mr)))} if full else {}
         return extra | {
             "id": mr["id"], "iid": iid, "project_id": project["id"], "title": mr["title"],
             "description": mr["description"], "state": mr["state"],
@@ -317,9 +318,9 @@ class MergeRequestsApi:
         mr = self._mr(req, project)
         body = self.render(project, mr, req.base_url, full=True)
         return json_response(
-            {**body, "changes": self._changes(project["id"], mr), "overflow": False}
+            {**body, "changes": self.file_changes(project["id"], mr), "overflow": False}
         )
 
     def diffs(self, req: Request) -> Response:
         project = self._project(req)
-        return paged_json(req, self._changes(project["id"], self._mr(req, project)), lambda d: d)
+        return paged_json(req, self.file_changes(project["id"], self._mr(req, project)), lambda d: d)
