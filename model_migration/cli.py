@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -14,10 +15,10 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from model_migration import listing, render
 from model_migration import operations as ops
-from model_migration import render
 from model_migration.domain.errors import DomainError
-from model_migration.domain.stages import CompletableStage, FeatureStage
+from model_migration.domain.stages import FEATURE_COMPLETABLE, FEATURE_STAGES, MIGRATION_COMPLETABLE, CompletableStage
 from model_migration.settings import Settings
 from workflows.messages import (
     Abort, CompleteStage, ExtendDeadline, MetricResult, Pause, ReportEvaluation, ReportRollout, Resume, Verdict,
@@ -31,6 +32,13 @@ Feature = Annotated[str | None, typer.Option("--feature", "-f", help="Feature na
 Actor = Annotated[str, typer.Option("--actor", help="GitLab username recorded as the author.")]
 RequestId = Annotated[str | None, typer.Option("--request-id", help="Idempotency key: a retried command with the same key runs once.")]
 WorkflowId = Annotated[str, typer.Argument(help="migration:<provider>/<model>/<version>[:feature:<name>]")]
+
+#: Evaluate ends with report-eval and rollout with report-rollout reaching 100, so a person
+#: completes only these; the CLI refuses the rest before anything is sent.
+COMPLETABLE = tuple(s.value for s in CompletableStage)
+ON_MIGRATION = tuple(s.value for s in MIGRATION_COMPLETABLE)
+ON_FEATURE = tuple(s.value for s in FEATURE_COMPLETABLE)
+DEADLINE_STAGES = tuple(s.value for s in FEATURE_STAGES)
 
 
 class Fail(Exception):
@@ -53,17 +61,24 @@ def run(coro_factory: Callable[[Any], Awaitable[T]]) -> T:
     from model_migration.temporal import connect
 
     async def main() -> T:
-        s = settings()
-        try:
-            client = await connect(s)
-        except RuntimeError:
-            raise Fail(
-                f"cannot reach Temporal at {s.temporal_address}; start it with: model-migration dev-server "
-                "or set MODEL_MIGRATION_TEMPORAL_ADDRESS"
-            ) from None
-        return await coro_factory(client)
+        return await coro_factory(await connect(settings()))
 
     return asyncio.run(main())
+
+
+def positive_seconds(value: float | None) -> float | None:
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"{value:g} is not a number of seconds above 0")
+    return value
+
+
+def one_of(*choices: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of: {', '.join(choices)}")
+        return value
+
+    return check
 
 
 def parse_when(value: str) -> datetime:
@@ -96,8 +111,9 @@ def start(
     replaces: Annotated[str | None, typer.Option("--replaces", "-r", help="The model being replaced.")] = None,
     features: Annotated[list[str] | None, typer.Option("--feature", "-f", help="Feature to migrate (repeat); default: every feature on --replaces.")] = None,
     target_date: Annotated[str | None, typer.Option("--target-date", help="Plan backwards so cleanup is due then (YYYY-MM-DD).")] = None,
-    day_seconds: Annotated[float | None, typer.Option("--day-seconds", help="Rehearsal: one plan day lasts this many seconds.")] = None,
-    activity_timeout: Annotated[float, typer.Option("--activity-timeout", help="Seconds before a stuck GitLab call is retried.")] = 30.0,
+    day_seconds: Annotated[float | None, typer.Option("--day-seconds", callback=positive_seconds, help="Rehearsal: one plan day lasts this many seconds.")] = None,
+    activity_timeout: Annotated[float, typer.Option("--activity-timeout", callback=positive_seconds, help="Seconds before a stuck GitLab call is retried.")] = 30.0,
+    rerun: Annotated[bool, typer.Option("--rerun", help="Run a migration that already finished again, with new issues.")] = False,
     actor: Actor = "ai-framework",
 ) -> None:
     """Start a model migration (AI Framework)."""
@@ -105,36 +121,46 @@ def start(
 
     s = settings()
     catalog = load_catalog(s.catalog_dir)
-    day = timedelta(seconds=day_seconds) if day_seconds else timedelta(days=1)
+    day = timedelta(seconds=day_seconds) if day_seconds is not None else timedelta(days=1)
     target = parse_when(target_date) if target_date else None
     tune = ops.tunables(day).model_copy(update={"activity_timeout": timedelta(seconds=activity_timeout)})
     request = ops.build_input(catalog, model, replaces, features or [], target=target, actor=actor, tune=tune)
-    workflow_id = run(lambda c: ops.start(c, s.task_queue, request))
-    out.print(f"started {workflow_id} with {len(request.features)} features: {', '.join(f.name for f in request.features)}")
+    ops.preflight(request, datetime.now(timezone.utc).date())
+    workflow_id = run(lambda c: ops.start(c, s.task_queue, request, rerun=rerun))
+    again = " again" if rerun else ""
+    out.print(f"started {workflow_id}{again} with {len(request.features)} features: {', '.join(f.name for f in request.features)}")
 
 
 @app.command()
 def status(workflow_id: WorkflowId, feature: Feature = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show a migration's or a feature's timeline."""
     target = ops.target_id(workflow_id, feature)
-    st = run(lambda c: ops.status(c, target))
+    st = run(lambda c: ops.inspect(c, target))
     if as_json:
         print(st.model_dump_json(indent=2))
     else:
-        render.status(out, st)
+        render.status(out, st, trouble=st.gitlab_trouble)
 
 
 @app.command("list")
-def list_(include_closed: Annotated[bool, typer.Option("--all", help="Include finished migrations.")] = False) -> None:
-    """List open migrations."""
-    rows = run(lambda c: ops.list_open(c, include_closed))
-    render.rows(out, rows)
+def list_(
+    include_closed: Annotated[bool, typer.Option("--all", help="Include finished migrations.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List migrations: stage, features done, the nearest open deadline."""
+    rows = run(lambda c: listing.list_migrations(c, include_closed))
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+    else:
+        render.rows(out, rows, include_closed)
 
 
 @app.command()
 def complete(
     workflow_id: WorkflowId,
-    stage: Annotated[CompletableStage, typer.Option("--stage", "-s", help="init (a migration), implement or cleanup (a feature).")],
+    stage: Annotated[str, typer.Option(
+        "--stage", "-s", callback=one_of(*COMPLETABLE), help="init (a migration), implement or cleanup (a feature).",
+    )],
     feature: Feature = None,
     prompt_version: Annotated[str | None, typer.Option("--prompt-version")] = None,
     flag: Annotated[str | None, typer.Option("--flag")] = None,
@@ -143,6 +169,11 @@ def complete(
     request_id: RequestId = None,
 ) -> None:
     """Mark a stage complete (feature teams)."""
+    on_feature = feature is not None or ops.is_feature_id(workflow_id)
+    if on_feature and stage in MIGRATION_COMPLETABLE:
+        raise Fail(f"{stage} belongs to the migration: drop --feature and use the migration id")
+    if not on_feature and stage not in MIGRATION_COMPLETABLE:
+        raise Fail(f"{stage} belongs to a feature: add --feature <name> (or use the feature's workflow id)")
     payload = CompleteStage(stage=stage.value, actor=actor or default_actor(), prompt_version=prompt_version, flag_name=flag, note=note)
     command(workflow_id, feature, "complete_stage", payload, request_id)
 
@@ -203,7 +234,7 @@ def abort(workflow_id: WorkflowId, reason: Annotated[str, typer.Option("--reason
 @app.command("extend-deadline")
 def extend_deadline(
     workflow_id: WorkflowId,
-    stage: Annotated[FeatureStage, typer.Option("--stage", "-s")],
+    stage: Annotated[str, typer.Option("--stage", "-s", callback=one_of(*DEADLINE_STAGES))],
     date: Annotated[str, typer.Option("--date", help="New due date, YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC).")],
     reason: Annotated[str, typer.Option("--reason")],
     feature: Feature = None,
@@ -211,6 +242,9 @@ def extend_deadline(
     request_id: RequestId = None,
 ) -> None:
     """Move a stage's due date later; later stages move with it."""
+    if feature is None and not ops.is_feature_id(workflow_id):
+        ops.check_id(workflow_id)
+        raise Fail("deadlines belong to features: add --feature <name> (or use the feature's workflow id)")
     payload = ExtendDeadline(actor=actor or default_actor(), stage=stage, new_date=parse_when(date), reason=reason)
     command(workflow_id, feature, "extend_deadline", payload, request_id)
 
@@ -223,8 +257,10 @@ def _exit(code: int) -> None:
 
 
 def _run_app(argv: list[str] | None) -> int:
+    args = sys.argv[1:] if argv is None else argv
     try:
-        code = app(args=argv, standalone_mode=False)
+        # Bare ``model-migration`` shows the help, as ``--help`` does.
+        code = app(args=args or ["--help"], standalone_mode=False)
     except typer.Exit as done:
         return done.exit_code
     except typer.Abort:
@@ -238,11 +274,25 @@ def _run_app(argv: list[str] | None) -> int:
         return _fail(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
     except OSError as err:
         return _fail(str(err.strerror or err))
+    except Exception as err:  # noqa: BLE001 - a bug still gets one line; the variable brings the traceback back
+        if os.environ.get("MODEL_MIGRATION_DEBUG"):
+            raise
+        _fail(f"unexpected {type(err).__name__}: {err} (set MODEL_MIGRATION_DEBUG=1 for the traceback)")
+        return 1
     return code if isinstance(code, int) else 0
 
 
 def _fail(message: str) -> int:
-    print(f"error: {message.splitlines()[0] if message else 'failed'}", file=sys.stderr)
+    line = message.strip().splitlines()[0] if message.strip() else "failed"
+    from model_migration import logging as mm_logging
+
+    if mm_logging.json_enabled():
+        # A worker logging JSON ends with JSON too: its log collector reads every line.
+        import structlog
+
+        structlog.get_logger("model_migration").error("fatal", error=line)
+    else:
+        print(f"error: {line}", file=sys.stderr)
     return 2
 
 

@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from model_migration.domain.notes import humanize_delta
-from model_migration.operations import Row
+from model_migration.listing import Row
+from model_migration.trouble import GitLabTrouble
 from workflows.messages import Status
 
 
@@ -23,7 +24,7 @@ def _relative(at: datetime, now: datetime) -> str:
     return f"in {text}" if delta.total_seconds() >= 0 else f"{text} ago"
 
 
-def status(console: Console, st: Status, now: datetime | None = None) -> None:
+def status(console: Console, st: Status, now: datetime | None = None, trouble: GitLabTrouble | None = None) -> None:
     now = now or datetime.now(timezone.utc)
     flags = " (paused)" if st.paused else ""
     console.print(f"[bold]{st.workflow_id}[/bold]  stage: [bold]{st.stage}[/bold]{flags}")
@@ -33,6 +34,8 @@ def status(console: Console, st: Status, now: datetime | None = None) -> None:
         console.print(f"issue: {st.issue.web_url}")
     if st.blocked:
         console.print(f"[red]blocked: {st.blocked}[/red]")
+    if trouble is not None:
+        console.print(trouble.summary(), style="red", markup=False, highlight=False)
     if st.pending_action:
         p = st.pending_action
         console.print(f"next: {p.action} (owner @{p.owner})" + (f" — {p.command}" if p.command else ""))
@@ -64,13 +67,16 @@ def status(console: Console, st: Status, now: datetime | None = None) -> None:
         console.print(f"  {_when(t.at)}  {origin}{t.to_stage}  by @{t.actor}" + (f" — {t.detail.splitlines()[0]}" if t.detail else ""))
 
 
-def rows(console: Console, items: Sequence[Row]) -> None:
+def rows(console: Console, items: Sequence[Row], include_closed: bool = False) -> None:
     if not items:
-        console.print("no open migrations")
+        console.print("no migrations" if include_closed else "no open migrations")
         return
     table = Table("id", "model", "stage", "features done", "next deadline", "days left")
     for r in items:
-        nxt = r.next_deadline.strftime("%Y-%m-%d %H:%M") if r.next_deadline else "—"
+        nxt = r.next_deadline.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M") if r.next_deadline else "—"
+        if r.next_deadline and r.next_feature:
+            nxt += f" ({r.next_feature})"
         left = f"{r.days_left:.1f}" if r.days_left is not None else "—"
-        table.add_row(r.workflow_id, r.model, str(r.stage), f"{r.done}/{r.total}", nxt, left)
+        done = f"{r.done}/{r.total}" + (f" ({r.aborted} aborted)" if r.aborted else "")
+        table.add_row(r.workflow_id, r.model or "—", r.stage, done, nxt, left)
     console.print(table)

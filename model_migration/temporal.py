@@ -8,6 +8,7 @@ from pathlib import Path
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -16,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from model_migration.domain.errors import DomainError
 from model_migration.settings import Settings
 from workflows import attributes
+
 
 class UnsupportedSetting(DomainError):
     pass
@@ -33,16 +35,40 @@ def binary(name: str) -> Path:
 
 
 async def connect(settings: Settings) -> Client:
+    """A client for the configured namespace; one clear error if Temporal or the namespace is not there."""
     if settings.temporal_tls or settings.temporal_api_key is not None:
         raise UnsupportedSetting(
             "TLS and API-key connections to Temporal are not supported yet; "
             "unset MODEL_MIGRATION_TEMPORAL_TLS and MODEL_MIGRATION_TEMPORAL_API_KEY"
         )
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
-    )
+    try:
+        client = await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=pydantic_data_converter,
+        )
+    except RuntimeError:
+        raise DomainError(
+            f"cannot reach Temporal at {settings.temporal_address}; start it with: model-migration dev-server "
+            "or set MODEL_MIGRATION_TEMPORAL_ADDRESS"
+        ) from None
+    await check_namespace(client, settings.temporal_address)
+    return client
+
+
+async def check_namespace(client: Client, address: str) -> None:
+    """Temporal answers every call on a missing namespace with its own error (and a query
+    with "not found"), so each command checks it once, up front."""
+    try:
+        await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=client.namespace))
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise DomainError(
+                f"Temporal namespace {client.namespace!r} does not exist at {address}; "
+                "set MODEL_MIGRATION_TEMPORAL_NAMESPACE to an existing one"
+            ) from None
+        if err.status != RPCStatusCode.UNIMPLEMENTED:  # the time-skipping test server has no namespaces
+            raise DomainError(f"Temporal at {address} refused namespace {client.namespace!r}: {err.message}") from None
 
 
 def search_attribute_flags() -> list[str]:
