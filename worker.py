@@ -14,11 +14,12 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.gitlab import GitLabActivities, IssueTracker
+from activities.gitlab import GitLabActivities
 from activities.notify import NotifyActivities
-from model_migration.clients.gitlab import GitLabClient
+from model_migration.clients.gitlab import GitLabClient, WaitGate
 from model_migration.clients.notifier import LogNotifier
-from model_migration.domain.errors import DomainError
+from model_migration.domain.errors import DomainError, ErrorType, GitLabError
+from model_migration.domain.models import User
 from model_migration.settings import Settings
 from workflows.feature import FeatureMigrationWorkflow
 from workflows.migration import ModelMigrationWorkflow
@@ -27,20 +28,37 @@ WORKFLOWS = [ModelMigrationWorkflow, FeatureMigrationWorkflow]
 log = structlog.get_logger("worker")
 
 
-def gitlab_factory(settings: Settings) -> Callable[[], IssueTracker]:
+def gitlab_factory(settings: Settings, gate: WaitGate | None = None) -> Callable[[], GitLabClient]:
+    """Builds one client per activity thread; all of them share one ``WaitGate``, so that a
+    429 told to one thread holds every other thread's requests too."""
     token = settings.resolved_gitlab_token()
     if token is None:
         raise DomainError(
             "no GitLab token: set MODEL_MIGRATION_GITLAB_TOKEN (or start the sandbox, which writes one)"
         )
+    shared = gate if gate is not None else WaitGate()
 
-    def make() -> IssueTracker:
+    def make() -> GitLabClient:
         return GitLabClient(
             settings.gitlab_url, token, settings.gitlab_project, settings.gitlab_group,
-            timeout=settings.gitlab_timeout,
+            timeout=settings.gitlab_timeout, gate=shared,
         )
 
     return make
+
+
+def check_gitlab(make: Callable[[], GitLabClient]) -> User:
+    """Ask GitLab who the token belongs to, before the worker takes any task: a wrong URL or
+    token then stops the start with one line, instead of failing every activity later."""
+    with make() as client:
+        try:
+            return client.whoami()
+        except GitLabError as err:
+            if err.type != ErrorType.GITLAB_AUTH or err.status != 401:
+                raise
+            raise GitLabError(
+                f"{err.message}; set MODEL_MIGRATION_GITLAB_TOKEN", type=err.type, status=err.status
+            ) from None
 
 
 def write_workflow_bytecode() -> None:
@@ -87,9 +105,14 @@ async def run(
     stop: asyncio.Event | None = None,
     gitlab: GitLabActivities | None = None,
 ) -> None:
-    """Run until ``stop`` is set (or SIGINT/SIGTERM when run from a terminal)."""
+    """Run until ``stop`` is set (or SIGINT/SIGTERM when run from a terminal).
+
+    Raises ``GitLabError`` (one line, no token) before starting when GitLab cannot be reached
+    or refuses the token; the command line then exits non-zero."""
     stop = stop or asyncio.Event()
-    gitlab = gitlab or GitLabActivities(gitlab_factory(settings))
+    make = gitlab_factory(settings)
+    me = await asyncio.to_thread(check_gitlab, make)
+    gitlab = gitlab or GitLabActivities(make)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -99,7 +122,7 @@ async def run(
     with ThreadPoolExecutor(max_workers=32) as executor:
         worker = build_worker(client, settings.task_queue, gitlab, executor)
         log.info("worker_started", task_queue=settings.task_queue, temporal=settings.temporal_address,
-                 gitlab=settings.gitlab_url, project=settings.gitlab_project)
+                 gitlab=settings.gitlab_url, project=settings.gitlab_project, gitlab_user=me.username)
         async with worker:
             await stop.wait()
     log.info("worker_stopped", gitlab_calls=dict(gitlab.calls))

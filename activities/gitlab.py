@@ -16,6 +16,8 @@ from activities.payloads import (
     Activity,
     ConfigMergeRequestInput,
     EnsureIssueInput,
+    EnsureLabelsInput,
+    EnsureLabelsResult,
     IssueLinkInput,
     MergeRequestInput,
     MergeRequestRef,
@@ -56,6 +58,8 @@ class IssueTracker(Protocol):
     def get_merge_request(self, iid: int) -> MergeRequest: ...
 
     def read_file(self, path: str, ref: str = "main") -> str | None: ...
+
+    def ensure_labels(self, names: list[str]) -> list[str]: ...
 
 
 class GitLabActivities:
@@ -114,10 +118,17 @@ class GitLabActivities:
             # A first attempt cannot have written anything yet, so only retries look.
             # The note's label and due-date changes ride along as quick actions, so GitLab
             # applies them with the note, in the same request, and exactly when the note exists.
+            # GitLab's /label applies only labels that exist: the workflow runs ensure_labels first.
             found = client.find_note(request.iid, request.marker) if activity.info().attempt > 1 else None
             body = request.body + _quick_actions(request)
             note = found or client.create_note(request.iid, body, marker=request.marker)
             return NoteRef(id=note.id, created=found is None)
+
+    @activity.defn(name=Activity.ENSURE_LABELS)
+    def ensure_labels(self, request: EnsureLabelsInput) -> EnsureLabelsResult:
+        """Create the missing ones of ``labels``; a retry finds them and creates nothing."""
+        with self._call(Activity.ENSURE_LABELS) as client:
+            return EnsureLabelsResult(created=tuple(client.ensure_labels(list(request.labels))))
 
     @activity.defn(name=Activity.ENSURE_ISSUE_LINK)
     def ensure_issue_link(self, request: IssueLinkInput) -> None:
@@ -147,7 +158,7 @@ class GitLabActivities:
     def all(self) -> list[Callable[..., object]]:
         return [
             self.ensure_issue, self.update_issue, self.post_note, self.ensure_issue_link,
-            self.ensure_model_config_mr, self.merge_request_state,
+            self.ensure_model_config_mr, self.merge_request_state, self.ensure_labels,
         ]
 
 

@@ -24,6 +24,7 @@ class Activity(StrEnum):
     MERGE_REQUEST_STATE = "merge_request_state"
     ENSURE_ISSUE_LINK = "ensure_issue_link"
     NOTIFY = "notify"
+    ENSURE_LABELS = "ensure_labels"
 
 
 class EnsureIssueInput(BaseModel):
@@ -100,3 +101,16 @@ class NotifyInput(BaseModel):
     subject: str
     body: str = ""
 
+
+class EnsureLabelsInput(BaseModel):
+    """Labels to exist in the project before a note's ``/label`` names them: GitLab's quick
+    action applies only labels that exist, and drops the others without a word."""
+
+    model_config = FROZEN
+    labels: tuple[str, ...]
+
+
+class EnsureLabelsResult(BaseModel):
+    model_config = FROZEN
+    #: The labels this attempt created; empty when all existed already.
+    created: tuple[str, ...] = ()

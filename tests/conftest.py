@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from model_migration.clients.gitlab import GitLabClient, WaitGate, forget_users
+from model_migration.clients.gitlab import GitLabClient
 from gitlab_sandbox.gitlab import GitLabSandbox
 
 from model_migration.catalog import load_catalog
@@ -68,13 +68,3 @@ def gitlab_client(gitlab_sandbox: SandboxInfo) -> Iterator[GitLabClient]:
     )
     yield client
     client.close()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_wait_gate() -> Iterator[None]:
-    """A 429 told to one test's client must not hold the next test's requests; users are asked afresh."""
-    WaitGate.clear()
-    forget_users()
-    yield
-    WaitGate.clear()
-

@@ -27,6 +27,7 @@ from model_migration.clients.gitlab_errors import (
     retry_after_seconds,
 )
 from model_migration.clients.gitlab_flags import FlagsMixin
+from model_migration.clients.gitlab_labels import LabelsMixin
 from model_migration.clients.gitlab_repository import RepositoryMixin
 from model_migration.clients.gitlab_shapes import issue as _issue
 from model_migration.clients.gitlab_shapes import note as _note
@@ -40,40 +41,34 @@ log = structlog.get_logger(__name__)
 
 class WaitGate:
     """Once GitLab says "wait" (a 429's ``Retry-After``, or ``RateLimit-Remaining: 0`` until
-    ``RateLimit-Reset``), nothing in this process sends to it with that token until then.
+    ``RateLimit-Reset``), no client holding this gate sends to it with that token until then.
 
-    Shared by every client in the process: activities run on many threads, each with its own
-    client, and a 429 told to one of them holds for all.
+    The worker makes one and hands it to every client it builds: activities run on many
+    threads, each with its own client, and a 429 told to one of them must hold them all.
+    A client built without one gets its own.
     """
 
-    _lock = threading.Lock()
-    _until: dict[str, float] = {}
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until: dict[str, float] = {}
 
-    @classmethod
-    def remaining(cls, key: str, now: float | None = None) -> float:
-        with cls._lock:
-            return max(0.0, cls._until.get(key, 0.0) - (now if now is not None else time.time()))
+    def remaining(self, key: str, now: float | None = None) -> float:
+        with self._lock:
+            return max(0.0, self._until.get(key, 0.0) - (now if now is not None else time.time()))
 
-    @classmethod
-    def clear(cls) -> None:
-        with cls._lock:
-            cls._until.clear()
+    def hold(self, key: str, until: float) -> None:
+        with self._lock:
+            self._until[key] = max(until, self._until.get(key, 0.0))
 
-    @classmethod
-    def hold(cls, key: str, until: float) -> None:
-        with cls._lock:
-            cls._until[key] = max(until, cls._until.get(key, 0.0))
-
-    @classmethod
-    def observe(cls, key: str, status: int, headers: Any, now: float | None = None) -> None:
+    def observe(self, key: str, status: int, headers: Any, now: float | None = None) -> None:
         now = now if now is not None else time.time()
         if status == 429:
             wait = retry_after_seconds(headers)
-            cls.hold(key, now + (wait if wait is not None else 1.0))
+            self.hold(key, now + (wait if wait is not None else 1.0))
         elif str(headers.get("RateLimit-Remaining", "")).strip() == "0":
             reset = headers.get("RateLimit-Reset")
             if reset and reset.strip().isdigit():
-                cls.hold(key, float(reset))
+                self.hold(key, float(reset))
 
 
 class _Gitlab(gitlab.Gitlab):
@@ -85,9 +80,12 @@ class _Gitlab(gitlab.Gitlab):
     Every manager method funnels through ``http_request``, so pinning them here covers all.
     """
 
-    def __init__(self, *args: Any, on_request: Callable[[], None], gate_key: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, on_request: Callable[[], None], gate: WaitGate, gate_key: str, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._on_request = on_request
+        self._gate = gate
         self._gate_key = gate_key
         self._last = threading.local()
         self.session.hooks["response"].append(self._remember_headers)
@@ -109,11 +107,11 @@ class _Gitlab(gitlab.Gitlab):
 
     def _remember_headers(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self._last.headers = response.headers
-        WaitGate.observe(self._gate_key, response.status_code, response.headers)
+        self._gate.observe(self._gate_key, response.status_code, response.headers)
 
     def http_request(self, verb: str, path: str, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.update(obey_rate_limit=False, retry_transient_errors=False, max_retries=0)
-        wait = WaitGate.remaining(self._gate_key)
+        wait = self._gate.remaining(self._gate_key)
         if wait > 0:
             raise GitLabError(
                 f"GitLab asked this client to wait; {verb.upper()} not sent, retry in {wait:.1f}s",
@@ -129,14 +127,6 @@ class _Gitlab(gitlab.Gitlab):
             raise
 
 
-_USERS: dict[str, User] = {}
-_USERS_LOCK = threading.Lock()
-
-
-def forget_users() -> None:
-    """Drop remembered users (tests; or after an account was renamed)."""
-    with _USERS_LOCK:
-        _USERS.clear()
 _OLDEST_FIRST = {"sort": "asc", "order_by": "created_at"}
 
 
@@ -148,10 +138,12 @@ def _json_object(answer: Any) -> dict[str, Any]:
 
 
 
-class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin):
+class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin, LabelsMixin):
     """Issues, notes, labels and users of one project, as domain models.
 
-    ``calls`` counts HTTP requests attempted (one per call: nothing is retried here).
+    ``calls`` counts HTTP requests attempted (one per call: nothing is retried here). ``gate``
+    is shared with the other clients of the process (see ``WaitGate``); users found are
+    remembered by this client only.
     """
 
     def __init__(
@@ -161,6 +153,7 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin):
         project: str,
         group: str | None = None,
         timeout: float = 10.0,
+        gate: WaitGate | None = None,
     ) -> None:
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
         self.url = url
@@ -168,12 +161,15 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin):
         self.group_path = group
         self.calls = 0
         self._calls_lock = threading.Lock()
+        self._users: dict[str, User] = {}
+        self._users_lock = threading.Lock()
         self._gl = _Gitlab(
             url,
             private_token=secret,
             retry_transient_errors=False,
             timeout=timeout,
             on_request=self._count_request,
+            gate=gate if gate is not None else WaitGate(),
             gate_key=f"{url}#{hashlib.sha256(secret.encode()).hexdigest()[:16]}",
         )
         # Lazy: no request until a sub-resource is used; the path is URL-encoded for us.
@@ -302,35 +298,3 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin):
 
     def _issue_path(self, iid: int) -> str:
         return f"{self._issues_path()}/{int(iid)}"
-
-    # -- users and labels --------------------------------------------------------------------
-
-    @gitlab_call("look up user {username!r}")
-    def user(self, username: str) -> User:
-        """A user by username. Found users are remembered for the process (ids never change);
-        unknown ones are asked again, since the account may be created meanwhile."""
-        name = username.removeprefix("@")
-        key = f"{self.url}#{name.lower()}"
-        with _USERS_LOCK:
-            known = _USERS.get(key)
-        if known is not None:
-            return known
-        for found in self._gl.users.list(username=name, get_all=False):
-            if str(found.username).lower() == name.lower():
-                user = User(id=found.id, username=found.username, name=found.name or "")
-                with _USERS_LOCK:
-                    _USERS[key] = user
-                return user
-        raise GitLabError(
-            f"GitLab user {name!r} does not exist; check the DRI/manager username in the catalog",
-            type=ErrorType.GITLAB_NOT_FOUND,
-            status=404,
-        )
-
-    @gitlab_call("ensure label {name!r}")
-    def ensure_label(self, name: str, color: str, description: str = "") -> None:
-        try:
-            self._project.labels.create({"name": name, "color": color, "description": description})
-        except gitlab.exceptions.GitlabCreateError as exc:
-            if exc.response_code != 409:  # 409: the label already exists, which is the goal
-                raise

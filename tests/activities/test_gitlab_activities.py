@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import uuid
 
 import pytest
@@ -10,7 +11,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.gitlab import GitLabActivities
-from activities.payloads import EnsureIssueInput, PostNoteInput
+from activities.payloads import EnsureIssueInput, EnsureLabelsInput, EnsureLabelsResult, PostNoteInput
+from gitlab_sandbox.gitlab import GitLabSandbox
 from model_migration.clients.gitlab import GitLabClient
 from model_migration.domain.errors import ErrorType
 from model_migration.domain.models import IssueDraft, marker_comment
@@ -54,6 +56,7 @@ def test_post_note_retry_does_not_duplicate(gitlab_sandbox) -> None:  # type: ig
     acts = activities_for(gitlab_sandbox)
     issue = env().run(acts.ensure_issue, EnsureIssueInput(draft=draft(f"Notes {uuid.uuid4().hex[:8]}")))
     marker = f"note-{uuid.uuid4().hex}"
+    env().run(acts.ensure_labels, EnsureLabelsInput(labels=("priority::2",)))
     request = PostNoteInput(iid=issue.iid, body=f"hello\n\n{marker_comment(marker)}", marker=marker, add_labels=("priority::2",))
     first = env(1).run(acts.post_note, request)
     again = env(2).run(acts.post_note, request)
@@ -82,3 +85,33 @@ def test_unknown_assignee_is_not_found_and_names_the_user(gitlab_sandbox) -> Non
         env().run(acts.ensure_issue, EnsureIssueInput(draft=bad))
     assert info.value.type == ErrorType.GITLAB_NOT_FOUND and "ghost-user" in info.value.message
     assert client_for(gitlab_sandbox).find_issue(title, f"{title}:issue") is None
+
+
+def _escalate(acts: GitLabActivities, iid: int, label: str, seq: int) -> None:
+    """What ``Journal.note(body, add_labels=(label,))`` becomes when the workflow flushes it."""
+    marker = f"migration:test/x/1:note:{seq}-{uuid.uuid4().hex[:6]}"
+    body = f'Overdue. Priority: ~"{label}".\n\n{marker_comment(marker)}'
+    env().run(acts.post_note, PostNoteInput(iid=iid, body=body, marker=marker, add_labels=(label,)))
+
+
+def test_escalation_labels_land_once_ensured(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """On a project without them, ``/label ~"priority::2"`` does nothing (as on GitLab); after
+    ensure_labels of the escalation labels, the same note lands it, and priority::1 replaces it."""
+    token = secrets.token_urlsafe(16)
+    with GitLabSandbox(tmp_path / "gitlab.sqlite", token=token, usernames=["bot"]) as box:
+        acts = GitLabActivities(lambda: GitLabClient(box.url, token, box.project_path))
+        issue = env().run(acts.ensure_issue, EnsureIssueInput(draft=draft(f"Escalate {uuid.uuid4().hex[:8]}")))
+        client = GitLabClient(box.url, token, box.project_path)
+        _escalate(acts, issue.iid, "priority::2", 1)
+        assert "priority::2" not in client.get_issue(issue.iid).labels
+        ensured = env().run(acts.ensure_labels, EnsureLabelsInput(labels=("priority::1", "priority::2")))
+        assert ensured == EnsureLabelsResult(created=("priority::1", "priority::2"))
+        again = env(2).run(acts.ensure_labels, EnsureLabelsInput(labels=("priority::1", "priority::2")))
+        assert again.created == ()
+        _escalate(acts, issue.iid, "priority::2", 2)
+        assert "priority::2" in client.get_issue(issue.iid).labels
+        _escalate(acts, issue.iid, "priority::1", 3)
+        labels = client.get_issue(issue.iid).labels
+        assert "priority::1" in labels and "priority::2" not in labels
+        assert all("/label" not in note.body for note in client.list_notes(issue.iid))
+        assert acts.calls["ensure_labels"] == 6  # two look-ups and two creates, then two look-ups

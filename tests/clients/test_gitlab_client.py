@@ -293,7 +293,7 @@ def test_unreachable_gitlab_is_transient() -> None:
 
 
 def test_found_users_are_remembered_unknown_ones_are_asked_again(gitlab_client) -> None:  # type: ignore[no-untyped-def]
-    """A known username costs one request per process; an unknown one is asked every time."""
+    """A known username costs this client one request; an unknown one is asked every time."""
     first = gitlab_client.calls
     gitlab_client.user("bot")
     gitlab_client.user("bot")
