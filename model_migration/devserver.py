@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import subprocess
@@ -20,6 +21,26 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def check_bindable(host: str, port: int, option: str, host_option: str = "--host") -> None:
+    """Refuse a host or port a server could not listen on, before it prints anything or
+    starts a child that would fail later with a less clear message."""
+    if not 0 < port < 65536:
+        raise DomainError(f"{option} {port} is not a port number (1-65535)")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as err:
+        raise DomainError(f"{host_option} {host!r} is not an address to listen on: {err}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no conflict
+        try:
+            sock.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise DomainError(f"{option} {port} is already in use on {host}") from None
+            raise DomainError(f"cannot listen on {host} port {port} ({host_option}, {option}): {err.strerror or err}") from None
 
 
 async def local_environment() -> WorkflowEnvironment:

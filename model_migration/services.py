@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from model_migration.devserver import check_bindable
 from model_migration.domain.errors import DomainError
 from model_migration.settings import Settings
 
@@ -33,13 +35,7 @@ def worker() -> None:
     mm_logging.configure(settings.log_level, settings.log_format)
 
     async def main() -> None:
-        try:
-            client = await connect(settings)
-        except RuntimeError:
-            raise DomainError(
-                f"cannot reach Temporal at {settings.temporal_address}; start it with: model-migration dev-server"
-            ) from None
-        await worker_module.run(settings, client)
+        await worker_module.run(settings, await connect(settings))
 
     asyncio.run(main())
 
@@ -53,17 +49,22 @@ def dev_server(
     """Run the embedded Temporal dev server, persisted to SQLite in the state directory."""
     from model_migration.devserver import DevServer
 
+    check_bindable(ip, port, "--port", "--ip")
+    check_bindable(ip, ui_port, "--ui-port", "--ip")
     settings = Settings()
     server = DevServer((state_dir or settings.state_dir) / "temporal", ip=ip, port=port, ui_port=ui_port)
-    server.start()
-    print(f"Temporal address: {server.address}  (MODEL_MIGRATION_TEMPORAL_ADDRESS)")
-    print(f"Temporal Web UI:  {server.ui_url}")
-    print(f"State:            {server.db_file}")
+    _interrupt_on_term()
+    code = 0
     try:
+        server.start()
+        print(f"Temporal address: {server.address}  (MODEL_MIGRATION_TEMPORAL_ADDRESS)")
+        print(f"Temporal Web UI:  {server.ui_url}")
+        print(f"State:            {server.db_file}", flush=True)
         code = server.wait()
     except KeyboardInterrupt:
         code = 0
     finally:
+        _ignore_signals()  # a second Ctrl-C must not leave the child running
         server.stop()
     if code:
         raise DomainError(f"the Temporal dev server exited with code {code}")
@@ -78,6 +79,7 @@ def sandbox(
     from model_migration.catalog import load_catalog
     from gitlab_sandbox.gitlab import GitLabSandbox
 
+    check_bindable(host, port, "--port", "--host")
     settings = Settings()
     base = state_dir or settings.state_dir
     base.mkdir(parents=True, exist_ok=True)
@@ -90,13 +92,26 @@ def sandbox(
     url = f"http://{host}:{port}"
     print(f"GitLab sandbox: {url}  (MODEL_MIGRATION_GITLAB_URL)")
     print(f"Project:        {url}/{settings.gitlab_project}")
-    print(f"Token file:     {base / 'sandbox.token'}" if not settings.gitlab_token else "Token:          from MODEL_MIGRATION_GITLAB_TOKEN")
+    print(f"Token file:     {base / 'sandbox.token'}" if not settings.gitlab_token else "Token:          from MODEL_MIGRATION_GITLAB_TOKEN", flush=True)
+    _interrupt_on_term()
     try:
         box.serve_forever()
     except KeyboardInterrupt:
-        pass
+        pass  # Ctrl-C or SIGTERM is the normal way to stop it
     finally:
+        _ignore_signals()
         box.stop()
+
+
+def _interrupt_on_term() -> None:
+    """SIGTERM (a service manager, ``kill``) stops a server like Ctrl-C: through the cleanup."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.default_int_handler)
+
+
+def _ignore_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def _sandbox_token(path: Path) -> str:

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from temporalio.testing import WorkflowEnvironment
+
+from model_migration.catalog import default_catalog_dir
+
+#: A shipped model whose features are not on it, copied under new versions so that every test
+#: gets migration ids of its own on the session's dev server.
+TEMPLATE_MODEL = "claude_sonnet_4_5_20250929"
 
 
 @dataclass
@@ -55,3 +67,41 @@ def cli_env(dev_env: WorkflowEnvironment, sandbox) -> dict[str, str]:  # type: i
         "MODEL_MIGRATION_LOG_LEVEL": "info",
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def catalog_with_models(directory: Path, *tags: str) -> tuple[Path, list[str]]:
+    """The shipped catalog plus one fresh model per tag; returns the directory and the models'
+    identifiers, whose migration ids no other test uses."""
+    shipped = default_catalog_dir()
+    models = yaml.safe_load((shipped / "models.yml").read_text())
+    template = next(m for m in models if m["gitlab_identifier"] == TEMPLATE_MODEL)
+    names = []
+    for tag in tags:
+        version = f"t{uuid.uuid4().hex[:8]}{tag}"
+        names.append(f"{TEMPLATE_MODEL}_{version}")
+        models.append({**template, "gitlab_identifier": names[-1], "version": version, "name": f"Test model {version}"})
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "models.yml").write_text(yaml.safe_dump(models, sort_keys=False))
+    (directory / "features.yml").write_text((shipped / "features.yml").read_text())
+    return directory, names
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
+def wait_status(cli: Cli, wid: str, ready, timeout: float = 60) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while True:
+        done = cli("status", wid, "--json", check=False)
+        if done.returncode == 0:
+            st = json.loads(done.stdout)
+            if ready(st):
+                return st
+        if time.monotonic() > end:
+            raise AssertionError(f"{wid} never got ready: {done.stdout or done.stderr}")
+        time.sleep(0.5)
