@@ -142,8 +142,8 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin, LabelsMixin):
     """Issues, notes, labels and users of one project, as domain models.
 
     ``calls`` counts HTTP requests attempted (one per call: nothing is retried here). ``gate``
-    is shared with the other clients of the process (see ``WaitGate``); users found are
-    remembered by this client only.
+    is the one the worker shares among its clients (see ``WaitGate``); without it the client
+    gets a gate of its own. Users found are remembered by this client only.
     """
 
     def __init__(
