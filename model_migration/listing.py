@@ -83,9 +83,10 @@ async def _row(client: Client, m: WorkflowExecution, features: list[WorkflowExec
         if isinstance(queried, str):
             stage = f"unreadable: {queried}"
         else:
-            model, stage, names = queried.model, str(queried.stage), [f.feature for f in queried.features]
-            stages.update({f.feature: str(f.stage) for f in queried.features})
-            deadlines += [(f.eta, f.feature) for f in queried.features if f.eta and str(f.stage) not in TERMINAL]
+            progress = getattr(queried, "features", ())  # only a migration's status lists features
+            model, stage, names = queried.model, str(queried.stage), [f.feature for f in progress]
+            stages.update({f.feature: str(f.stage) for f in progress})
+            deadlines += [(f.eta, f.feature) for f in progress if f.eta and str(f.stage) not in TERMINAL]
     elif not running:
         result = await closed_result(client, m)
         if result is not None:

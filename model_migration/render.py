@@ -11,7 +11,7 @@ from rich.table import Table
 from model_migration.domain.notes import humanize_delta
 from model_migration.listing import Row
 from model_migration.trouble import GitLabTrouble
-from workflows.messages import Status
+from workflows.messages import FeatureStatus, MigrationStatus, Status
 
 
 def _when(at: datetime) -> str:
@@ -26,10 +26,11 @@ def _relative(at: datetime, now: datetime) -> str:
 
 def status(console: Console, st: Status, now: datetime | None = None, trouble: GitLabTrouble | None = None) -> None:
     now = now or datetime.now(timezone.utc)
+    feature = st if isinstance(st, FeatureStatus) else None
     flags = " (paused)" if st.paused else ""
     console.print(f"[bold]{st.workflow_id}[/bold]  stage: [bold]{st.stage}[/bold]{flags}")
     what = f"{st.replaced} → {st.model}" if st.replaced else st.model
-    console.print(f"model: {what} ({st.provider})" + (f"  feature: {st.feature}" if st.feature else ""))
+    console.print(f"model: {what} ({st.provider})" + (f"  feature: {feature.feature}" if feature and feature.feature else ""))
     if st.issue:
         console.print(f"issue: {st.issue.web_url}")
     if st.blocked:
@@ -39,19 +40,36 @@ def status(console: Console, st: Status, now: datetime | None = None, trouble: G
     if st.pending_action:
         p = st.pending_action
         console.print(f"next: {p.action} (owner @{p.owner})" + (f" — {p.command}" if p.command else ""))
-    if st.next_escalation:
-        e = st.next_escalation
+    if feature and feature.next_escalation:
+        e = feature.next_escalation
         console.print(f"next escalation: {e.kind} for {e.stage}, {_relative(e.at, now)}")
     if st.deadlines:
         console.print("deadlines:")
         for d in st.deadlines:
             mark = " (extended: " + d.reason + ")" if d.extended else ""
             console.print(f"  {d.stage:<10} {_when(d.due)}  {_relative(d.due, now)}{mark}")
+    if isinstance(st, MigrationStatus):
+        _features(console, st)
+    if feature:
+        _feature_details(console, feature)
+    console.print("history:")
+    for t in st.history:
+        origin = f"{t.from_stage} → " if t.from_stage else ""
+        console.print(f"  {_when(t.at)}  {origin}{t.to_stage}  by @{t.actor}" + (f" — {t.detail.splitlines()[0]}" if t.detail else ""))
+
+
+def _features(console: Console, st: MigrationStatus) -> None:
+    for problem in st.problems:
+        console.print(f"problem: {problem}", markup=False)
     if st.features:
         table = Table("feature", "stage", "escalations", "issue", box=None)
         for f in st.features:
+            # The outcome says how a feature ended ("aborted: <reason>"), which its stage alone cannot.
             table.add_row(f.feature, f.outcome or str(f.stage), str(f.escalations), f.issue_url or "—")
         console.print(table)
+
+
+def _feature_details(console: Console, st: FeatureStatus) -> None:
     if st.rollout:
         steps = ", ".join(f"{'↓' if r.rollback else ''}{r.percentage}%" for r in st.rollout)
         console.print(f"rollout: {steps}")
@@ -61,10 +79,6 @@ def status(console: Console, st: Status, now: datetime | None = None, trouble: G
         console.print("escalations fired:")
         for e in st.escalations:
             console.print(f"  {_when(e.at)}  {e.kind} ({e.stage})")
-    console.print("history:")
-    for t in st.history:
-        origin = f"{t.from_stage} → " if t.from_stage else ""
-        console.print(f"  {_when(t.at)}  {origin}{t.to_stage}  by @{t.actor}" + (f" — {t.detail.splitlines()[0]}" if t.detail else ""))
 
 
 def rows(console: Console, items: Sequence[Row], include_closed: bool = False) -> None:
