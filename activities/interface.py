@@ -12,7 +12,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.payloads import (
-    Activity, ConfigMergeRequestInput, EnsureIssueInput, IssueLinkInput, MergeRequestInput, MergeRequestRef, NoteRef,
+    Activity, ConfigMergeRequestInput, EnsureIssueInput, EnsureLabelsInput, EnsureLabelsResult, IssueLinkInput, MergeRequestInput, MergeRequestRef, NoteRef,
     NotifyInput, PostNoteInput, UpdateIssueInput,
 )
 from model_migration.domain.models import IssueRef
@@ -35,6 +35,11 @@ def update_issue(request: UpdateIssueInput) -> IssueRef:
 @activity.defn(name=Activity.POST_NOTE)
 def post_note(request: PostNoteInput) -> NoteRef:
     raise Declared(Activity.POST_NOTE)
+
+
+@activity.defn(name=Activity.ENSURE_LABELS)
+def ensure_labels(request: EnsureLabelsInput) -> EnsureLabelsResult:
+    raise Declared(Activity.ENSURE_LABELS)
 
 
 @activity.defn(name=Activity.ENSURE_ISSUE_LINK)

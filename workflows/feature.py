@@ -14,7 +14,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities import interface
-    from activities.payloads import EnsureIssueInput, IssueLinkInput, UpdateIssueInput
+    from activities.payloads import EnsureIssueInput, EnsureLabelsInput, IssueLinkInput, UpdateIssueInput
     from model_migration.domain import feature as machine
     from model_migration.domain import templates
     from model_migration.domain.deadlines import plan_due_dates
@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
         FeatureStatus, ParentCommand, Pause, ReportEvaluation, ReportRollout, Resume,
     )
     from workflows.timer import EscalationTimer
-    from workflows.versions import BLOCKED_NOTICE_PATCH, DRAIN_OUTBOX_PATCH, ISSUE_LINK_PATCH
+    from workflows.versions import BLOCKED_NOTICE_PATCH, DRAIN_OUTBOX_PATCH, ENSURE_LABELS_PATCH, ISSUE_LINK_PATCH
 
 
 @workflow.defn
@@ -45,6 +45,7 @@ class FeatureMigrationWorkflow:
         self.timer = EscalationTimer(kept=input.revision >= 2)
         self.issue: IssueRef | None = None
         self.issue_closed = False
+        self.labels_ensured = False
         self.version = 0  # bumped by every change the run loop must see
         self.progress_dirty = True
 
@@ -161,13 +162,24 @@ class FeatureMigrationWorkflow:
         if self.issue is None:
             await self._ensure_issue()
         assert self.issue is not None
+        await self._ensure_labels()
         await self.journal.flush(self.issue.iid, self._timeout)
         await self._notify_parent()
         # A command that came while the parent was told queued a note: post it now, before the
         # loop waits, closes the issue or returns (asked only then, so ordinary runs carry no marker).
         while self.journal.outbox and workflow.patched(DRAIN_OUTBOX_PATCH):
+            await self._ensure_labels()
             await self.journal.flush(self.issue.iid, self._timeout)
             await self._notify_parent()
+
+    async def _ensure_labels(self) -> None:
+        """Create the escalation labels before the first note whose ``/label`` names one."""
+        if self.labels_ensured or not any(n.add_labels for n in self.journal.outbox):
+            return
+        if workflow.patched(ENSURE_LABELS_PATCH):
+            labels = tuple(sorted({step.label for step in self.state.ladder if step.label}))
+            await call(interface.ensure_labels, EnsureLabelsInput(labels=labels), self._timeout)
+        self.labels_ensured = True
 
     async def _close_issue(self) -> None:
         if self.issue is None or self.issue_closed:

@@ -33,6 +33,11 @@ TABLE_DIFF_PATCH = "table-only-when-changed"
 #: found, so ordinary runs carry no marker. Remove when no feature started before v4 runs.
 DRAIN_OUTBOX_PATCH = "drain-outbox"
 
+#: Labels that a note's ``/label`` names are created first, since GitLab's quick action drops
+#: labels that do not exist. Asked only when the first labelled note is about to go out.
+#: Remove when no feature started before v4 runs.
+ENSURE_LABELS_PATCH = "ensure-labels"
+
 # -- revisions: only new runs get these ----------------------------------------------------------
 
 #: Feature workflow revisions.

@@ -13,7 +13,7 @@ from model_migration.domain.stages import FeatureStage, MigrationStage
 from tests.temporal_fixtures import Engine
 from tests.workflows.support import CATALOG, drive, start_feature, status, wait_issue
 from workflows.messages import (
-    Abort, CompleteStage, ExtendDeadline, Pause, ReportEvaluation, ReportRollout, Resume, Verdict,
+    Abort, CompleteStage, ExtendDeadline, MetricResult, Pause, ReportEvaluation, ReportRollout, Resume, Verdict,
 )
 
 
@@ -56,8 +56,13 @@ async def test_out_of_order_commands_are_rejected_before_history(engine: Engine,
     msg = await rejected(handle, "report_rollout", ReportRollout(actor="x", percentage=10))
     assert "feature is in implement" in msg
     await handle.execute_update("complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor="x", prompt_version="1.0.0-dev"))
-    await handle.execute_update("report_evaluation", ReportEvaluation(actor="x", verdict=Verdict.PASS))
+    msg = await rejected(handle, "report_evaluation", ReportEvaluation(actor="x", verdict=Verdict.PASS))
+    assert "needs its metrics" in msg
+    metric = MetricResult(name="correctness", baseline=3.0, candidate=3.2)
+    await handle.execute_update("report_evaluation", ReportEvaluation(actor="x", verdict=Verdict.PASS, metrics=(metric,)))
     await handle.execute_update("report_rollout", ReportRollout(actor="x", percentage=50))
+    msg = await rejected(handle, "report_rollout", ReportRollout(actor="x", percentage=50))
+    assert "already at 50 %" in msg
     msg = await rejected(handle, "report_rollout", ReportRollout(actor="x", percentage=25))
     assert "below the current 50" in msg
     await handle.execute_update("report_rollout", ReportRollout(actor="x", percentage=0, rollback=True))
