@@ -7,12 +7,12 @@ import importlib.util
 import py_compile
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.gitlab import GitLabActivities
 from activities.notify import NotifyActivities
@@ -86,6 +86,7 @@ def build_worker(
     gitlab: GitLabActivities,
     executor: ThreadPoolExecutor,
     notify: NotifyActivities | None = None,
+    interceptors: Sequence[Interceptor] = (),
 ) -> Worker:
     notify = notify or NotifyActivities(LogNotifier())
     write_workflow_bytecode()
@@ -96,6 +97,7 @@ def build_worker(
         activities=[*gitlab.all(), notify.notify],
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
+        interceptors=interceptors,
     )
 
 

@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
+from model_migration.converter import data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from model_migration.domain.errors import DomainError
@@ -52,7 +52,7 @@ async def local_environment() -> WorkflowEnvironment:
         port=free_port(),
         ui=False,
         search_attributes=attributes.ALL,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
         dev_server_log_level="error",
         # Its HTTP and metrics ports too, so that two at once on one machine do not clash.
         dev_server_extra_args=["--http-port", str(free_port()), "--metrics-port", str(free_port())],

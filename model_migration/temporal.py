@@ -11,7 +11,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
-from temporalio.contrib.pydantic import pydantic_data_converter
+from model_migration.converter import data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 from model_migration.domain.errors import DomainError
@@ -45,7 +45,7 @@ async def connect(settings: Settings) -> Client:
         client = await Client.connect(
             settings.temporal_address,
             namespace=settings.temporal_namespace,
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter,
         )
     except RuntimeError:
         raise DomainError(

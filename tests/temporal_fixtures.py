@@ -12,7 +12,7 @@ from typing import TypeVar
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from model_migration.converter import data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
@@ -60,7 +60,7 @@ async def skip_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(binary("temporal-test-server")),
         port=free_port(),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
     )
     async with env:
         await register_search_attributes(env.client)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
+from model_migration.converter import data_converter
 from temporalio.worker import Replayer
 
 from worker import WORKFLOWS
@@ -27,7 +27,7 @@ def test_histories_are_saved() -> None:
 async def test_history_replays(path: Path) -> None:
     """A saved history replays without a non-determinism error."""
     history = WorkflowHistory.from_json(IDS[path.name], path.read_text())
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
 
@@ -37,6 +37,6 @@ async def test_replayer_catches_a_changed_workflow(tmp_path: Path) -> None:
     path = next(p for p in HISTORIES if "feature_happy" in p.name)
     tampered = path.read_text().replace('"ensure_issue"', '"ensure_something_else"')
     history = WorkflowHistory.from_json(IDS[path.name], tampered)
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is not None
