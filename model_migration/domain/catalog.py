@@ -9,7 +9,7 @@ needs to find.
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from typing import TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -95,6 +95,11 @@ def _entries(data: object, file: str, cls: type[_M], label_key: str) -> list[_M]
         if not isinstance(raw, dict):
             raise CatalogError(f"{file}: entry #{index}: expected a mapping, got {_kind(raw)}")
         label = raw.get(label_key)
+        unknown = _unknown_field(cls, raw)
+        if unknown is not None:
+            # The models ignore unknown fields on the wire (rolling deploys); a catalog entry
+            # must not, or a misspelt key would silently fall back to a default.
+            raise _problem(file, index, label if isinstance(label, str) else None, unknown, "Extra inputs are not permitted")
         try:
             out.append(cls.model_validate(raw))
         except ValidationError as exc:
@@ -107,6 +112,30 @@ def _entries(data: object, file: str, cls: type[_M], label_key: str) -> list[_M]
                 _one_line(first["msg"]),
             ) from None
     return out
+
+
+def _unknown_field(cls: type[BaseModel], raw: dict[object, object], path: tuple[str, ...] = ()) -> str | None:
+    """The dotted path of the first key that ``cls`` (or a model nested in it) does not know."""
+    fields = cls.model_fields
+    for key, value in raw.items():
+        if key not in fields:
+            return ".".join((*path, str(key)))
+        nested = _model_in(fields[str(key)].annotation)
+        if nested is not None and isinstance(value, dict):
+            found = _unknown_field(nested, value, (*path, str(key)))
+            if found is not None:
+                return found
+    return None
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _check_models(models: list[ModelDefinition], file: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from model_migration.domain.escalation import EscalationKind
 from model_migration.domain.stages import AnyStage, FeatureStage, MigrationStage
@@ -35,8 +35,8 @@ class CompleteStage(BaseModel):
 class MetricResult(BaseModel):
     model_config = FROZEN
     name: str
-    baseline: float
-    candidate: float
+    baseline: float = Field(allow_inf_nan=False)
+    candidate: float = Field(allow_inf_nan=False)
     higher_is_better: bool = True
 
 

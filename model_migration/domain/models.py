@@ -11,7 +11,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-FROZEN = ConfigDict(frozen=True, extra="forbid")
+#: Unknown fields are ignored, so a payload from a newer worker or CLI still decodes here.
+#: (The catalog loader refuses unknown keys itself: a typo there must not pass unseen.)
+FROZEN = ConfigDict(frozen=True)
 
 #: Providers the AI gateway can serve, with their display names.
 PROVIDERS: dict[str, str] = {

@@ -219,6 +219,14 @@ def _extra_model_field(models: list, features: list) -> None:
     models[0]["colour"] = "blue"
 
 
+def _misspelt_nested_param(models: list, features: list) -> None:
+    models[0]["params"]["temprature"] = 0.2
+
+
+def _extra_feature_field(models: list, features: list) -> None:
+    features[2]["escalation_manger"] = "someone"
+
+
 def _unknown_provider(models: list, features: list) -> None:
     models[1]["provider"] = "azure"
 
@@ -260,6 +268,8 @@ BAD_ENTRIES = [
     (_bad_model_type, f"{MODELS}: entry #1 'claude_a': field 'max_context_tokens': Input should be"),
     (_bad_nested_param, f"{MODELS}: entry #2 'claude_b': field 'params.model': Field required"),
     (_extra_model_field, f"{MODELS}: entry #1 'claude_a': field 'colour': Extra inputs"),
+    (_misspelt_nested_param, f"{MODELS}: entry #1 'claude_a': field 'params.temprature': Extra inputs"),
+    (_extra_feature_field, f"{FEATURES}: entry #3 'code_review': field 'escalation_manger': Extra inputs"),
     (_unknown_provider, f"{MODELS}: entry #2 'claude_b': field 'provider': unknown provider 'azure'"),
     (_duplicate_identifier, f"{MODELS}: entry #3 'claude_a': field 'gitlab_identifier': duplicate"),
     (
