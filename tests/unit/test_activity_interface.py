@@ -1,0 +1,50 @@
+"""Each activity the workflows call by its declaration is implemented, under the same name,
+with the same input and result types, and the worker registers it."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from temporalio import activity
+
+import activities.interface as interface
+from activities.gitlab import GitLabActivities
+from activities.notify import NotifyActivities
+from model_migration.clients.notifier import LogNotifier
+
+DECLARED = {
+    fn.__temporal_activity_definition.name: fn  # type: ignore[attr-defined]
+    for fn in vars(interface).values()
+    if callable(fn) and hasattr(fn, "__temporal_activity_definition")
+}
+IMPLEMENTED: dict[str, Callable[..., Any]] = {
+    activity._Definition.must_from_callable(fn).name: fn  # type: ignore[attr-defined]
+    for fn in [*GitLabActivities(lambda: None).all(), NotifyActivities(LogNotifier()).notify]  # type: ignore[arg-type, return-value]
+}
+
+
+def _types(fn: Callable[..., Any]) -> tuple[list[object], object]:
+    hints = typing.get_type_hints(fn)
+    params = [p for p in inspect.signature(fn).parameters if p != "self"]
+    return [hints[p] for p in params], hints.get("return", type(None))
+
+
+def test_every_declared_activity_is_implemented_and_every_implementation_declared() -> None:
+    """The declarations and the worker's activities name the same set."""
+    assert DECLARED and set(DECLARED) == set(IMPLEMENTED)
+
+
+@pytest.mark.parametrize("name", sorted(DECLARED))
+def test_declaration_and_implementation_agree_on_types(name: str) -> None:
+    """Input and result types match, so the workflow decodes what the activity returns."""
+    assert _types(DECLARED[name]) == _types(IMPLEMENTED[name])
+
+
+def test_a_declaration_never_runs() -> None:
+    """Run by mistake, a declaration says so instead of doing nothing."""
+    with pytest.raises(interface.Declared):
+        interface.ensure_issue(None)  # type: ignore[arg-type]
