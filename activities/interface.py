@@ -12,8 +12,18 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.payloads import (
-    Activity, ConfigMergeRequestInput, EnsureIssueInput, EnsureLabelsInput, EnsureLabelsResult, IssueLinkInput, MergeRequestInput, MergeRequestRef, NoteRef,
-    NotifyInput, PostNoteInput, UpdateIssueInput,
+    Activity,
+    ConfigMergeRequestInput,
+    EnsureIssueInput,
+    EnsureLabelsInput,
+    EnsureLabelsResult,
+    IssueLinkInput,
+    MergeRequestInput,
+    MergeRequestRef,
+    NoteRef,
+    NotifyInput,
+    PostNoteInput,
+    UpdateIssueInput,
 )
 from model_migration.domain.models import IssueRef
 

@@ -13,7 +13,12 @@ from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
     from bench.baseline_payloads import (
-        BaselineInput, BaselineResult, NoopInput, NoopResult, Step, StepResult,
+        BaselineInput,
+        BaselineResult,
+        NoopInput,
+        NoopResult,
+        Step,
+        StepResult,
     )
 
 NOOP = "bench_noop"

@@ -14,8 +14,8 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,13 +44,23 @@ from bench.baseline_payloads import BaselineInput, Step, StepResult  # noqa: E40
 from model_migration.catalog import load_catalog  # noqa: E402
 from model_migration.clients.gitlab import GitLabClient  # noqa: E402
 from model_migration.devserver import free_port, local_environment  # noqa: E402
-from model_migration.domain.stages import FeatureStage, MigrationStage  # noqa: E402
+from model_migration.domain.stages import FeatureStage  # noqa: E402
 from model_migration.logging import configure  # noqa: E402
 from workflows import attributes  # noqa: E402
 from workflows.feature import FeatureMigrationWorkflow  # noqa: E402
 from workflows.messages import (  # noqa: E402
-    FEATURE_REVISION, CommandResult, CompleteStage, FeatureMigrationInput, MetricResult, MigrationInput,
-    ReportEvaluation, ReportRollout, Status, Tunables, Verdict, feature_workflow_id,
+    FEATURE_REVISION,
+    CommandResult,
+    CompleteStage,
+    FeatureMigrationInput,
+    MetricResult,
+    MigrationInput,
+    ReportEvaluation,
+    ReportRollout,
+    Status,
+    Tunables,
+    Verdict,
+    feature_workflow_id,
 )
 from workflows.migration import ModelMigrationWorkflow  # noqa: E402
 
@@ -124,7 +134,7 @@ async def engine_one(b: Bench, serial: bool = False) -> WorkflowHandle:
     migration = f"migration:{model.key}"
     request = FeatureMigrationInput(
         migration_id=migration, feature=CATALOG.feature(feature), model=model, replaced=REPLACED,
-        tunables=Tunables(), planned_from=datetime.now(timezone.utc), revision=FEATURE_REVISION,
+        tunables=Tunables(), planned_from=datetime.now(UTC), revision=FEATURE_REVISION,
     )
     # Started as the parent starts its children: with the first search attributes.
     handle = await b.client.start_workflow(
@@ -231,7 +241,7 @@ async def whole_migration_calls(b: Bench, make: Callable[[], GitLabClient], feat
     model = TARGET.model_copy(update={"version": f"whole{b.tag}{n}", "name": f"{TARGET.name} whole{b.tag}{n}"})
     request = MigrationInput(
         model=model, replaced=REPLACED, features=tuple(CATALOG.feature(f) for f in FEATURES[:features]),
-        tunables=Tunables(merge_poll=timedelta(milliseconds=200)), planned_from=datetime.now(timezone.utc),
+        tunables=Tunables(merge_poll=timedelta(milliseconds=200)), planned_from=datetime.now(UTC),
     )
     before = b.gitlab_calls()
     parent = await b.client.start_workflow(

@@ -11,9 +11,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from gitlab_sandbox import quick_actions
 from gitlab_sandbox.gitlab_json import Renderer
 from gitlab_sandbox.hooks import issue_event, note_event
-from gitlab_sandbox import quick_actions
 from gitlab_sandbox.routing import (
     ApiError,
     Request,

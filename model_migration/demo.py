@@ -20,10 +20,17 @@ from model_migration.clients.gitlab import GitLabClient
 from model_migration.devserver import DevServer
 from model_migration.domain.deadlines import StagePlan
 from model_migration.domain.escalation import scaled_ladder
-from model_migration.domain.stages import FeatureStage, MigrationStage
+from model_migration.domain.stages import FeatureStage
 from model_migration.settings import Settings
 from workflows.messages import (
-    CompleteStage, MetricResult, ReportEvaluation, ReportRollout, Status, Tunables, Verdict, feature_workflow_id,
+    CompleteStage,
+    MetricResult,
+    ReportEvaluation,
+    ReportRollout,
+    Status,
+    Tunables,
+    Verdict,
+    feature_workflow_id,
 )
 
 MODEL, REPLACES = "claude_sonnet_4_5_20250929", "claude_3_7_sonnet_20250219"
@@ -108,8 +115,8 @@ async def _wait_for(client: Client, wid: str, ready, timeout: float = 120.0) -> 
 
 async def run_demo(*, as_json: bool, keep: bool, state_dir: Path | None) -> int:
     import worker as worker_module
-    from model_migration import logging as mm_logging
     from gitlab_sandbox.gitlab import GitLabSandbox
+    from model_migration import logging as mm_logging
     from model_migration.temporal import connect
 
     say = Console(stderr=as_json, quiet=False)

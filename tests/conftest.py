@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from model_migration.clients.gitlab import GitLabClient
 from gitlab_sandbox.gitlab import GitLabSandbox
-
 from model_migration.catalog import load_catalog
+from model_migration.clients.gitlab import GitLabClient
 
 pytest_plugins = ["tests.temporal_fixtures"]
 

@@ -12,12 +12,12 @@ from typing import TypeVar
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from model_migration.converter import data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
 from activities.gitlab import GitLabActivities
 from model_migration.clients.gitlab import GitLabClient, WaitGate
+from model_migration.converter import data_converter
 from model_migration.devserver import free_port, local_environment
 from model_migration.temporal import binary, register_search_attributes
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, SearchAttributeUpdate, TypedSearchAttributes
@@ -26,7 +27,7 @@ DUE_DATE = SearchAttributeKey.for_datetime("MigrationDueDate")
 
 ALL = (KIND, STAGE, MODEL, PROVIDER, FEATURES, DUE_DATE)
 
-Values = list[SearchAttributePair]  # type: ignore[type-arg]
+Values = list[SearchAttributePair[Any]]
 
 
 def feature_values(input: FeatureMigrationInput, stage: FeatureStage, due: datetime) -> Values:
@@ -75,13 +76,13 @@ def at_migration_start(input: MigrationInput) -> TypedSearchAttributes:
 MOVING = (STAGE, DUE_DATE)
 
 
-def updates(values: Values, *, only_moving: bool = False) -> list[SearchAttributeUpdate]:  # type: ignore[type-arg]
+def updates(values: Values, *, only_moving: bool = False) -> list[SearchAttributeUpdate[Any]]:
     """Upserts for ``values``; ``only_moving``: just the stage and the due date, for a workflow
     whose fixed values are already set (each value costs the worker an encoding)."""
     return [pair.key.value_set(pair.value) for pair in values if not only_moving or pair.key in MOVING]
 
 
-def already_set(values: Sequence[SearchAttributePair], current: TypedSearchAttributes) -> bool:  # type: ignore[type-arg]
+def already_set(values: Sequence[SearchAttributePair[Any]], current: TypedSearchAttributes) -> bool:
     """True when the workflow was started with exactly these values (nothing to upsert)."""
     return all(_same(current.get(pair.key), pair.value) for pair in values)
 

@@ -35,9 +35,7 @@ class GitLabBlocked(Exception):
 async def call(activity: Callable[[A], R], arg: A, timeout: timedelta) -> R:
     """Run an activity by its typed declaration; a permanent failure becomes ``GitLabBlocked``."""
     try:
-        return await workflow.execute_activity(  # type: ignore[call-overload]
-            activity, arg, start_to_close_timeout=timeout, retry_policy=RETRY,
-        )
+        return await workflow.execute_activity(activity, arg, start_to_close_timeout=timeout, retry_policy=RETRY)
     except ActivityError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.non_retryable:

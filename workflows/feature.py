@@ -25,8 +25,19 @@ with workflow.unsafe.imports_passed_through():
     from workflows import attributes, views
     from workflows.common import Journal, call, marker_base, notify, rejected, until_done, validate
     from workflows.messages import (
-        FEATURE_PROGRESS, Abort, CommandResult, CompleteStage, ExtendDeadline, FeatureMigrationInput, FeatureOutcome,
-        FeatureStatus, ParentCommand, Pause, ReportEvaluation, ReportRollout, Resume,
+        FEATURE_PROGRESS,
+        Abort,
+        CommandResult,
+        CompleteStage,
+        ExtendDeadline,
+        FeatureMigrationInput,
+        FeatureOutcome,
+        FeatureStatus,
+        ParentCommand,
+        Pause,
+        ReportEvaluation,
+        ReportRollout,
+        Resume,
     )
     from workflows.timer import EscalationTimer
     from workflows.versions import BLOCKED_NOTICE_PATCH, DRAIN_OUTBOX_PATCH, ENSURE_LABELS_PATCH, ISSUE_LINK_PATCH

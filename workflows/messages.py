@@ -8,17 +8,39 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from model_migration.domain.commands import (
-    Abort, CompleteStage, ExtendDeadline, FiredEscalation, MetricResult, ParentCommand, ParentCommandKind, Pause,
-    ReportEvaluation, ReportRollout, Resume, RolloutStep, Transition, Verdict,
+    Abort,
+    CompleteStage,
+    ExtendDeadline,
+    FiredEscalation,
+    MetricResult,
+    ParentCommand,
+    ParentCommandKind,
+    Pause,
+    ReportEvaluation,
+    ReportRollout,
+    Resume,
+    RolloutStep,
+    Transition,
+    Verdict,
 )
 from model_migration.domain.deadlines import Deadline, StagePlan
 from model_migration.domain.escalation import DEFAULT_LADDER, EscalationKind, EscalationStep, check_ladder
 from model_migration.domain.models import FeatureSpec, IssueRef, ModelDefinition
 from model_migration.domain.stages import AnyStage, FeatureStage, MigrationStage
 from workflows.versions import FEATURE_REVISION, MIGRATION_REVISION
+
+#: The commands live in the domain, where the stage machines take them; they are wire types
+#: too, so senders import every payload from here.
+__all__ = [
+    "FEATURE_PROGRESS", "FEATURE_REVISION", "MIGRATION_REVISION", "Abort", "CommandResult", "CompleteStage",
+    "ExtendDeadline", "FeatureMigrationInput", "FeatureOutcome", "FeatureProgress", "FeatureStatus", "FiredEscalation",
+    "MetricResult", "MigrationInput", "MigrationResult", "MigrationStatus", "NextEscalation", "ParentCommand",
+    "ParentCommandKind", "Pause", "PendingAction", "ReportEvaluation", "ReportRollout", "Resume", "RolloutStep",
+    "Status", "Transition", "Tunables", "Verdict", "feature_workflow_id", "migration_id",
+]
 
 FROZEN = ConfigDict(frozen=True)
 DEFAULT_ROLLOUT_LADDER = (1, 10, 25, 50, 75, 100)
@@ -246,4 +268,3 @@ class MigrationStatus(BaseModel):
 
 #: What a ``status`` query returns, told apart by ``kind``.
 Status = Annotated[FeatureStatus | MigrationStatus, Field(discriminator="kind")]
-STATUS = TypeAdapter(Status)

@@ -25,8 +25,21 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import Journal, call, marker_base, notify, rejected, until_done, validate
     from workflows.feature import FeatureMigrationWorkflow
     from workflows.messages import (
-        FEATURE_PROGRESS, Abort, CommandResult, CompleteStage, FeatureMigrationInput, FeatureOutcome, FeatureProgress,
-        MigrationInput, MigrationResult, MigrationStatus, ParentCommand, Pause, PendingAction, Resume, feature_workflow_id,
+        FEATURE_PROGRESS,
+        Abort,
+        CommandResult,
+        CompleteStage,
+        FeatureMigrationInput,
+        FeatureOutcome,
+        FeatureProgress,
+        MigrationInput,
+        MigrationResult,
+        MigrationStatus,
+        ParentCommand,
+        Pause,
+        PendingAction,
+        Resume,
+        feature_workflow_id,
     )
     from workflows.versions import CONFIG_MR_PATCH, FEATURE_REVISION, MIGRATION_BLOCKED_NOTICE_PATCH, TABLE_DIFF_PATCH
     from workflows.views import blocked_action
@@ -101,7 +114,7 @@ class ModelMigrationWorkflow:
                 await workflow.wait_condition(
                     lambda: bool(self.state.init_completed_by) or self.stage != MigrationStage.INIT, timeout=poll,
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await self._gitlab(self._refresh_config_mr)
         if self.state.init_completed_by:
             return f"init completed by @{self.state.init_completed_by}"

@@ -32,7 +32,7 @@ class EscalationTimer:
                 try:
                     await workflow.wait_condition(changed, timeout=delay)
                     return False
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             return True
         if at <= workflow.now():

@@ -11,7 +11,12 @@ with workflow.unsafe.imports_passed_through():
     from model_migration.domain.models import IssueRef
     from model_migration.domain.stages import FeatureStage
     from workflows.messages import (
-        FeatureMigrationInput, FeatureOutcome, FeatureProgress, FeatureStatus, NextEscalation, PendingAction,
+        FeatureMigrationInput,
+        FeatureOutcome,
+        FeatureProgress,
+        FeatureStatus,
+        NextEscalation,
+        PendingAction,
     )
 
 #: What a feature's team does next, and the command that says it is done.

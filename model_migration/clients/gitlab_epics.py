@@ -12,7 +12,8 @@ from typing import Any
 import gitlab.exceptions
 
 from model_migration.clients.gitlab_errors import gitlab_call
-from model_migration.clients.gitlab_shapes import issue as to_issue, with_marker
+from model_migration.clients.gitlab_shapes import issue as to_issue
+from model_migration.clients.gitlab_shapes import with_marker
 from model_migration.domain.errors import ErrorType, GitLabError
 from model_migration.domain.models import (
     Epic,

@@ -30,7 +30,8 @@ class StagePlan(BaseModel):
         return value
 
     def duration(self, stage: FeatureStage) -> timedelta:
-        return getattr(self, stage.value)
+        value: timedelta = getattr(self, stage.value)
+        return value
 
     @property
     def total(self) -> timedelta:

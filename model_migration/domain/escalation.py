@@ -109,10 +109,11 @@ def next_escalation(
         occurrence = _latest_occurrence(due, steps[i], now, 0)
         return _planned(due, steps, i, occurrence)
     candidates: list[PlannedEscalation] = []
-    if state.level >= 0 and steps[state.level].repeat is not None:
+    repeat = steps[state.level].repeat if state.level >= 0 else None
+    if repeat is not None:
         step = steps[state.level]
         occurrence = state.occurrence + 1
-        if _first(due, step) + step.repeat * occurrence <= now:
+        if _first(due, step) + repeat * occurrence <= now:
             occurrence = _latest_occurrence(due, step, now, occurrence)
         candidates.append(_planned(due, steps, state.level, occurrence))
     if state.level + 1 < len(steps):

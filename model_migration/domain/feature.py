@@ -7,16 +7,28 @@ disagree. No clock, no I/O: ``now`` is an argument and effects are data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
 from model_migration.domain import deadlines, templates
 from model_migration.domain.commands import (
-    Abort, CompleteStage, ExtendDeadline, FiredEscalation, ParentCommand, ParentCommandKind, Pause,
-    ReportEvaluation, ReportRollout, Resume, RolloutStep, Transition, Verdict,
+    Abort,
+    CompleteStage,
+    ExtendDeadline,
+    FiredEscalation,
+    ParentCommand,
+    ParentCommandKind,
+    Pause,
+    ReportEvaluation,
+    ReportRollout,
+    Resume,
+    RolloutStep,
+    Transition,
+    Verdict,
 )
 from model_migration.domain.errors import CommandRejected
 from model_migration.domain.escalation import EscalationKind, EscalationState, EscalationStep, PlannedEscalation, after_firing
@@ -173,7 +185,7 @@ def _complete_stage(s: FeatureState, cmd: CompleteStage, now: datetime) -> Decis
     else:
         s = s.model_copy(update={"outcome": "done"})
         detail = f"Feature flag `{s.flag}` removed. {cmd.note}".strip()
-    done = cmd.stage
+    done = s.stage
     d = _move(s, _next_stage(done), cmd.actor, now, detail)
     return d.model_copy(update={"message": f"{done} complete; now in {d.state.stage}"})
 
@@ -322,7 +334,8 @@ def _blocked_notice(s: FeatureState, event: BlockedNoticeSent, now: datetime) ->
     return Decision(state=s.model_copy(update={"fired": (*s.fired, fired)}), effects=(TellParent(),))
 
 
-_HANDLERS = {
+#: The rule for each command type; ``decide`` looks it up by the command's exact type.
+_HANDLERS: dict[type[BaseModel], Callable[[FeatureState, Any, datetime], Decision]] = {
     CompleteStage: _complete_stage, ReportEvaluation: _report_evaluation, ReportRollout: _report_rollout,
     Pause: _pause, Resume: _resume, Abort: _abort, ExtendDeadline: _extend_deadline, ParentCommand: _parent_command,
     Escalate: _escalate, Block: _block, BlockedNoticeSent: _blocked_notice,

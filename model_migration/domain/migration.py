@@ -7,8 +7,9 @@ through ``Advance``, which the same moves table guards.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -154,7 +155,8 @@ def _unblock(s: MigrationState, event: Unblock, now: datetime) -> Decision:
     return Decision(state=s.model_copy(update={"blocked": ""}))
 
 
-_HANDLERS = {
+#: The rule for each command type; ``decide`` looks it up by the command's exact type.
+_HANDLERS: dict[type[BaseModel], Callable[[MigrationState, Any, datetime], Decision]] = {
     CompleteStage: _complete_stage, Pause: _pause, Resume: _resume, Abort: _abort,
     Advance: _advance, Block: _block, Unblock: _unblock,
 }

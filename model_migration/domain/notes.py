@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 
-from model_migration.domain.stages import AnyStage, FeatureStage
+from model_migration.domain.stages import AnyStage
 
 _UNITS: tuple[tuple[str, int], ...] = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
 _ISSUE_NUMBER = re.compile(r"/-/(?:issues|work_items)/(\d+)/?$")

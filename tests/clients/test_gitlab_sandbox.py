@@ -13,8 +13,8 @@ import gitlab
 import pytest
 import requests
 
-from model_migration.clients.gitlab import GitLabClient
 from gitlab_sandbox.gitlab import GitLabSandbox
+from model_migration.clients.gitlab import GitLabClient
 from tests.clients.gitlab_helpers import api, draft, unique
 
 if TYPE_CHECKING:

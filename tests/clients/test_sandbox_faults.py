@@ -12,9 +12,9 @@ import gitlab
 import pytest
 import requests
 
+from gitlab_sandbox.gitlab import GitLabSandbox
 from model_migration.clients.gitlab import GitLabClient
 from model_migration.domain.errors import ErrorType, GitLabError
-from gitlab_sandbox.gitlab import GitLabSandbox
 from tests.clients.gitlab_helpers import draft, unique
 
 TOKEN = "fault-token"

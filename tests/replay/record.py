@@ -15,18 +15,24 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
-
 import worker as worker_module
 from activities.gitlab import GitLabActivities
+from gitlab_sandbox.gitlab import GitLabSandbox
 from model_migration import operations
 from model_migration.clients.gitlab import GitLabClient
 from model_migration.devserver import local_environment
 from model_migration.domain.stages import FeatureStage, MigrationStage
-from gitlab_sandbox.gitlab import GitLabSandbox
 from tests.temporal_fixtures import Engine
 from tests.workflows.support import CATALOG, REPLACED, SLOW, drive, model_for, start_feature, wait_issue
 from workflows.messages import (
-    Abort, CompleteStage, ExtendDeadline, MigrationInput, Pause, Resume, Status, feature_workflow_id,
+    Abort,
+    CompleteStage,
+    ExtendDeadline,
+    MigrationInput,
+    Pause,
+    Resume,
+    Status,
+    feature_workflow_id,
 )
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -45,7 +51,9 @@ async def scenarios(engine: Engine, tag: str) -> dict[str, object]:
     await other.execute_update("pause", Pause(actor="lead", reason="quota"))
     await other.execute_update("resume", Resume(actor="lead"))
     due = st.deadlines[0].due + timedelta(days=3)
-    await other.execute_update("extend_deadline", ExtendDeadline(actor="lead", stage=FeatureStage.IMPLEMENT, new_date=due, reason="holiday"))
+    await other.execute_update(
+        "extend_deadline", ExtendDeadline(actor="lead", stage=FeatureStage.IMPLEMENT, new_date=due, reason="holiday")
+    )
     await other.execute_update("abort", Abort(actor="lead", reason="recorded"))
     await other.result()
     handles["feature_pause_extend_abort"] = other
@@ -59,7 +67,9 @@ async def scenarios(engine: Engine, tag: str) -> dict[str, object]:
     handles["feature_escalated"] = late
 
     model = model_for(f"{tag}c")
-    request = MigrationInput(model=model, replaced=REPLACED, features=(CATALOG.feature("duo_chat"), CATALOG.feature("code_explanation")), tunables=SLOW)
+    request = MigrationInput(
+        model=model, replaced=REPLACED, features=(CATALOG.feature("duo_chat"), CATALOG.feature("code_explanation")), tunables=SLOW
+    )
     parent = engine.client.get_workflow_handle(await operations.start(engine.client, engine.task_queue, request))
     while not (await parent.query("status", result_type=Status)).config_mr_url:
         await asyncio.sleep(0.2)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from model_migration.converter import data_converter
 from temporalio.worker import Replayer
 
+from model_migration.converter import data_converter
 from worker import WORKFLOWS
 
 FOLDER = Path(__file__).parent / "histories"

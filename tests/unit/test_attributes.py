@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from model_migration.catalog import load_catalog
 from model_migration.domain.deadlines import StagePlan, due_in, plan_due_dates
-from model_migration.domain.stages import FeatureStage, MigrationStage
+from model_migration.domain.stages import FeatureStage
 from workflows import attributes
 from workflows.messages import FeatureMigrationInput, MigrationInput, Tunables
 
 CATALOG = load_catalog()
 MODEL = CATALOG.model("claude_sonnet_4_5_20250929")
-START = datetime(2026, 11, 2, 9, 30, tzinfo=timezone.utc)
+START = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
 
 def feature_input(planned_from: datetime | None = START, plan: StagePlan | None = None) -> FeatureMigrationInput:

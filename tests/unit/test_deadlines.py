@@ -8,7 +8,7 @@ import pytest
 
 from model_migration.domain.deadlines import StagePlan, check_plan, extend, plan_due_dates, shift_from
 from model_migration.domain.errors import CommandRejected
-from model_migration.domain.stages import FEATURE_STAGES, FeatureStage, MigrationStage
+from model_migration.domain.stages import FEATURE_STAGES, FeatureStage
 
 S = FeatureStage
 DAY = timedelta(days=1)

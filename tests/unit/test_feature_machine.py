@@ -9,8 +9,17 @@ import pytest
 from model_migration.catalog import load_catalog
 from model_migration.domain import feature as fm
 from model_migration.domain.commands import (
-    Abort, CompleteStage, ExtendDeadline, MetricResult, ParentCommand, ParentCommandKind, Pause, ReportEvaluation,
-    ReportRollout, Resume, Verdict,
+    Abort,
+    CompleteStage,
+    ExtendDeadline,
+    MetricResult,
+    ParentCommand,
+    ParentCommandKind,
+    Pause,
+    ReportEvaluation,
+    ReportRollout,
+    Resume,
+    Verdict,
 )
 from model_migration.domain.deadlines import StagePlan, plan_due_dates
 from model_migration.domain.errors import CommandRejected, ErrorType

@@ -15,7 +15,7 @@ from model_migration.domain.models import (
     ModelDeprecation,
     ModelParams,
 )
-from model_migration.domain.stages import FeatureStage, MigrationStage
+from model_migration.domain.stages import FeatureStage
 from model_migration.domain.templates import (
     FeatureRow,
     command_note,

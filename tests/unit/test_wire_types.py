@@ -6,8 +6,8 @@ from __future__ import annotations
 import inspect
 import json
 from datetime import timedelta
-from typing import get_args, get_origin
 from types import ModuleType
+from typing import get_args, get_origin
 
 import pytest
 from hypothesis import HealthCheck, given, settings

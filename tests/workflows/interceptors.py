@@ -11,7 +11,10 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.worker import (
-    Interceptor, SignalExternalWorkflowInput, WorkflowInboundInterceptor, WorkflowInterceptorClassInput,
+    Interceptor,
+    SignalExternalWorkflowInput,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
     WorkflowOutboundInterceptor,
 )
 

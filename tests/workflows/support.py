@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from temporalio.client import WorkflowHandle
 
 from model_migration.catalog import load_catalog
 from model_migration.domain.deadlines import StagePlan
-from model_migration.domain.stages import FeatureStage, MigrationStage
+from model_migration.domain.stages import FeatureStage
 from tests.temporal_fixtures import Engine, assert_eventually
 from workflows import attributes
 from workflows.feature import FeatureMigrationWorkflow
 from workflows.messages import (
-    FEATURE_REVISION, CompleteStage, FeatureMigrationInput, MetricResult, ReportEvaluation, ReportRollout, Status,
-    Tunables, Verdict,
+    FEATURE_REVISION,
+    CompleteStage,
+    FeatureMigrationInput,
+    MetricResult,
+    ReportEvaluation,
+    ReportRollout,
+    Status,
+    Tunables,
+    Verdict,
 )
 
 CATALOG = load_catalog()
@@ -44,7 +51,7 @@ async def start_feature(
     migration = f"migration:{model.key}"
     request = FeatureMigrationInput(
         migration_id=migration, feature=CATALOG.feature(feature), model=model, replaced=REPLACED, tunables=tunables,
-        planned_from=datetime.now(timezone.utc) if as_parent else None, revision=revision,
+        planned_from=datetime.now(UTC) if as_parent else None, revision=revision,
     )
     return await engine.client.start_workflow(
         FeatureMigrationWorkflow.run, request, id=f"{migration}:feature:{feature}", task_queue=engine.task_queue,

@@ -15,6 +15,7 @@ from tests.temporal_fixtures import Engine
 from tests.workflows.support import CATALOG, REPLACED, SLOW, model_for, start_feature, status, wait_issue
 from workflows.messages import CompleteStage, MigrationInput, Pause
 
+
 #: A start input as someone would hand-write it for ``temporal workflow start --input``.
 def _raw_input(unique: str, **tunables: Any) -> dict[str, Any]:
     request = MigrationInput(

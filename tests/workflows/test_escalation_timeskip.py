@@ -9,11 +9,17 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from model_migration.domain.escalation import EscalationKind
-from model_migration.domain.stages import FeatureStage, MigrationStage
+from model_migration.domain.stages import FeatureStage
 from tests.temporal_fixtures import Engine, assert_eventually
 from tests.workflows.support import CATALOG, start_feature, status, wait_issue
 from workflows.messages import (
-    FEATURE_REVISION, CompleteStage, MetricResult, ReportEvaluation, ReportRollout, Tunables, Verdict,
+    FEATURE_REVISION,
+    CompleteStage,
+    MetricResult,
+    ReportEvaluation,
+    ReportRollout,
+    Tunables,
+    Verdict,
 )
 
 TIMER_STARTED = EventType.EVENT_TYPE_TIMER_STARTED
@@ -38,7 +44,7 @@ async def test_three_weeks_undone_escalates_in_order(
     close = timedelta(minutes=1)
     assert abs(st.escalations[0].at - (due - timedelta(days=2))) < close
     assert abs(st.escalations[1].at - due) < close
-    gaps = [b.at - a.at for a, b in zip(st.escalations[2:], st.escalations[3:])]
+    gaps = [b.at - a.at for a, b in zip(st.escalations[2:], st.escalations[3:], strict=False)]
     assert all(abs(gap - timedelta(days=1)) < close for gap in gaps)
 
     feature = CATALOG.feature("code_generation")

@@ -9,11 +9,19 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 
 from model_migration.domain.escalation import EscalationKind
-from model_migration.domain.stages import FeatureStage, MigrationStage
+from model_migration.domain.stages import FeatureStage
 from tests.temporal_fixtures import Engine
 from tests.workflows.support import CATALOG, drive, start_feature, status, wait_issue
 from workflows.messages import (
-    Abort, CompleteStage, ExtendDeadline, MetricResult, Pause, ReportEvaluation, ReportRollout, Resume, Verdict,
+    Abort,
+    CompleteStage,
+    ExtendDeadline,
+    MetricResult,
+    Pause,
+    ReportEvaluation,
+    ReportRollout,
+    Resume,
+    Verdict,
 )
 
 
@@ -121,9 +129,15 @@ async def test_extend_deadline_moves_timers(engine: Engine, unique: str) -> None
     st = await wait_issue(handle)
     old = {d.stage: d.due for d in st.deadlines}
     new = old[FeatureStage.IMPLEMENT] + timedelta(days=5)
-    msg = await rejected(handle, "extend_deadline", ExtendDeadline(actor="x", stage=FeatureStage.IMPLEMENT, new_date=old[FeatureStage.IMPLEMENT] - timedelta(days=30), reason="r"))
+    msg = await rejected(
+        handle,
+        "extend_deadline",
+        ExtendDeadline(actor="x", stage=FeatureStage.IMPLEMENT, new_date=old[FeatureStage.IMPLEMENT] - timedelta(days=30), reason="r"),
+    )
     assert "in the past" in msg or "not after" in msg
-    await handle.execute_update("extend_deadline", ExtendDeadline(actor="lead", stage=FeatureStage.IMPLEMENT, new_date=new, reason="holiday"))
+    await handle.execute_update(
+        "extend_deadline", ExtendDeadline(actor="lead", stage=FeatureStage.IMPLEMENT, new_date=new, reason="holiday")
+    )
     st = await status(handle)
     moved = {d.stage: d.due for d in st.deadlines}
     assert moved[FeatureStage.IMPLEMENT] == new
@@ -142,7 +156,10 @@ async def test_status_query_contents(engine: Engine, unique: str) -> None:
     assert st.next_escalation is not None and st.next_escalation.kind == EscalationKind.REMINDER
     assert st.pending_action is not None and st.pending_action.command == "complete_stage implement"
     assert st.pending_action.owner == CATALOG.feature("duo_chat").dri
-    await handle.execute_update("complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor="achen", prompt_version="2.1.0-dev", flag_name="duo_chat_sonnet_45"))
+    await handle.execute_update(
+        "complete_stage",
+        CompleteStage(stage=FeatureStage.IMPLEMENT, actor="achen", prompt_version="2.1.0-dev", flag_name="duo_chat_sonnet_45"),
+    )
     st = await status(handle)
     assert st.prompt_version == "2.1.0-dev" and st.flag == "duo_chat_sonnet_45"
     assert st.history[-1].actor == "achen" and st.history[-1].from_stage == FeatureStage.IMPLEMENT

@@ -17,8 +17,8 @@ from temporalio.testing import WorkflowEnvironment
 import worker as worker_module
 from activities.gitlab import GitLabActivities
 from activities.notify import NotifyActivities
-from model_migration.clients.gitlab import GitLabClient
 from model_migration import operations
+from model_migration.clients.gitlab import GitLabClient
 from model_migration.clients.notifier import LogNotifier
 from model_migration.domain.escalation import EscalationKind
 from model_migration.domain.gateway import config_branch
@@ -34,7 +34,11 @@ FEATURES = ("duo_chat", "code_generation", "code_explanation")
 
 @asynccontextmanager
 async def engine_with(
-    env: WorkflowEnvironment, sandbox, token: str, notifier: LogNotifier | None = None, queue: str = ""  # type: ignore[no-untyped-def]
+    env: WorkflowEnvironment,
+    sandbox,
+    token: str,
+    notifier: LogNotifier | None = None,
+    queue: str = "",  # type: ignore[no-untyped-def]
 ) -> AsyncIterator[Engine]:
     """A worker with this GitLab token, on its own task queue unless one is given."""
     gitlab = GitLabActivities(lambda: GitLabClient(sandbox.url, token, sandbox.project_path, sandbox.group_path))
@@ -54,7 +58,9 @@ async def run_migration(engine: Engine, unique: str, features: tuple[str, ...] =
     """Start a migration, complete init, drive every feature to done, return the result."""
     model = model_for(unique)
     request = MigrationInput(model=model, replaced=REPLACED, features=tuple(CATALOG.feature(f) for f in features), tunables=SLOW)
-    parent = await engine.client.start_workflow(ModelMigrationWorkflow.run, request, id=f"migration:{model.key}", task_queue=engine.task_queue)
+    parent = await engine.client.start_workflow(
+        ModelMigrationWorkflow.run, request, id=f"migration:{model.key}", task_queue=engine.task_queue
+    )
 
     async def mr_opened() -> None:
         assert (await status(parent)).config_mr_url
@@ -113,12 +119,18 @@ async def _sent(notifier: LogNotifier) -> None:
     assert notifier.sent
 
 
-async def test_refused_tracking_issue_blocks_the_migration_and_tells_people(dev_env: WorkflowEnvironment, gitlab_sandbox, unique: str) -> None:  # type: ignore[no-untyped-def]
+async def test_refused_tracking_issue_blocks_the_migration_and_tells_people(
+    dev_env: WorkflowEnvironment, gitlab_sandbox, unique: str
+) -> None:  # type: ignore[no-untyped-def]
     """The migration's own GitLab write refused: it shows blocked, AI Framework is told once, resume goes on."""
     notifier = LogNotifier()
     model = model_for(unique)
     request = MigrationInput(
-        model=model, replaced=REPLACED, features=(CATALOG.feature("duo_chat"),), tunables=SLOW, started_by="ai-lead",
+        model=model,
+        replaced=REPLACED,
+        features=(CATALOG.feature("duo_chat"),),
+        tunables=SLOW,
+        started_by="ai-lead",
     )
     async with engine_with(dev_env, gitlab_sandbox, gitlab_sandbox.guest_token, notifier) as guest:
         parent = guest.client.get_workflow_handle(await operations.start(guest.client, guest.task_queue, request))
@@ -169,7 +181,8 @@ async def test_chaos_five_migrations_leave_one_of_everything(engine: Engine, git
         assert result.stage == FeatureStage.DONE and [f.stage for f in result.features] == [FeatureStage.DONE] * 3
         issues = gl._gl.http_list(  # noqa: SLF001 - count raw rows as GitLab stores them
             f"/projects/{gitlab_sandbox.project_path.replace('/', '%2F')}/issues",
-            query_data={"search": tag, "state": "all"}, get_all=True,
+            query_data={"search": tag, "state": "all"},
+            get_all=True,
         )
         assert len(issues) == 4, [i["title"] for i in issues]  # one tracking issue, one per feature
         for issue in issues:

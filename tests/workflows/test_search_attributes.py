@@ -49,8 +49,11 @@ async def listed(engine: Engine, handle: WorkflowHandle, want: dict[str, object]
     async def check() -> None:
         got = (await handle.describe()).typed_search_attributes
         values = {
-            "kind": got.get(attributes.KIND), "stage": got.get(attributes.STAGE), "model": got.get(attributes.MODEL),
-            "provider": got.get(attributes.PROVIDER), "features": list(got.get(attributes.FEATURES) or []),
+            "kind": got.get(attributes.KIND),
+            "stage": got.get(attributes.STAGE),
+            "model": got.get(attributes.MODEL),
+            "provider": got.get(attributes.PROVIDER),
+            "features": list(got.get(attributes.FEATURES) or []),
             "due": got.get(attributes.DUE_DATE),
         }
         assert {k: values[k] for k in want} == want
@@ -71,10 +74,18 @@ async def test_feature_started_with_its_attributes_upserts_only_on_change(engine
     st = await wait_issue(handle)
     assert upserts_before_first_update(await events(handle)) == 0
     model = model_for(unique)
-    await listed(engine, handle, {
-        "kind": "feature", "stage": "implement", "model": model.gitlab_identifier, "provider": model.provider,
-        "features": ["duo_chat"], "due": due_of(st, FeatureStage.IMPLEMENT),
-    })
+    await listed(
+        engine,
+        handle,
+        {
+            "kind": "feature",
+            "stage": "implement",
+            "model": model.gitlab_identifier,
+            "provider": model.provider,
+            "features": ["duo_chat"],
+            "due": due_of(st, FeatureStage.IMPLEMENT),
+        },
+    )
     await handle.execute_update("complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor="x", prompt_version="1.0.0"))
     st = await status(handle)
     assert upserts(await events(handle)) == 1
@@ -86,7 +97,11 @@ async def test_feature_started_bare_upserts_its_attributes_itself(engine: Engine
     handle = await start_feature(engine, unique, "code_generation", as_parent=False)
     st = await wait_issue(handle)
     assert upserts_before_first_update(await events(handle)) == 1
-    await listed(engine, handle, {"kind": "feature", "stage": "implement", "due": due_of(st, FeatureStage.IMPLEMENT), "features": ["code_generation"]})
+    await listed(
+        engine,
+        handle,
+        {"kind": "feature", "stage": "implement", "due": due_of(st, FeatureStage.IMPLEMENT), "features": ["code_generation"]},
+    )
 
 
 async def test_start_passes_the_migration_and_its_children_their_attributes(engine: Engine, unique: str) -> None:
@@ -96,14 +111,22 @@ async def test_start_passes_the_migration_and_its_children_their_attributes(engi
     workflow_id = await operations.start(engine.client, engine.task_queue, request)
     parent = engine.client.get_workflow_handle(workflow_id)
     st = await status(parent)
-    await listed(engine, parent, {
-        "kind": "migration", "stage": "init", "model": model.gitlab_identifier, "features": ["duo_chat"],
-        "due": due_of(st, FeatureStage.CLEANUP),
-    })
+    await listed(
+        engine,
+        parent,
+        {
+            "kind": "migration",
+            "stage": "init",
+            "model": model.gitlab_identifier,
+            "features": ["duo_chat"],
+            "due": due_of(st, FeatureStage.CLEANUP),
+        },
+    )
     assert upserts_before_first_update(await events(parent)) == 0
 
     async def config_mr() -> None:
         assert (await status(parent)).config_mr_url
+
     await assert_eventually(config_mr)
     await parent.execute_update("complete_stage", CompleteStage(stage=MigrationStage.INIT, actor="ai-lead"))
     child = engine.client.get_workflow_handle(feature_workflow_id(workflow_id, "duo_chat"))
