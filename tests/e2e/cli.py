@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -14,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from temporalio.testing import WorkflowEnvironment
 
 from model_migration.catalog import default_catalog_dir
@@ -105,3 +107,45 @@ def wait_status(cli: Cli, wid: str, ready, timeout: float = 60) -> dict[str, Any
         if time.monotonic() > end:
             raise AssertionError(f"{wid} never got ready: {done.stdout or done.stderr}")
         time.sleep(0.5)
+
+
+class Proxy:
+    """A TCP forwarder on a free loopback port; ``close`` makes its address unreachable, as a
+    GitLab that goes away after the worker has checked it."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit("//", 1)[-1].split("/", 1)[0].rsplit(":", 1)
+        self.target = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                near, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            far = socket.create_connection(self.target)
+            self.open += [near, far]
+            for a, b in ((near, far), (far, near)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            return  # the other side or close() ended it
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+        for sock in self.open:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
