@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -21,7 +21,15 @@ from model_migration.domain.errors import DomainError
 from model_migration.domain.stages import FEATURE_COMPLETABLE, FEATURE_STAGES, MIGRATION_COMPLETABLE, CompletableStage
 from model_migration.settings import Settings
 from workflows.messages import (
-    Abort, CompleteStage, ExtendDeadline, MetricResult, Pause, ReportEvaluation, ReportRollout, Resume, Verdict,
+    Abort,
+    CompleteStage,
+    ExtendDeadline,
+    MetricResult,
+    Pause,
+    ReportEvaluation,
+    ReportRollout,
+    Resume,
+    Verdict,
 )
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Durable GitLab AI model migrations on Temporal.")
@@ -86,7 +94,7 @@ def parse_when(value: str) -> datetime:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise Fail(f"bad date {value!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def parse_metric(value: str) -> MetricResult:
@@ -125,7 +133,7 @@ def start(
     target = parse_when(target_date) if target_date else None
     tune = ops.tunables(day).model_copy(update={"activity_timeout": timedelta(seconds=activity_timeout)})
     request = ops.build_input(catalog, model, replaces, features or [], target=target, actor=actor, tune=tune)
-    ops.preflight(request, datetime.now(timezone.utc).date())
+    ops.preflight(request, datetime.now(UTC).date())
     workflow_id = run(lambda c: ops.start(c, s.task_queue, request, rerun=rerun))
     again = " again" if rerun else ""
     out.print(f"started {workflow_id}{again} with {len(request.features)} features: {', '.join(f.name for f in request.features)}")
@@ -170,11 +178,11 @@ def complete(
 ) -> None:
     """Mark a stage complete (feature teams)."""
     on_feature = feature is not None or ops.is_feature_id(workflow_id)
-    if on_feature and stage in MIGRATION_COMPLETABLE:
+    if on_feature and stage not in ON_FEATURE:
         raise Fail(f"{stage} belongs to the migration: drop --feature and use the migration id")
-    if not on_feature and stage not in MIGRATION_COMPLETABLE:
+    if not on_feature and stage not in ON_MIGRATION:
         raise Fail(f"{stage} belongs to a feature: add --feature <name> (or use the feature's workflow id)")
-    payload = CompleteStage(stage=stage.value, actor=actor or default_actor(), prompt_version=prompt_version, flag_name=flag, note=note)
+    payload = CompleteStage(stage=stage, actor=actor or default_actor(), prompt_version=prompt_version, flag_name=flag, note=note)
     command(workflow_id, feature, "complete_stage", payload, request_id)
 
 

@@ -9,9 +9,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from model_migration.converter import data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from model_migration.converter import data_converter
 from model_migration.domain.errors import DomainError
 from model_migration.temporal import binary, search_attribute_flags
 from workflows import attributes

@@ -7,7 +7,7 @@ before they existed); a query that fails marks that row and the others are still
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
@@ -36,7 +36,7 @@ class Row(BaseModel):
 
 
 async def list_migrations(client: Client, include_closed: bool = False, now: datetime | None = None) -> list[Row]:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     query = 'MigrationKind = "migration"'
     if not include_closed:
         query += ' AND ExecutionStatus = "Running"'
@@ -94,7 +94,7 @@ async def _row(client: Client, m: WorkflowExecution, features: list[WorkflowExec
             stages = {f.feature: str(f.stage) for f in result.features}
             names = names or list(stages)
         else:
-            stage = m.status.name.lower() if m.status else "closed"
+            stage = stage or (m.status.name.lower() if m.status else "closed")
     if running and not deadlines and (own := attrs.get(attributes.DUE_DATE)) and stage not in TERMINAL:
         deadlines.append((own, ""))  # no feature has started yet: the migration's own due date
     nxt, feature = min(deadlines) if deadlines else (None, "")

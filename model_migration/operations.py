@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowExecution, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -21,7 +28,15 @@ from model_migration.domain.requests import command_digest
 from model_migration.trouble import GitLabTrouble, gitlab_trouble
 from workflows import attributes
 from workflows.messages import (
-    CommandResult, FeatureStatus, MigrationInput, MigrationResult, MigrationStatus, Status, Tunables, feature_workflow_id, migration_id,
+    CommandResult,
+    FeatureStatus,
+    MigrationInput,
+    MigrationResult,
+    MigrationStatus,
+    Status,
+    Tunables,
+    feature_workflow_id,
+    migration_id,
 )
 from workflows.migration import ModelMigrationWorkflow
 
@@ -106,7 +121,7 @@ def build_input(
     tune = tune or tunables(target=target)
     if target is not None:
         tune = tune.model_copy(update={"plan": tune.plan.model_copy(update={"target": target})})
-    check_plan(now or datetime.now(timezone.utc), tune.plan)
+    check_plan(now or datetime.now(UTC), tune.plan)
     return MigrationInput(model=target_model, replaced=replaced, features=tuple(specs), tunables=tune, started_by=actor)
 
 
@@ -138,7 +153,7 @@ async def start(client: Client, task_queue: str, request: MigrationInput, *, rer
     if previous is not None:
         request = request.model_copy(update={"rerun": await _previous_rerun(client, previous) + 1})
     if request.planned_from is None:
-        request = request.model_copy(update={"planned_from": datetime.now(timezone.utc)})
+        request = request.model_copy(update={"planned_from": datetime.now(UTC)})
     try:
         await client.start_workflow(
             ModelMigrationWorkflow.run, request, id=workflow_id, task_queue=task_queue,
@@ -168,11 +183,11 @@ async def closed_result(client: Client, run: WorkflowExecution) -> MigrationResu
     """The result a completed migration run returned; None when it did not complete."""
     if run.status != WorkflowExecutionStatus.COMPLETED:
         return None
-    handle = client.get_workflow_handle(run.id, run_id=run.run_id)
+    handle = client.get_workflow_handle(run.id, run_id=run.run_id, result_type=MigrationResult)
     try:
-        return await handle.result(result_type=MigrationResult, follow_runs=False)
-    except Exception:  # noqa: BLE001 - an undecodable old result only costs the summary its detail
-        return None
+        return await handle.result(follow_runs=False)
+    except (WorkflowFailureError, RPCError, ApplicationError, ValueError):
+        return None  # an unreadable old result only costs the summary its detail
 
 
 async def finished_outcome(client: Client, run: WorkflowExecutionDescription) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.table import Table
@@ -15,7 +15,7 @@ from workflows.messages import FeatureStatus, MigrationStatus, Status
 
 
 def _when(at: datetime) -> str:
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _relative(at: datetime, now: datetime) -> str:
@@ -25,7 +25,7 @@ def _relative(at: datetime, now: datetime) -> str:
 
 
 def status(console: Console, st: Status, now: datetime | None = None, trouble: GitLabTrouble | None = None) -> None:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     feature = st if isinstance(st, FeatureStatus) else None
     flags = " (paused)" if st.paused else ""
     console.print(f"[bold]{st.workflow_id}[/bold]  stage: [bold]{st.stage}[/bold]{flags}")
@@ -86,8 +86,11 @@ def rows(console: Console, items: Sequence[Row], include_closed: bool = False) -
         console.print("no migrations" if include_closed else "no open migrations")
         return
     table = Table("id", "model", "stage", "features done", "next deadline", "days left")
+    # Ids and models stay whole, so a pipe can grep them; a long stage reason wraps instead.
+    for column in table.columns[:2]:
+        column.no_wrap = True
     for r in items:
-        nxt = r.next_deadline.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M") if r.next_deadline else "—"
+        nxt = r.next_deadline.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if r.next_deadline else "—"
         if r.next_deadline and r.next_feature:
             nxt += f" ({r.next_feature})"
         left = f"{r.days_left:.1f}" if r.days_left is not None else "—"

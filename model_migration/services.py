@@ -76,8 +76,8 @@ def sandbox(
     state_dir: Annotated[Path | None, typer.Option("--state-dir")] = None,
 ) -> None:
     """Run the local GitLab sandbox (a GitLab REST v4 subset) for development and demos."""
-    from model_migration.catalog import load_catalog
     from gitlab_sandbox.gitlab import GitLabSandbox
+    from model_migration.catalog import load_catalog
 
     check_bindable(host, port, "--port", "--host")
     settings = Settings()

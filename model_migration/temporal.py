@@ -11,9 +11,9 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
-from model_migration.converter import data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
+from model_migration.converter import data_converter
 from model_migration.domain.errors import DomainError
 from model_migration.settings import Settings
 from workflows import attributes

@@ -7,13 +7,13 @@ it. The server's description of the workflow knows the attempt and the last fail
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
-from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -80,7 +80,7 @@ async def _scheduled_at(client: Client, workflow_id: str, run_id: str, activity_
             if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and (
                 event.activity_task_scheduled_event_attributes.activity_id == activity_id
             ):
-                return event.event_time.ToDatetime(tzinfo=timezone.utc)
+                return event.event_time.ToDatetime(tzinfo=UTC)
         token = page.next_page_token
         if not token:
             return None
@@ -88,4 +88,4 @@ async def _scheduled_at(client: Client, workflow_id: str, run_id: str, activity_
 
 
 def _time(info: PendingActivityInfo, field: str) -> datetime | None:
-    return getattr(info, field).ToDatetime(tzinfo=timezone.utc) if info.HasField(field) else None
+    return getattr(info, field).ToDatetime(tzinfo=UTC) if info.HasField(field) else None

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -81,7 +81,7 @@ async def test_a_result_without_a_digest_is_taken_as_is() -> None:
 
 def _at(hour: int, minute: int) -> Timestamp:
     ts = Timestamp()
-    ts.FromDatetime(datetime(2026, 11, 30, hour, minute, tzinfo=timezone.utc))
+    ts.FromDatetime(datetime(2026, 11, 30, hour, minute, tzinfo=UTC))
     return ts
 
 
@@ -98,9 +98,9 @@ def test_gitlab_trouble_is_the_most_retried_failing_activity() -> None:
     assert worst_pending([_pending(1, "boom"), _pending(3, None)]) is None
     worst = worst_pending([_pending(2, "502 Bad Gateway"), _pending(5, "Connection refused\nmore detail")])
     assert worst is not None
-    trouble = trouble_of(worst, since=datetime(2026, 11, 30, 14, 2, tzinfo=timezone.utc))
+    trouble = trouble_of(worst, since=datetime(2026, 11, 30, 14, 2, tzinfo=UTC))
     assert trouble.summary() == "GitLab unreachable since 14:02 UTC, retrying (attempt 5): Connection refused"
-    assert trouble_of(worst).since == datetime(2026, 11, 30, 14, 9, tzinfo=timezone.utc)
+    assert trouble_of(worst).since == datetime(2026, 11, 30, 14, 9, tzinfo=UTC)
 
 
 def _text(draw: Any) -> str:
@@ -111,7 +111,7 @@ def _text(draw: Any) -> str:
 
 def test_an_aborted_feature_reads_as_aborted() -> None:
     """Status and list say aborted, never completed."""
-    now = datetime(2026, 11, 30, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 30, tzinfo=UTC)
     st = MigrationStatus(
         workflow_id="migration:anthropic/claude-sonnet-4-5/20250929", kind="migration", stage="features",
         model="claude_sonnet_4_5_20250929",
