@@ -144,6 +144,9 @@ class Proxy:
                 dst.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
+        # Closing alone leaves a socket that a thread blocks in accept() on still listening.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         for sock in self.open:
             with contextlib.suppress(OSError):
