@@ -16,11 +16,10 @@ with workflow.unsafe.imports_passed_through():
     from activities import interface
     from activities.payloads import EnsureIssueInput, EnsureLabelsInput, IssueLinkInput, UpdateIssueInput
     from model_migration.domain import feature as machine
-    from model_migration.domain import templates
     from model_migration.domain.deadlines import plan_due_dates
     from model_migration.domain.errors import CommandRejected
     from model_migration.domain.escalation import next_escalation
-    from model_migration.domain.models import IssueDraft, IssueRef
+    from model_migration.domain.models import IssueRef
     from model_migration.domain.requests import command_digest
     from workflows import attributes, views
     from workflows.common import Journal, call, marker_base, notify, rejected, until_done, validate
@@ -144,25 +143,10 @@ class FeatureMigrationWorkflow:
             )
 
     async def _ensure_issue(self) -> None:
-        if self.issue is not None:
-            return
-        s, f, model = self.state, self.state.feature, self.input.model
-        draft = IssueDraft(
-            title=templates.rollout_issue_title(f, model),
-            description=templates.rollout_issue_body(
-                feature=f, model=model, replaced=self.input.replaced,
-                due={k: v.date() for k, v in s.deadlines.items()},
-                tracking_issue_url=self.input.tracking_issue.web_url if self.input.tracking_issue else "",
-                ladder=list(self.input.tunables.rollout_ladder),
-            ),
-            marker=f"{self.key}:issue",
-            labels=["type::feature", "feature::maintenance", "AI Model Migration", f.group],
-            assignee_username=f.dri,
-            due_date=s.due().date(),
-            confidential=True,
-        )
-        self.issue = await call(interface.ensure_issue, EnsureIssueInput(draft=draft), self._timeout)
-        self.progress_dirty = True
+        if self.issue is None:
+            draft = views.rollout_issue_draft(self.key, self.input, self.state)
+            self.issue = await call(interface.ensure_issue, EnsureIssueInput(draft=draft), self._timeout)
+            self.progress_dirty = True
 
     async def _link_to_tracking_issue(self) -> None:
         assert self.issue is not None and self.input.tracking_issue is not None

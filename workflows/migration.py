@@ -10,19 +10,16 @@ from temporalio import workflow
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities import interface
-    from activities.payloads import ConfigMergeRequestInput, EnsureIssueInput, MergeRequestInput, MergeRequestRef, UpdateIssueInput
-    from model_migration.domain import gateway, templates
     from model_migration.domain import migration as machine
+    from model_migration.domain import templates
     from model_migration.domain.compat import compatibility_problems
     from model_migration.domain.deadlines import Deadline
     from model_migration.domain.errors import CommandRejected
     from model_migration.domain.feature import Note
-    from model_migration.domain.models import IssueDraft, IssueRef
     from model_migration.domain.requests import command_digest
     from model_migration.domain.stages import FeatureStage, MigrationStage
     from workflows import attributes
-    from workflows.common import Journal, call, marker_base, notify, rejected, until_done, validate
+    from workflows.common import marker_base, notify, rejected, until_done, validate
     from workflows.feature import FeatureMigrationWorkflow
     from workflows.messages import (
         FEATURE_PROGRESS,
@@ -41,12 +38,10 @@ with workflow.unsafe.imports_passed_through():
         Resume,
         feature_workflow_id,
     )
-    from workflows.versions import CONFIG_MR_PATCH, FEATURE_REVISION, MIGRATION_BLOCKED_NOTICE_PATCH, TABLE_DIFF_PATCH
+    from workflows.tracking import TrackingIssue
+    from workflows.versions import CONFIG_MR_PATCH, FEATURE_REVISION, MIGRATION_BLOCKED_NOTICE_PATCH
     from workflows.views import blocked_action
 
-
-MODELS_YML = "ai_gateway/model_selection/models.yml"
-FIRST_PROMPT_VERSION = "1.0.0-dev"
 
 
 @workflow.defn
@@ -55,10 +50,7 @@ class ModelMigrationWorkflow:
     def __init__(self, input: MigrationInput) -> None:
         self.input = input
         self.id = workflow.info().workflow_id
-        self.key = marker_base(self.id, input.rerun)
         self.state = machine.MigrationState(revision=input.revision)
-        self.journal = Journal(self.key)
-        self.issue: IssueRef | None = None
         self.problems: list[str] = []
         self.children: dict[str, FeatureProgress] = {
             f.name: FeatureProgress(feature=f.name, stage=FeatureStage.IMPLEMENT) for f in input.features
@@ -67,8 +59,7 @@ class ModelMigrationWorkflow:
         self.eta = attributes.migration_eta(input, workflow.now())
         self.table_dirty = False
         self.forward: list[ParentCommand] = []
-        self.config_mr: MergeRequestRef | None = None
-        self.written_body = ""
+        self.gitlab = TrackingIssue(self.id, marker_base(self.id, input.rerun), input, self.eta, self.children)
 
     @property
     def stage(self) -> MigrationStage:
@@ -77,12 +68,12 @@ class ModelMigrationWorkflow:
     @workflow.run
     async def run(self, input: MigrationInput) -> MigrationResult:
         self._publish(first=True)
-        await self._gitlab(self._ensure_tracking_issue)
+        await self._gitlab(self.gitlab.ensure)
         self.problems = compatibility_problems(input.model, input.features)
         if self.problems:
-            self.journal.note(Note(body=templates.compatibility_note(self.problems)))
+            self.gitlab.journal.note(Note(body=templates.compatibility_note(self.problems)))
             self._move(MigrationStage.FAILED, "model-migration", "infrastructure compatibility check failed")
-            await self._gitlab(self._flush)
+            await self._gitlab(self.gitlab.flush)
             return self._result()
         detail = f"{len(input.features)} feature migrations started"
         if workflow.patched(CONFIG_MR_PATCH):
@@ -92,12 +83,12 @@ class ModelMigrationWorkflow:
             await self._run_features()
         if self.stage != MigrationStage.ABORTED:
             self._move(MigrationStage.CLEANUP, "model-migration", "every feature finished")
-        self.journal.note(Note(body=templates.summary_note(
+        self.gitlab.journal.note(Note(body=templates.summary_note(
             migration_id=self.id, at=workflow.now(),
             outcomes=[(o.title, o.outcome, o.issue_url) for o in self._ordered_outcomes()],
         )))
-        await self._gitlab(self._flush)
-        await self._gitlab(self._close)
+        await self._gitlab(self.gitlab.flush)
+        await self._gitlab(self.gitlab.close)
         if self.stage == MigrationStage.CLEANUP:
             self._move(MigrationStage.DONE, "model-migration", "tracking issue closed")
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -105,44 +96,23 @@ class ModelMigrationWorkflow:
 
     async def _model_configuration(self) -> str:
         """Open the AI gateway merge request, record it on the tracking issue, wait for the merge."""
-        await self._gitlab(self._ensure_config_mr)
-        await self._gitlab(self._update_table)
-        assert self.config_mr is not None
+        await self._gitlab(self.gitlab.ensure_config_mr)
+        await self._gitlab(self.gitlab.update_table)
+        mr = self.gitlab.config_mr
+        assert mr is not None
         poll = self.input.tunables.merge_poll
-        while self.config_mr.state != "merged" and not self.state.init_completed_by and self.stage == MigrationStage.INIT:
+        while mr.state != "merged" and not self.state.init_completed_by and self.stage == MigrationStage.INIT:
             try:
                 await workflow.wait_condition(
                     lambda: bool(self.state.init_completed_by) or self.stage != MigrationStage.INIT, timeout=poll,
                 )
             except TimeoutError:
-                await self._gitlab(self._refresh_config_mr)
+                await self._gitlab(self.gitlab.refresh_config_mr)
+                mr = self.gitlab.config_mr
+                assert mr is not None
         if self.state.init_completed_by:
             return f"init completed by @{self.state.init_completed_by}"
-        return f"model configuration merged ({self.config_mr.web_url})"
-
-    async def _ensure_config_mr(self) -> None:
-        model, features = self.input.model, self.input.features
-        files = {
-            gateway.prompt_definition_path(f, model, FIRST_PROMPT_VERSION): gateway.prompt_definition(f, model, FIRST_PROMPT_VERSION)
-            for f in features
-        }
-        tracking = self.issue.web_url if self.issue else ""
-        request = ConfigMergeRequestInput(
-            branch=gateway.config_branch(self.key), files=files, appends={MODELS_YML: gateway.models_yml_entry(model)},
-            commit_message=f"Add {model.name} ({model.gitlab_identifier}) and {FIRST_PROMPT_VERSION} prompts",
-            title=f"Add model configuration for {model.name}",
-            description=(
-                f"Adds `{model.gitlab_identifier}` to `{MODELS_YML}` and a `{FIRST_PROMPT_VERSION}` prompt "
-                f"definition for each feature being migrated.\n\nTracking issue: {tracking}\n\n"
-                f"<!-- model-migration:{self.key}:config -->"
-            ),
-            labels=("AI Model Migration", "group::ai framework"),
-        )
-        self.config_mr = await call(interface.ensure_model_config_mr, request, self._timeout)
-
-    async def _refresh_config_mr(self) -> None:
-        assert self.config_mr is not None
-        self.config_mr = await call(interface.merge_request_state, MergeRequestInput(iid=self.config_mr.iid), self._timeout)
+        return f"model configuration merged ({mr.web_url})"
 
     async def _run_features(self) -> None:
         handles = []
@@ -150,7 +120,7 @@ class ModelMigrationWorkflow:
             child = FeatureMigrationInput(
                 migration_id=self.id, feature=feature, model=self.input.model,
                 replaced=self.input.replaced, tunables=self.input.tunables,
-                tracking_issue=self.issue, parent_id=self.id, started_by=self.input.started_by,
+                tracking_issue=self.gitlab.issue, parent_id=self.id, started_by=self.input.started_by,
                 planned_from=workflow.now(), revision=FEATURE_REVISION if self.input.revision >= 3 else 2,
                 rerun=self.input.rerun,
             )
@@ -165,13 +135,13 @@ class ModelMigrationWorkflow:
             await self._forward_commands()
             if self.table_dirty:
                 self.table_dirty = False
-                await self._gitlab(self._update_table)
+                await self._gitlab(self.gitlab.update_table)
         for outcome in results.result():
             self.outcomes[outcome.feature] = outcome
             self.children[outcome.feature] = self.children[outcome.feature].model_copy(
                 update={"stage": outcome.stage, "outcome": outcome.outcome, "issue_url": outcome.issue_url}
             )
-        await self._gitlab(self._update_table)
+        await self._gitlab(self.gitlab.update_table)
 
     async def _forward_commands(self) -> None:
         while self.forward:
@@ -187,47 +157,6 @@ class ModelMigrationWorkflow:
                     workflow.logger.info("command not passed to %s: %s", feature.name, err)
 
     # -- GitLab -----------------------------------------------------------------------------
-
-    def _body(self) -> str:
-        rows = [
-            templates.FeatureRow(
-                feature=f, stage=self.children[f.name].stage, eta=(self.children[f.name].eta or self.eta).date(),
-                issue_url=self.children[f.name].issue_url, outcome=self.children[f.name].outcome,
-            )
-            for f in self.input.features
-        ]
-        target = self.input.tunables.plan.target
-        return templates.tracking_issue_body(
-            migration_id=self.id, model=self.input.model, replaced=self.input.replaced,
-            rows=rows, target_date=target.date() if target else None,
-            config_mr_url=self.config_mr.web_url if self.config_mr else "",
-        )
-
-    async def _ensure_tracking_issue(self) -> None:
-        self.written_body = self._body()
-        draft = IssueDraft(
-            title=templates.tracking_issue_title(self.input.model), description=self.written_body,
-            marker=f"{self.key}:tracking", labels=["AI Model Migration", "group::ai framework"],
-            due_date=self.eta.date(),
-        )
-        self.issue = await call(interface.ensure_issue, EnsureIssueInput(draft=draft), self._timeout)
-
-    async def _update_table(self) -> None:
-        assert self.issue is not None
-        body = self._body()
-        if workflow.patched(TABLE_DIFF_PATCH) and body == self.written_body:
-            return
-        description = body + "\n\n" + f"<!-- model-migration:{self.key}:tracking -->"
-        await call(interface.update_issue, UpdateIssueInput(iid=self.issue.iid, description=description), self._timeout)
-        self.written_body = body
-
-    async def _flush(self) -> None:
-        assert self.issue is not None
-        await self.journal.flush(self.issue.iid, self._timeout)
-
-    async def _close(self) -> None:
-        assert self.issue is not None
-        await call(interface.update_issue, UpdateIssueInput(iid=self.issue.iid, state_event="close"), self._timeout)
 
     async def _gitlab(self, step: Callable[[], Awaitable[None]]) -> None:
         await until_done(step, on_block=self._block, is_blocked=lambda: bool(self.state.blocked))
@@ -286,7 +215,7 @@ class ModelMigrationWorkflow:
         outcomes = self._ordered_outcomes()
         return MigrationResult(
             migration_id=self.id, stage=self.stage, features=tuple(outcomes),
-            tracking_issue_url=self.issue.web_url if self.issue else "",
+            tracking_issue_url=self.gitlab.issue.web_url if self.gitlab.issue else "",
             escalations=sum(o.escalations for o in outcomes), problems=tuple(self.problems),
         )
 
@@ -338,9 +267,9 @@ class ModelMigrationWorkflow:
         elif self.stage == MigrationStage.FEATURES:
             open_ = [p.feature for p in self.children.values() if not p.stage.terminal]
             pending = PendingAction(action=f"feature teams: {', '.join(open_)}", owner="feature teams")
-        elif self.stage == MigrationStage.INIT and self.config_mr is not None:
+        elif self.stage == MigrationStage.INIT and self.gitlab.config_mr is not None:
             pending = PendingAction(
-                action=f"merge the model configuration {self.config_mr.web_url} (or complete init)",
+                action=f"merge the model configuration {self.gitlab.config_mr.web_url} (or complete init)",
                 owner="ai-framework", command="complete_stage init",
             )
         return MigrationStatus(
@@ -348,10 +277,10 @@ class ModelMigrationWorkflow:
             blocked=self.state.blocked, model=self.input.model.gitlab_identifier,
             provider=self.input.model.provider,
             replaced=self.input.replaced.gitlab_identifier if self.input.replaced else "",
-            issue=self.issue, history=self.state.history,
+            issue=self.gitlab.issue, history=self.state.history,
             deadlines=(Deadline(stage=FeatureStage.CLEANUP, due=self.eta),),
             pending_action=pending, features=tuple(self.children[f.name] for f in self.input.features),
             problems=tuple(self.problems),
-            config_mr_url=self.config_mr.web_url if self.config_mr else "",
-            config_mr_state=self.config_mr.state if self.config_mr else "",
+            config_mr_url=self.gitlab.config_mr.web_url if self.gitlab.config_mr else "",
+            config_mr_state=self.gitlab.config_mr.state if self.gitlab.config_mr else "",
         )

@@ -5,19 +5,13 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from model_migration.domain import templates
     from model_migration.domain.deadlines import Deadline
     from model_migration.domain.escalation import PlannedEscalation
     from model_migration.domain.feature import FeatureState
-    from model_migration.domain.models import IssueRef
+    from model_migration.domain.models import IssueDraft, IssueRef
     from model_migration.domain.stages import FeatureStage
-    from workflows.messages import (
-        FeatureMigrationInput,
-        FeatureOutcome,
-        FeatureProgress,
-        FeatureStatus,
-        NextEscalation,
-        PendingAction,
-    )
+    from workflows.messages import FeatureMigrationInput, FeatureOutcome, FeatureProgress, FeatureStatus, NextEscalation, PendingAction
 
 #: What a feature's team does next, and the command that says it is done.
 PENDING = {
@@ -26,6 +20,24 @@ PENDING = {
     FeatureStage.ROLLOUT: ("roll the feature flag out to 100 %", "report_rollout"),
     FeatureStage.CLEANUP: ("remove the feature flag and update the docs", "complete_stage cleanup"),
 }
+
+
+def rollout_issue_draft(key: str, input: FeatureMigrationInput, s: FeatureState) -> IssueDraft:
+    """The feature's confidential "AI Model Rollout" issue, found again by its marker."""
+    f, model = s.feature, input.model
+    return IssueDraft(
+        title=templates.rollout_issue_title(f, model),
+        description=templates.rollout_issue_body(
+            feature=f, model=model, replaced=input.replaced, due={k: v.date() for k, v in s.deadlines.items()},
+            tracking_issue_url=input.tracking_issue.web_url if input.tracking_issue else "",
+            ladder=list(input.tunables.rollout_ladder),
+        ),
+        marker=f"{key}:issue",
+        labels=["type::feature", "feature::maintenance", "AI Model Migration", f.group],
+        assignee_username=f.dri,
+        due_date=s.due().date(),
+        confidential=True,
+    )
 
 
 def blocked_action(reason: str) -> PendingAction:

@@ -16,7 +16,6 @@ class ErrorType(StrEnum):
     GITLAB_INVALID = "GitLabInvalid"  # 400/422
     GITLAB_TRANSIENT = "GitLabTransient"  # 429, 5xx, connection problems: retried
     COMMAND_REJECTED = "CommandRejected"  # an update that does not fit the workflow's state
-    INCOMPATIBLE = "Incompatible"  # infrastructure compatibility check failed
     INVALID_INPUT = "InvalidInput"  # a bad catalog, id, date or option
 
     @classmethod
@@ -27,7 +26,6 @@ class ErrorType(StrEnum):
             cls.GITLAB_CONFLICT,
             cls.GITLAB_INVALID,
             cls.COMMAND_REJECTED,
-            cls.INCOMPATIBLE,
             cls.INVALID_INPUT,
         ]
 

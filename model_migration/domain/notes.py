@@ -20,9 +20,8 @@ COMMAND_VERBS: dict[str, str] = {
     "resume": "Resumed",
     "abort": "Aborted",
     "extend_deadline": "Deadline extended",
-    "approve": "Approved",
-    "reject": "Rejected",
-    "select_replacement": "Replacement selected",
+    "report_evaluation": "Evaluation reported",
+    "report_rollout": "Rollout reported",
 }
 
 DASH = "—"

@@ -24,16 +24,7 @@ from model_migration.devserver import local_environment
 from model_migration.domain.stages import FeatureStage, MigrationStage
 from tests.temporal_fixtures import Engine
 from tests.workflows.support import CATALOG, REPLACED, SLOW, drive, model_for, start_feature, wait_issue
-from workflows.messages import (
-    Abort,
-    CompleteStage,
-    ExtendDeadline,
-    MigrationInput,
-    Pause,
-    Resume,
-    Status,
-    feature_workflow_id,
-)
+from workflows.messages import Abort, CompleteStage, ExtendDeadline, MigrationInput, Pause, Resume, Status, feature_workflow_id
 
 HISTORIES = Path(__file__).parent / "histories"
 

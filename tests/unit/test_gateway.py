@@ -17,14 +17,7 @@ from model_migration.domain.gateway import (
     prompt_definition_data,
     prompt_definition_path,
 )
-from model_migration.domain.models import (
-    FeatureSpec,
-    Maturity,
-    ModelDefinition,
-    ModelDeprecation,
-    ModelParams,
-    PromptParams,
-)
+from model_migration.domain.models import FeatureSpec, Maturity, ModelDefinition, ModelDeprecation, ModelParams, PromptParams
 
 TRICKY = [
     "", " ", "yes", "No", "ON", "null", "~", "y", "123", "1.5", "0x1F", "1e3", "2025-01-21",

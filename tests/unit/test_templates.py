@@ -8,13 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from model_migration.domain import gateway
-from model_migration.domain.models import (
-    FeatureSpec,
-    Maturity,
-    ModelDefinition,
-    ModelDeprecation,
-    ModelParams,
-)
+from model_migration.domain.models import FeatureSpec, Maturity, ModelDefinition, ModelDeprecation, ModelParams
 from model_migration.domain.stages import FeatureStage
 from model_migration.domain.templates import (
     FeatureRow,

@@ -12,15 +12,7 @@ from model_migration.domain.escalation import EscalationKind
 from model_migration.domain.stages import FeatureStage
 from tests.temporal_fixtures import Engine, assert_eventually
 from tests.workflows.support import CATALOG, start_feature, status, wait_issue
-from workflows.messages import (
-    FEATURE_REVISION,
-    CompleteStage,
-    MetricResult,
-    ReportEvaluation,
-    ReportRollout,
-    Tunables,
-    Verdict,
-)
+from workflows.messages import FEATURE_REVISION, CompleteStage, MetricResult, ReportEvaluation, ReportRollout, Tunables, Verdict
 
 TIMER_STARTED = EventType.EVENT_TYPE_TIMER_STARTED
 

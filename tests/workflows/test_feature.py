@@ -12,17 +12,7 @@ from model_migration.domain.escalation import EscalationKind
 from model_migration.domain.stages import FeatureStage
 from tests.temporal_fixtures import Engine
 from tests.workflows.support import CATALOG, drive, start_feature, status, wait_issue
-from workflows.messages import (
-    Abort,
-    CompleteStage,
-    ExtendDeadline,
-    MetricResult,
-    Pause,
-    ReportEvaluation,
-    ReportRollout,
-    Resume,
-    Verdict,
-)
+from workflows.messages import Abort, CompleteStage, ExtendDeadline, MetricResult, Pause, ReportEvaluation, ReportRollout, Resume, Verdict
 
 
 async def rejected(handle, name: str, payload) -> str:  # type: ignore[no-untyped-def]
