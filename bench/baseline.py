@@ -12,14 +12,7 @@ from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
-    from bench.baseline_payloads import (
-        BaselineInput,
-        BaselineResult,
-        NoopInput,
-        NoopResult,
-        Step,
-        StepResult,
-    )
+    from bench.baseline_payloads import BaselineInput, BaselineResult, NoopInput, NoopResult, Step, StepResult
 
 NOOP = "bench_noop"
 #: The engine's options (workflows.common.call with default Tunables); they cost nothing here.

@@ -11,25 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gitlab_sandbox.gitlab_api import (
-    API,
-    ISSUE,
-    GitLabApi,
-    _labels_match,
-    _search_matches,
-    _validate_issue_text,
-    check_update,
-    relabel,
-)
+from gitlab_sandbox.gitlab_api import API, ISSUE, GitLabApi, _labels_match, _search_matches, _validate_issue_text, check_update, relabel
 from gitlab_sandbox.gitlab_json import Renderer
-from gitlab_sandbox.routing import (
-    ApiError,
-    Request,
-    Response,
-    Router,
-    json_response,
-    paged_json,
-)
+from gitlab_sandbox.routing import ApiError, Request, Response, Router, json_response, paged_json
 from gitlab_sandbox.store import ID_BASES, Store, now_iso
 
 # Ids that look like no other kind of id, so that passing an iid or an issue id fails loudly.

@@ -21,14 +21,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 
-from gitlab_sandbox.routing import (
-    ApiError,
-    Request,
-    Response,
-    Router,
-    html_response,
-    json_response,
-)
+from gitlab_sandbox.routing import ApiError, Request, Response, Router, html_response, json_response
 
 ADMIN = "/-/sandbox"
 FAULTS = ("500", "502", "429", "timeout", "drop_after_write")

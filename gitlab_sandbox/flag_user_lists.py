@@ -7,14 +7,7 @@ import re
 from typing import Any
 
 from gitlab_sandbox.gitlab_api import PROJECT, GitLabApi
-from gitlab_sandbox.routing import (
-    ApiError,
-    Request,
-    Response,
-    Router,
-    json_response,
-    paged_json,
-)
+from gitlab_sandbox.routing import ApiError, Request, Response, Router, json_response, paged_json
 from gitlab_sandbox.store import ID_BASES, Store, now_iso
 
 ID_BASES.setdefault("feature_flag_user_lists", 72_000)

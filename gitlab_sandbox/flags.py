@@ -20,22 +20,10 @@ import re
 from typing import Any
 
 from gitlab_sandbox.features import FeaturesApi
-from gitlab_sandbox.flag_user_lists import (
-    NOT_FOUND,
-    USER_XIDS_RULE,
-    UserListsApi,
-    user_xids_valid,
-)
+from gitlab_sandbox.flag_user_lists import NOT_FOUND, USER_XIDS_RULE, UserListsApi, user_xids_valid
 from gitlab_sandbox.gitlab_api import PROJECT, GitLabApi
 from gitlab_sandbox.projects import ProjectListApi
-from gitlab_sandbox.routing import (
-    ApiError,
-    Request,
-    Response,
-    Router,
-    json_response,
-    paged_json,
-)
+from gitlab_sandbox.routing import ApiError, Request, Response, Router, json_response, paged_json
 from gitlab_sandbox.store import ID_BASES, Store, now_iso
 
 ID_BASES.setdefault("feature_flags", 610_000)

@@ -14,14 +14,7 @@ from typing import Any
 from gitlab_sandbox import quick_actions
 from gitlab_sandbox.gitlab_json import Renderer
 from gitlab_sandbox.hooks import issue_event, note_event
-from gitlab_sandbox.routing import (
-    ApiError,
-    Request,
-    Response,
-    Router,
-    json_response,
-    paged_json,
-)
+from gitlab_sandbox.routing import ApiError, Request, Response, Router, json_response, paged_json
 from gitlab_sandbox.store import Store, now_iso
 
 API = "/api/v4"

@@ -23,14 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gitlab_sandbox.gitlab_json import Renderer
-from gitlab_sandbox.routing import (
-    ApiError,
-    Request,
-    Response,
-    Router,
-    json_response,
-    paged_json,
-)
+from gitlab_sandbox.routing import ApiError, Request, Response, Router, json_response, paged_json
 from gitlab_sandbox.store import ID_BASES, Store, now_iso
 
 log = logging.getLogger(__name__)

@@ -11,14 +11,7 @@ from typing import Any
 from gitlab_sandbox.git_objects import DEFAULT_BRANCH, Repository, three_way_merge
 from gitlab_sandbox.gitlab_api import PROJECT, GitLabApi, check_update
 from gitlab_sandbox.gitlab_json import Renderer
-from gitlab_sandbox.routing import (
-    ApiError,
-    Request,
-    Response,
-    Router,
-    json_response,
-    paged_json,
-)
+from gitlab_sandbox.routing import ApiError, Request, Response, Router, json_response, paged_json
 from gitlab_sandbox.store import ID_BASES, Store, now_iso
 
 # Ids apart from iids, like every other sandbox table (see ``store.ID_BASES``).

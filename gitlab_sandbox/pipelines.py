@@ -18,20 +18,8 @@ from typing import Any
 from gitlab_sandbox.git_objects import DEFAULT_BRANCH, Repository
 from gitlab_sandbox.gitlab_api import PROJECT, GitLabApi
 from gitlab_sandbox.gitlab_json import Renderer
-from gitlab_sandbox.pipeline_runner import (
-    FINISHED,
-    JobSpec,
-    PipelineRunner,
-    echo_variables,
-)
-from gitlab_sandbox.routing import (
-    ApiError,
-    Request,
-    Response,
-    Router,
-    json_response,
-    paged_json,
-)
+from gitlab_sandbox.pipeline_runner import FINISHED, JobSpec, PipelineRunner, echo_variables
+from gitlab_sandbox.routing import ApiError, Request, Response, Router, json_response, paged_json
 from gitlab_sandbox.store import ID_BASES, Store, now_iso
 
 __all__ = ["DEFAULT_JOBS", "JobSpec", "PipelinesApi", "configure_jobs", "echo_variables"]

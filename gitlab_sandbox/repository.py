@@ -11,21 +11,9 @@ import binascii
 import hashlib
 from typing import Any
 
-from gitlab_sandbox.git_objects import (
-    DEFAULT_BRANCH,
-    SCHEMA,
-    Repository,
-    valid_branch_name,
-)
+from gitlab_sandbox.git_objects import DEFAULT_BRANCH, SCHEMA, Repository, valid_branch_name
 from gitlab_sandbox.gitlab_api import PROJECT, GitLabApi
-from gitlab_sandbox.routing import (
-    ApiError,
-    Request,
-    Response,
-    Router,
-    json_response,
-    paged_json,
-)
+from gitlab_sandbox.routing import ApiError, Request, Response, Router, json_response, paged_json
 from gitlab_sandbox.store import Store
 
 BRANCH = rf"{PROJECT}/repository/branches/(?P<branch>[^/]+)"

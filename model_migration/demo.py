@@ -22,16 +22,7 @@ from model_migration.domain.deadlines import StagePlan
 from model_migration.domain.escalation import scaled_ladder
 from model_migration.domain.stages import FeatureStage
 from model_migration.settings import Settings
-from workflows.messages import (
-    CompleteStage,
-    MetricResult,
-    ReportEvaluation,
-    ReportRollout,
-    Status,
-    Tunables,
-    Verdict,
-    feature_workflow_id,
-)
+from workflows.messages import CompleteStage, MetricResult, ReportEvaluation, ReportRollout, Status, Tunables, Verdict, feature_workflow_id
 
 MODEL, REPLACES = "claude_sonnet_4_5_20250929", "claude_3_7_sonnet_20250219"
 FEATURES = ("duo_chat", "code_generation", "code_explanation")

@@ -22,10 +22,7 @@ from pydantic import SecretStr
 from requests.structures import CaseInsensitiveDict
 
 from model_migration.clients.gitlab_epics import EpicsMixin
-from model_migration.clients.gitlab_errors import (
-    gitlab_call,
-    retry_after_seconds,
-)
+from model_migration.clients.gitlab_errors import gitlab_call, retry_after_seconds
 from model_migration.clients.gitlab_flags import FlagsMixin
 from model_migration.clients.gitlab_labels import LabelsMixin
 from model_migration.clients.gitlab_repository import RepositoryMixin

@@ -15,14 +15,7 @@ from model_migration.clients.gitlab_errors import gitlab_call
 from model_migration.clients.gitlab_shapes import issue as to_issue
 from model_migration.clients.gitlab_shapes import with_marker
 from model_migration.domain.errors import ErrorType, GitLabError
-from model_migration.domain.models import (
-    Epic,
-    EpicDraft,
-    Hook,
-    Issue,
-    IssueLink,
-    marker_comment,
-)
+from model_migration.domain.models import Epic, EpicDraft, Hook, Issue, IssueLink, marker_comment
 
 #: Webhook event switches, as GitLab names them without the ``_events`` suffix.
 HOOK_EVENTS = (

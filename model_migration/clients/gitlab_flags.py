@@ -16,12 +16,7 @@ import gitlab.exceptions
 
 from model_migration.clients.gitlab_errors import gitlab_call
 from model_migration.domain.errors import ErrorType, GitLabError
-from model_migration.domain.models import (
-    FlagGate,
-    FlagStrategy,
-    InstanceFlag,
-    ProjectFlag,
-)
+from model_migration.domain.models import FlagGate, FlagStrategy, InstanceFlag, ProjectFlag
 
 
 class FlagsMixin:
