@@ -18,19 +18,16 @@ from rich.console import Console
 from model_migration import listing, render
 from model_migration import operations as ops
 from model_migration.domain.errors import DomainError
-from model_migration.domain.stages import FEATURE_COMPLETABLE, FEATURE_STAGES, MIGRATION_COMPLETABLE, CompletableStage
-from model_migration.settings import Settings
-from workflows.messages import (
-    Abort,
-    CompleteStage,
-    ExtendDeadline,
-    MetricResult,
-    Pause,
-    ReportEvaluation,
-    ReportRollout,
-    Resume,
-    Verdict,
+from model_migration.domain.stages import (
+    FEATURE_COMPLETABLE,
+    FEATURE_STAGES,
+    MIGRATION_COMPLETABLE,
+    CompletableStage,
+    FeatureStage,
+    MigrationStage,
 )
+from model_migration.settings import Settings
+from workflows.messages import Abort, CompleteStage, ExtendDeadline, MetricResult, Pause, ReportEvaluation, ReportRollout, Resume, Verdict
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Durable GitLab AI model migrations on Temporal.")
 out = Console(width=None if sys.stdout.isatty() else 200)  # pipes get whole lines
@@ -119,9 +116,13 @@ def start(
     replaces: Annotated[str | None, typer.Option("--replaces", "-r", help="The model being replaced.")] = None,
     features: Annotated[list[str] | None, typer.Option("--feature", "-f", help="Feature to migrate (repeat); default: every feature on --replaces.")] = None,
     target_date: Annotated[str | None, typer.Option("--target-date", help="Plan backwards so cleanup is due then (YYYY-MM-DD).")] = None,
-    day_seconds: Annotated[float | None, typer.Option("--day-seconds", callback=positive_seconds, help="Rehearsal: one plan day lasts this many seconds.")] = None,
-    activity_timeout: Annotated[float, typer.Option("--activity-timeout", callback=positive_seconds, help="Seconds before a stuck GitLab call is retried.")] = 30.0,
-    rerun: Annotated[bool, typer.Option("--rerun", help="Run a migration that already finished again, with new issues.")] = False,
+    day_seconds: Annotated[float | None, typer.Option(
+        "--day-seconds", callback=positive_seconds, help="Rehearsal: one plan day lasts this many seconds.",
+    )] = None,
+    activity_timeout: Annotated[float, typer.Option(
+        "--activity-timeout", callback=positive_seconds, help="Seconds before a stuck GitLab call is retried.",
+    )] = 30.0,
+    rerun: Annotated[bool, typer.Option("--rerun", help="Run a finished migration again, with new issues.")] = False,
     actor: Actor = "ai-framework",
 ) -> None:
     """Start a model migration (AI Framework)."""
@@ -182,7 +183,8 @@ def complete(
         raise Fail(f"{stage} belongs to the migration: drop --feature and use the migration id")
     if not on_feature and stage not in ON_MIGRATION:
         raise Fail(f"{stage} belongs to a feature: add --feature <name> (or use the feature's workflow id)")
-    payload = CompleteStage(stage=stage, actor=actor or default_actor(), prompt_version=prompt_version, flag_name=flag, note=note)
+    named = FeatureStage(stage) if on_feature else MigrationStage(stage)
+    payload = CompleteStage(stage=named, actor=actor or default_actor(), prompt_version=prompt_version, flag_name=flag, note=note)
     command(workflow_id, feature, "complete_stage", payload, request_id)
 
 
@@ -253,7 +255,7 @@ def extend_deadline(
     if feature is None and not ops.is_feature_id(workflow_id):
         ops.check_id(workflow_id)
         raise Fail("deadlines belong to features: add --feature <name> (or use the feature's workflow id)")
-    payload = ExtendDeadline(actor=actor or default_actor(), stage=stage, new_date=parse_when(date), reason=reason)
+    payload = ExtendDeadline(actor=actor or default_actor(), stage=FeatureStage(stage), new_date=parse_when(date), reason=reason)
     command(workflow_id, feature, "extend_deadline", payload, request_id)
 
 

@@ -75,7 +75,8 @@ async def _row(client: Client, m: WorkflowExecution, features: list[WorkflowExec
     names = list(attrs.get(attributes.FEATURES) or [])
     stages = {f.id.rsplit(":feature:", 1)[1]: _stage(f) or "unknown" for f in features}
     deadlines = [
-        (due, f.id.rsplit(":feature:", 1)[1]) for f in features if _is_open(f) and (due := f.typed_search_attributes.get(attributes.DUE_DATE))
+        (due, f.id.rsplit(":feature:", 1)[1])
+        for f in features if _is_open(f) and (due := f.typed_search_attributes.get(attributes.DUE_DATE))
     ]
     running = m.status == WorkflowExecutionStatus.RUNNING
     if running and not (model and stage):

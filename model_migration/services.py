@@ -92,7 +92,8 @@ def sandbox(
     url = f"http://{host}:{port}"
     print(f"GitLab sandbox: {url}  (MODEL_MIGRATION_GITLAB_URL)")
     print(f"Project:        {url}/{settings.gitlab_project}")
-    print(f"Token file:     {base / 'sandbox.token'}" if not settings.gitlab_token else "Token:          from MODEL_MIGRATION_GITLAB_TOKEN", flush=True)
+    token_from = f"Token file:     {base / 'sandbox.token'}"
+    print(token_from if not settings.gitlab_token else "Token:          from MODEL_MIGRATION_GITLAB_TOKEN", flush=True)
     _interrupt_on_term()
     try:
         box.serve_forever()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, ConfigDict
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
@@ -44,11 +45,11 @@ def worst_pending(pending: Sequence[PendingActivityInfo]) -> PendingActivityInfo
 
 def trouble_of(info: PendingActivityInfo, since: datetime | None = None) -> GitLabTrouble:
     message = (info.last_failure.message or "unknown error").strip().splitlines()[0][:300]
-    failed_at = _time(info, "last_attempt_complete_time")
+    failed_at = _time(info.last_attempt_complete_time) if info.HasField("last_attempt_complete_time") else None
     return GitLabTrouble(
         activity=info.activity_type.name, attempt=info.attempt, last_error=message,
         since=since or failed_at, last_failed_at=failed_at,
-        next_attempt_at=_time(info, "next_attempt_schedule_time"),
+        next_attempt_at=_time(info.next_attempt_schedule_time) if info.HasField("next_attempt_schedule_time") else None,
     )
 
 
@@ -87,5 +88,5 @@ async def _scheduled_at(client: Client, workflow_id: str, run_id: str, activity_
     return None
 
 
-def _time(info: PendingActivityInfo, field: str) -> datetime | None:
-    return getattr(info, field).ToDatetime(tzinfo=UTC) if info.HasField(field) else None
+def _time(stamp: Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)

@@ -35,7 +35,8 @@ def test_cli_runs_a_migration_end_to_end(cli: Cli) -> None:
     listed = cli("list").stdout
     assert MIGRATION in listed and "0/1" in listed
 
-    assert "not one of: init, implement, cleanup" in one_line_error(cli("complete", MIGRATION, "-f", "duo_chat", "--stage", "evaluate", check=False))
+    refused = cli("complete", MIGRATION, "-f", "duo_chat", "--stage", "evaluate", check=False)
+    assert "not one of: init, implement, cleanup" in one_line_error(refused)
     assert "not semver" in one_line_error(cli("complete", MIGRATION, "-f", "duo_chat", "--stage", "implement", "--prompt-version", "one", check=False))
     cli("complete", MIGRATION, "-f", "duo_chat", "--stage", "implement", "--prompt-version", "1.0.0-dev", "--actor", "achen")
     cli("report-eval", MIGRATION, "-f", "duo_chat", "--verdict", "pass", "--metric", "correctness=3.1:3.4")
