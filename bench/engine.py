@@ -50,6 +50,7 @@ from workflows import attributes  # noqa: E402
 from workflows.feature import FeatureMigrationWorkflow  # noqa: E402
 from workflows.messages import (  # noqa: E402
     FEATURE_REVISION,
+    MIGRATION_REVISION,
     CommandResult,
     CompleteStage,
     FeatureMigrationInput,
@@ -242,6 +243,7 @@ async def whole_migration_calls(b: Bench, make: Callable[[], GitLabClient], feat
     request = MigrationInput(
         model=model, replaced=REPLACED, features=tuple(CATALOG.feature(f) for f in FEATURES[:features]),
         tunables=Tunables(merge_poll=timedelta(milliseconds=200)), planned_from=datetime.now(UTC),
+        revision=MIGRATION_REVISION,
     )
     before = b.gitlab_calls()
     parent = await b.client.start_workflow(

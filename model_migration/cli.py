@@ -114,7 +114,9 @@ def command(workflow_id: str, feature: str | None, update: str, payload: Any, re
 def start(
     model: Annotated[str, typer.Option("--model", "-m", help="New model: identifier, key or name.")],
     replaces: Annotated[str | None, typer.Option("--replaces", "-r", help="The model being replaced.")] = None,
-    features: Annotated[list[str] | None, typer.Option("--feature", "-f", help="Feature to migrate (repeat); default: every feature on --replaces.")] = None,
+    features: Annotated[
+        list[str] | None, typer.Option("--feature", "-f", help="Feature to migrate (repeat); default: every feature on --replaces.")
+    ] = None,
     target_date: Annotated[str | None, typer.Option("--target-date", help="Plan backwards so cleanup is due then (YYYY-MM-DD).")] = None,
     day_seconds: Annotated[float | None, typer.Option(
         "--day-seconds", callback=positive_seconds, help="Rehearsal: one plan day lasts this many seconds.",
@@ -224,19 +226,28 @@ def report_rollout(
 
 
 @app.command()
-def pause(workflow_id: WorkflowId, feature: Feature = None, reason: Annotated[str, typer.Option("--reason")] = "", actor: Actor = "", request_id: RequestId = None) -> None:
+def pause(
+    workflow_id: WorkflowId, feature: Feature = None, reason: Annotated[str, typer.Option("--reason")] = "", actor: Actor = "",
+    request_id: RequestId = None,
+) -> None:
     """Pause a migration or one feature; deadlines stop while paused."""
     command(workflow_id, feature, "pause", Pause(actor=actor or default_actor(), reason=reason), request_id)
 
 
 @app.command()
-def resume(workflow_id: WorkflowId, feature: Feature = None, note: Annotated[str, typer.Option("--note")] = "", actor: Actor = "", request_id: RequestId = None) -> None:
+def resume(
+    workflow_id: WorkflowId, feature: Feature = None, note: Annotated[str, typer.Option("--note")] = "", actor: Actor = "",
+    request_id: RequestId = None,
+) -> None:
     """Resume a paused or blocked migration or feature."""
     command(workflow_id, feature, "resume", Resume(actor=actor or default_actor(), note=note), request_id)
 
 
 @app.command()
-def abort(workflow_id: WorkflowId, reason: Annotated[str, typer.Option("--reason")], feature: Feature = None, actor: Actor = "", request_id: RequestId = None) -> None:
+def abort(
+    workflow_id: WorkflowId, reason: Annotated[str, typer.Option("--reason")], feature: Feature = None, actor: Actor = "",
+    request_id: RequestId = None,
+) -> None:
     """Abort a migration or one feature."""
     command(workflow_id, feature, "abort", Abort(actor=actor or default_actor(), reason=reason), request_id)
 

@@ -28,6 +28,7 @@ from model_migration.domain.requests import command_digest
 from model_migration.trouble import GitLabTrouble, gitlab_trouble
 from workflows import attributes
 from workflows.messages import (
+    MIGRATION_REVISION,
     CommandResult,
     FeatureStatus,
     MigrationInput,
@@ -122,7 +123,10 @@ def build_input(
     if target is not None:
         tune = tune.model_copy(update={"plan": tune.plan.model_copy(update={"target": target})})
     check_plan(now or datetime.now(UTC), tune.plan)
-    return MigrationInput(model=target_model, replaced=replaced, features=tuple(specs), tunables=tune, started_by=actor)
+    return MigrationInput(
+        model=target_model, replaced=replaced, features=tuple(specs), tunables=tune, started_by=actor,
+        revision=MIGRATION_REVISION,
+    )
 
 
 def preflight(request: MigrationInput, today: date) -> None:

@@ -37,7 +37,8 @@ def test_cli_runs_a_migration_end_to_end(cli: Cli) -> None:
 
     refused = cli("complete", MIGRATION, "-f", "duo_chat", "--stage", "evaluate", check=False)
     assert "not one of: init, implement, cleanup" in one_line_error(refused)
-    assert "not semver" in one_line_error(cli("complete", MIGRATION, "-f", "duo_chat", "--stage", "implement", "--prompt-version", "one", check=False))
+    bad_version = cli("complete", MIGRATION, "-f", "duo_chat", "--stage", "implement", "--prompt-version", "one", check=False)
+    assert "not semver" in one_line_error(bad_version)
     cli("complete", MIGRATION, "-f", "duo_chat", "--stage", "implement", "--prompt-version", "1.0.0-dev", "--actor", "achen")
     cli("report-eval", MIGRATION, "-f", "duo_chat", "--verdict", "pass", "--metric", "correctness=3.1:3.4")
     cli("extend-deadline", MIGRATION, "-f", "duo_chat", "--stage", "rollout", "--date", "2099-01-01", "--reason", "change freeze")

@@ -24,7 +24,17 @@ from model_migration.devserver import local_environment
 from model_migration.domain.stages import FeatureStage, MigrationStage
 from tests.temporal_fixtures import Engine
 from tests.workflows.support import CATALOG, REPLACED, SLOW, drive, model_for, start_feature, wait_issue
-from workflows.messages import Abort, CompleteStage, ExtendDeadline, MigrationInput, Pause, Resume, Status, feature_workflow_id
+from workflows.messages import (
+    MIGRATION_REVISION,
+    Abort,
+    CompleteStage,
+    ExtendDeadline,
+    MigrationInput,
+    Pause,
+    Resume,
+    Status,
+    feature_workflow_id,
+)
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -59,7 +69,11 @@ async def scenarios(engine: Engine, tag: str) -> dict[str, object]:
 
     model = model_for(f"{tag}c")
     request = MigrationInput(
-        model=model, replaced=REPLACED, features=(CATALOG.feature("duo_chat"), CATALOG.feature("code_explanation")), tunables=SLOW
+        model=model,
+        replaced=REPLACED,
+        features=(CATALOG.feature("duo_chat"), CATALOG.feature("code_explanation")),
+        tunables=SLOW,
+        revision=MIGRATION_REVISION,
     )
     parent = engine.client.get_workflow_handle(await operations.start(engine.client, engine.task_queue, request))
     while not (await parent.query("status", result_type=Status)).config_mr_url:

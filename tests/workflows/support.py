@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from model_migration.catalog import load_catalog
 from model_migration.domain.deadlines import StagePlan
@@ -64,8 +65,14 @@ async def status(handle: WorkflowHandle) -> Status:
 
 
 async def wait_issue(handle: WorkflowHandle) -> Status:
+    """The status once the workflow has its issue; a child the parent has yet to start is waited for."""
+
     async def check() -> Status:
-        st = await status(handle)
+        try:
+            st = await status(handle)
+        except RPCError as err:
+            assert err.status != RPCStatusCode.NOT_FOUND, f"{handle.id} not started yet"
+            raise
         assert st.issue is not None
         return st
 

@@ -25,7 +25,16 @@ from model_migration.domain.gateway import config_branch
 from model_migration.domain.stages import FeatureStage, MigrationStage
 from tests.temporal_fixtures import Engine, assert_eventually
 from tests.workflows.support import CATALOG, REPLACED, SLOW, drive, model_for, start_feature, status, wait_issue
-from workflows.messages import Abort, CompleteStage, MigrationInput, MigrationResult, Resume, Status, feature_workflow_id
+from workflows.messages import (
+    MIGRATION_REVISION,
+    Abort,
+    CompleteStage,
+    MigrationInput,
+    MigrationResult,
+    Resume,
+    Status,
+    feature_workflow_id,
+)
 from workflows.migration import ModelMigrationWorkflow
 
 MARKER = re.compile(r"<!-- model-migration:(.+?) -->")
@@ -57,7 +66,9 @@ def writes(sandbox) -> int:  # type: ignore[no-untyped-def]
 async def run_migration(engine: Engine, unique: str, features: tuple[str, ...] = FEATURES) -> MigrationResult:
     """Start a migration, complete init, drive every feature to done, return the result."""
     model = model_for(unique)
-    request = MigrationInput(model=model, replaced=REPLACED, features=tuple(CATALOG.feature(f) for f in features), tunables=SLOW)
+    request = MigrationInput(
+        model=model, replaced=REPLACED, features=tuple(CATALOG.feature(f) for f in features), tunables=SLOW, revision=MIGRATION_REVISION
+    )
     parent = await engine.client.start_workflow(
         ModelMigrationWorkflow.run, request, id=f"migration:{model.key}", task_queue=engine.task_queue
     )
@@ -131,6 +142,7 @@ async def test_refused_tracking_issue_blocks_the_migration_and_tells_people(
         features=(CATALOG.feature("duo_chat"),),
         tunables=SLOW,
         started_by="ai-lead",
+        revision=MIGRATION_REVISION,
     )
     async with engine_with(dev_env, gitlab_sandbox, gitlab_sandbox.guest_token, notifier) as guest:
         parent = guest.client.get_workflow_handle(await operations.start(guest.client, guest.task_queue, request))

@@ -9,7 +9,7 @@ from temporalio.service import RPCError
 from model_migration.domain.stages import FeatureStage, MigrationStage
 from tests.temporal_fixtures import Engine, assert_eventually
 from tests.workflows.support import CATALOG, REPLACED, SLOW, drive, model_for, status
-from workflows.messages import Abort, CompleteStage, MigrationInput, MigrationResult, Status, feature_workflow_id
+from workflows.messages import MIGRATION_REVISION, Abort, CompleteStage, MigrationInput, MigrationResult, Status, feature_workflow_id
 from workflows.migration import ModelMigrationWorkflow
 
 FEATURES = ("duo_chat", "code_generation", "code_explanation")
@@ -17,7 +17,7 @@ FEATURES = ("duo_chat", "code_generation", "code_explanation")
 
 async def start_migration(engine: Engine, model, features=FEATURES):  # type: ignore[no-untyped-def]
     request = MigrationInput(
-        model=model, replaced=REPLACED, features=tuple(CATALOG.feature(f) for f in features), tunables=SLOW,
+        model=model, replaced=REPLACED, features=tuple(CATALOG.feature(f) for f in features), tunables=SLOW, revision=MIGRATION_REVISION
     )
     wid = f"migration:{model.key}"
     return await engine.client.start_workflow(ModelMigrationWorkflow.run, request, id=wid, task_queue=engine.task_queue)

@@ -14,7 +14,7 @@ from model_migration.domain.stages import FeatureStage, MigrationStage
 from tests.temporal_fixtures import Engine, assert_eventually
 from tests.workflows.support import CATALOG, REPLACED, SLOW, model_for, start_feature, status, wait_issue
 from workflows import attributes
-from workflows.messages import CompleteStage, MigrationInput, feature_workflow_id
+from workflows.messages import MIGRATION_REVISION, CompleteStage, MigrationInput, feature_workflow_id
 
 UPSERT = EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
 ACCEPTED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
@@ -107,7 +107,9 @@ async def test_feature_started_bare_upserts_its_attributes_itself(engine: Engine
 async def test_start_passes_the_migration_and_its_children_their_attributes(engine: Engine, unique: str) -> None:
     """``operations.start`` (the CLI's path) and the parent's child starts carry the first values."""
     model = model_for(unique)
-    request = MigrationInput(model=model, replaced=REPLACED, features=(CATALOG.feature("duo_chat"),), tunables=SLOW)
+    request = MigrationInput(
+        model=model, replaced=REPLACED, features=(CATALOG.feature("duo_chat"),), tunables=SLOW, revision=MIGRATION_REVISION
+    )
     workflow_id = await operations.start(engine.client, engine.task_queue, request)
     parent = engine.client.get_workflow_handle(workflow_id)
     st = await status(parent)
