@@ -44,11 +44,11 @@ ENSURE_LABELS_PATCH = "ensure-labels"
 #: 2. One escalation timer per planned escalation, kept across commands that do not move it.
 #: 3. Stricter command rules (an empty actor, a prompt version not above the failed one, a
 #:    passing evaluation without metrics, a non-http(s) link, the same rollout percentage
-#:    twice, evaluation or rollout reports while blocked are refused); escalation labels are
-#:    created before the first note; a rerun's markers carry its number.
+#:    twice, evaluation or rollout reports while blocked are refused); a rerun's markers carry
+#:    its number.
 FEATURE_REVISION = 3
 #: Migration workflow revisions.
-#: 3. Stricter command rules; labels created at init; the input is checked before anything
-#:    happens (a retired replaced model fails the run); a rerun's markers carry its number.
-#:    (1 and 2 are the runs started before the migration input had a revision.)
+#: 3. Stricter command rules (an empty actor, init completed twice); its features start at
+#:    ``FEATURE_REVISION``; a rerun's markers carry its number. (Runs started before the
+#:    migration input had a revision read as 1, and start their features at revision 2.)
 MIGRATION_REVISION = 3

@@ -201,6 +201,11 @@ def _priority(replaced: ModelDefinition | None, target_date: date | None) -> str
         if target_date is None:
             return f'~"priority::1" — {replaced.name} retires on {retires} and no target date is set'
         lead = (deprecation.retirement_date - target_date).days
+        if lead < 0:
+            return (
+                f'~"priority::1" — the target date is {-lead} day(s) after {replaced.name} '
+                f"retires on {retires}"
+            )
         level = 1 if lead < MIN_LEAD_DAYS else 2
         return (
             f'~"priority::{level}" — the target date is {lead} day(s) before {replaced.name} '

@@ -207,6 +207,8 @@ def test_timeline_priority_and_duration() -> None:
     assert "priority::1" in tight and "complex (1–2 months)" in tight
     planned = section(body(replaced=None, target_date=None), "## Timeline")
     assert "priority::3" in planned and "Target date: —" in planned
+    late = section(body(target_date=date(2027, 1, 15)), "## Timeline")
+    assert "priority::1" in late and "the target date is 330 day(s) after" in late and "-330" not in late
 
 
 def test_tracking_body_is_deterministic() -> None:
