@@ -44,7 +44,7 @@ def test_sigkill_mid_migration_loses_and_duplicates_nothing(cli: Cli, gitlab_san
         cli("complete", MIGRATION, "-f", feature, "--stage", "implement", "--prompt-version", "1.0.0-dev")
     restart(cli)  # transition notes and table updates in flight
     for feature in FEATURES:
-        cli("report-eval", MIGRATION, "-f", feature, "--verdict", "pass")
+        cli("report-eval", MIGRATION, "-f", feature, "--verdict", "pass", "--metric", "correctness=3.0:3.2")
         cli("report-rollout", MIGRATION, "-f", feature, "-p", "50")
     restart(cli)
     for feature in FEATURES:
