@@ -17,6 +17,7 @@ from temporalio.worker import Interceptor, Worker
 from activities.gitlab import GitLabActivities
 from activities.notify import NotifyActivities
 from model_migration.clients.gitlab import GitLabClient, WaitGate
+from model_migration.clients.gitlab_labels import UserDirectory
 from model_migration.clients.notifier import LogNotifier
 from model_migration.domain.errors import DomainError, ErrorType, GitLabError
 from model_migration.domain.models import User
@@ -30,18 +31,20 @@ log = structlog.get_logger("worker")
 
 def gitlab_factory(settings: Settings, gate: WaitGate | None = None) -> Callable[[], GitLabClient]:
     """Builds one client per activity thread; all of them share one ``WaitGate``, so that a
-    429 told to one thread holds every other thread's requests too."""
+    429 told to one thread holds every other thread's requests too, and one ``UserDirectory``,
+    so that a user is looked up once per worker, not once per thread."""
     token = settings.resolved_gitlab_token()
     if token is None:
         raise DomainError(
             "no GitLab token: set MODEL_MIGRATION_GITLAB_TOKEN (or start the sandbox, which writes one)"
         )
     shared = gate if gate is not None else WaitGate()
+    users = UserDirectory()
 
     def make() -> GitLabClient:
         return GitLabClient(
             settings.gitlab_url, token, settings.gitlab_project, settings.gitlab_group,
-            timeout=settings.gitlab_timeout, gate=shared,
+            timeout=settings.gitlab_timeout, gate=shared, users=users,
         )
 
     return make

@@ -42,7 +42,8 @@ from activities.gitlab import GitLabActivities  # noqa: E402
 from bench import baseline  # noqa: E402
 from bench.baseline_payloads import BaselineInput, Step, StepResult  # noqa: E402
 from model_migration.catalog import load_catalog  # noqa: E402
-from model_migration.clients.gitlab import GitLabClient  # noqa: E402
+from model_migration.clients.gitlab import GitLabClient, WaitGate  # noqa: E402
+from model_migration.clients.gitlab_labels import UserDirectory  # noqa: E402
 from model_migration.devserver import free_port, local_environment  # noqa: E402
 from model_migration.domain.stages import FeatureStage  # noqa: E402
 from model_migration.logging import configure  # noqa: E402
@@ -369,8 +370,11 @@ async def bench(args: argparse.Namespace, state: Path) -> dict[str, object]:
         async with await local_environment() as env:
             say(f"dev server on {env.client.service_client.config.target_host}, GitLab sandbox on {sandbox.url}")
 
+            # As the worker does: one wait gate and one user directory for every thread's client.
+            gate, users = WaitGate(), UserDirectory()
+
             def make() -> GitLabClient:
-                return GitLabClient(sandbox.url, token, sandbox.project_path, sandbox.group_path)
+                return GitLabClient(sandbox.url, token, sandbox.project_path, sandbox.group_path, gate=gate, users=users)
 
             gitlab = GitLabActivities(make)
             b = Bench(env.client, f"bench-engine-{uuid.uuid4().hex[:6]}", f"bench-baseline-{uuid.uuid4().hex[:6]}", gitlab)

@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 import worker as worker_module
 from activities.gitlab import GitLabActivities
 from model_migration.clients.gitlab import GitLabClient, WaitGate
+from model_migration.clients.gitlab_labels import UserDirectory
 from model_migration.converter import data_converter
 from model_migration.devserver import free_port, local_environment
 from model_migration.temporal import binary, register_search_attributes
@@ -68,10 +69,10 @@ async def skip_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 def _activities(sandbox) -> GitLabActivities:  # type: ignore[no-untyped-def]
-    gate = WaitGate()  # one per engine, as the worker shares one among its threads' clients
+    gate, users = WaitGate(), UserDirectory()  # one per engine, as the worker shares them among its threads' clients
 
     def make() -> GitLabClient:
-        return GitLabClient(sandbox.url, sandbox.token, sandbox.project_path, sandbox.group_path, gate=gate)
+        return GitLabClient(sandbox.url, sandbox.token, sandbox.project_path, sandbox.group_path, gate=gate, users=users)
 
     return GitLabActivities(make)
 

@@ -96,7 +96,7 @@ class FeatureMigrationWorkflow:
                 self._publish()
             else:
                 self.progress_dirty = True
-        if decision.effects or decision.state != before:
+        if decision.effects or decision.state is not before:
             self.version += 1
         return decision
 

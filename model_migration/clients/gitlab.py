@@ -24,13 +24,13 @@ from requests.structures import CaseInsensitiveDict
 from model_migration.clients.gitlab_epics import EpicsMixin
 from model_migration.clients.gitlab_errors import gitlab_call, retry_after_seconds
 from model_migration.clients.gitlab_flags import FlagsMixin
-from model_migration.clients.gitlab_labels import LabelsMixin
+from model_migration.clients.gitlab_labels import LabelsMixin, UserDirectory
 from model_migration.clients.gitlab_repository import RepositoryMixin
 from model_migration.clients.gitlab_shapes import issue as _issue
 from model_migration.clients.gitlab_shapes import note as _note
 from model_migration.clients.gitlab_shapes import with_marker as _with_marker
 from model_migration.domain.errors import ErrorType, GitLabError
-from model_migration.domain.models import Issue, IssueDraft, Note, User, marker_comment
+from model_migration.domain.models import Issue, IssueDraft, Note, marker_comment
 
 log = structlog.get_logger(__name__)
 
@@ -140,7 +140,7 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin, LabelsMixin):
 
     ``calls`` counts HTTP requests attempted (one per call: nothing is retried here). ``gate``
     is the one the worker shares among its clients (see ``WaitGate``); without it the client
-    gets a gate of its own. Users found are remembered by this client only.
+    gets a gate of its own; ``users`` likewise (see ``UserDirectory``).
     """
 
     def __init__(
@@ -151,6 +151,7 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin, LabelsMixin):
         group: str | None = None,
         timeout: float = 10.0,
         gate: WaitGate | None = None,
+        users: UserDirectory | None = None,
     ) -> None:
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
         self.url = url
@@ -158,8 +159,7 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin, LabelsMixin):
         self.group_path = group
         self.calls = 0
         self._calls_lock = threading.Lock()
-        self._users: dict[str, User] = {}
-        self._users_lock = threading.Lock()
+        self._users = users if users is not None else UserDirectory()
         self._gl = _Gitlab(
             url,
             private_token=secret,

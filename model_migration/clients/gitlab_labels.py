@@ -40,6 +40,27 @@ def label_color(name: str) -> str:
     return SCOPE_COLORS.get(scope, DEFAULT_COLOR)
 
 
+class UserDirectory:
+    """Users found so far, by lower-case username. The worker makes one and hands it to every
+    client it builds, as it does the ``WaitGate``; a client built without one gets its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users: dict[str, User] = {}
+
+    def get(self, key: str) -> User | None:
+        with self._lock:
+            return self._users.get(key)
+
+    def put(self, key: str, user: User) -> None:
+        with self._lock:
+            self._users[key] = user
+
+    def clear(self) -> None:
+        with self._lock:
+            self._users.clear()
+
+
 class LabelsMixin:
     """The project's labels, users by name (remembered by this client), and ``whoami``."""
 
@@ -47,8 +68,7 @@ class LabelsMixin:
     _project: Any
     url: str
     project_path: str
-    _users: dict[str, User]
-    _users_lock: threading.Lock
+    _users: UserDirectory
 
     # -- labels ------------------------------------------------------------------------------
 
@@ -88,19 +108,17 @@ class LabelsMixin:
 
     @gitlab_call("look up user {username!r}")
     def user(self, username: str) -> User:
-        """A user by username. Found users are remembered by this client (ids never change);
+        """A user by username. Found users are remembered in the client's directory (ids never change);
         unknown ones are asked again, since the account may be created meanwhile."""
         name = username.removeprefix("@")
         key = name.lower()
-        with self._users_lock:
-            known = self._users.get(key)
+        known = self._users.get(key)
         if known is not None:
             return known
         for found in self._gl.users.list(username=name, get_all=False):
             if str(found.username).lower() == key:
                 user = User(id=found.id, username=found.username, name=found.name or "")
-                with self._users_lock:
-                    self._users[key] = user
+                self._users.put(key, user)
                 return user
         raise GitLabError(
             f"GitLab user {name!r} does not exist; check the DRI/manager username in the catalog",
@@ -110,8 +128,7 @@ class LabelsMixin:
 
     def forget_users(self) -> None:
         """Drop remembered users (after an account was renamed)."""
-        with self._users_lock:
-            self._users.clear()
+        self._users.clear()
 
     def whoami(self) -> User:
         """The token's own user (``GET /user``): proves GitLab answers and takes the token.

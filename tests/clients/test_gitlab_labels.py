@@ -11,7 +11,7 @@ import pytest
 
 from gitlab_sandbox.gitlab import GitLabSandbox
 from model_migration.clients.gitlab import GitLabClient, WaitGate
-from model_migration.clients.gitlab_labels import LABEL_COLORS
+from model_migration.clients.gitlab_labels import LABEL_COLORS, UserDirectory
 from model_migration.domain.errors import ErrorType, GitLabError
 from tests.clients.gitlab_helpers import api, unique
 
@@ -99,6 +99,12 @@ def test_found_users_are_remembered_by_each_client(fresh: tuple[GitLabSandbox, s
         first.user("@bot")
         second.user("bot")
         assert (first.calls, second.calls) == (1, 1)
+    shared = UserDirectory()
+    with GitLabClient(box.url, token, box.project_path, users=shared) as one, \
+            GitLabClient(box.url, token, box.project_path, users=shared) as other:
+        one.user("bot")
+        other.user("bot")
+        assert (one.calls, other.calls) == (1, 0)  # clients given one directory share what they found
         first.forget_users()
         first.user("bot")
         assert first.calls == 2
