@@ -179,5 +179,7 @@ def _quick_actions(request: PostNoteInput) -> str:
         lines.append("/unlabel " + " ".join(f'~"{name}"' for name in request.remove_labels))
     if request.due_date:
         lines.append(f"/due {request.due_date.isoformat()}")
+    if request.close:
+        lines.append("/close")
     return "\n\n" + "\n".join(lines) if lines else ""
 

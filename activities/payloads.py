@@ -51,6 +51,8 @@ class PostNoteInput(BaseModel):
     add_labels: tuple[str, ...] = ()
     remove_labels: tuple[str, ...] = ()
     due_date: date | None = None
+    #: Close the issue with this note (``/close``), saving the separate update.
+    close: bool = False
 
 
 class NoteRef(BaseModel):

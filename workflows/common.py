@@ -88,6 +88,8 @@ class Journal:
         self.key = key
         self.outbox: list[PostNoteInput] = []
         self.seq = 0
+        #: A posted note closed the issue (``/close``).
+        self.closed = False
 
     def note(self, note: Note) -> None:
         self.seq += 1
@@ -100,6 +102,7 @@ class Journal:
                 add_labels=note.add_labels,
                 remove_labels=note.remove_labels,
                 due_date=note.due_date,
+                close=note.close,
             )
         )
 
@@ -108,3 +111,4 @@ class Journal:
             note = self.outbox[0].model_copy(update={"iid": iid})
             await call(interface.post_note, note, timeout)
             self.outbox.pop(0)
+            self.closed = self.closed or note.close

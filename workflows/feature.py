@@ -177,7 +177,7 @@ class FeatureMigrationWorkflow:
         self.labels_ensured = True
 
     async def _close_issue(self) -> None:
-        if self.issue is None or self.issue_closed:
+        if self.issue is None or self.issue_closed or self.journal.closed:
             return
         request = UpdateIssueInput(iid=self.issue.iid, state_event="close", remove_labels=self.state.labels_added)
         await call(interface.update_issue, request, self._timeout)

@@ -45,7 +45,7 @@ ENSURE_LABELS_PATCH = "ensure-labels"
 #: 3. Stricter command rules (an empty actor, a prompt version not above the failed one, a
 #:    passing evaluation without metrics, a non-http(s) link, the same rollout percentage
 #:    twice, evaluation or rollout reports while blocked are refused); a rerun's markers carry
-#:    its number.
+#:    its number; the last note closes the issue (``/close``), so no separate update is sent.
 FEATURE_REVISION = 3
 #: Migration workflow revisions.
 #: 3. Stricter command rules (an empty actor, init completed twice); its features start at

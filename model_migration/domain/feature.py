@@ -39,6 +39,7 @@ FROZEN = ConfigDict(frozen=True)
 #: The input revision from which the stricter command rules hold (older runs keep the old ones,
 #: because a handler replaying an old history must accept what the old validator accepted).
 STRICT_REVISION = 3
+CLOSE_WITH_NOTE_REVISION = 3
 
 
 # -- effects --------------------------------------------------------------------------------
@@ -53,6 +54,8 @@ class Note(BaseModel):
     add_labels: tuple[str, ...] = ()
     remove_labels: tuple[str, ...] = ()
     due_date: date | None = None
+    #: The feature is finished: the note closes its issue too (``/close``).
+    close: bool = False
 
 
 class Publish(BaseModel):
@@ -385,4 +388,7 @@ def _move(s: FeatureState, to: FeatureStage, actor: str, now: datetime, detail: 
         feature_title=s.feature.title, from_stage=before, to_stage=to, actor=actor, at=now, detail=detail,
         next_due=due, owner=None if to.terminal else s.feature.dri,
     )
-    return Decision(state=s, effects=(Note(body=body, remove_labels=remove, due_date=due), Publish(), TellParent()))
+    # From revision 3 the last note closes the issue itself: one GitLab call fewer per feature.
+    close = to.terminal and s.revision >= CLOSE_WITH_NOTE_REVISION
+    note = Note(body=body, remove_labels=remove, due_date=due, close=close)
+    return Decision(state=s, effects=(note, Publish(), TellParent()))

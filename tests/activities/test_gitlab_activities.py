@@ -115,3 +115,19 @@ def test_escalation_labels_land_once_ensured(tmp_path) -> None:  # type: ignore[
         assert "priority::1" in labels and "priority::2" not in labels
         assert all("/label" not in note.body for note in client.list_notes(issue.iid))
         assert acts.calls["ensure_labels"] == 6  # two look-ups and two creates, then two look-ups
+
+
+def test_a_closing_note_closes_the_issue_once(gitlab_sandbox) -> None:  # type: ignore[no-untyped-def]
+    """The last note of a feature closes its issue with ``/close``; a retry neither re-posts nor breaks."""
+    acts = activities_for(gitlab_sandbox)
+    title = f"Closing {uuid.uuid4().hex[:8]}"
+    issue = env().run(acts.ensure_issue, EnsureIssueInput(draft=draft(title)))
+    marker = f"{title}:note:9"
+    request = PostNoteInput(iid=issue.iid, body=f"done\n\n{marker_comment(marker)}", marker=marker, close=True)
+    first = env(1).run(acts.post_note, request)
+    again = env(2).run(acts.post_note, request)
+    assert first.created and not again.created and first.id == again.id
+    gl = client_for(gitlab_sandbox)
+    assert gl.get_issue(issue.iid).state == "closed"
+    [note] = [n for n in gl.list_notes(issue.iid) if marker in n.body]
+    assert "/close" not in note.body  # the quick action was carried out, not left as text

@@ -81,6 +81,13 @@ def test_each_move_records_one_transition_note_and_publishes(command: fm.Command
     note = d.effects[0]
     assert isinstance(note, fm.Note) and f"**{before} → {after}**" in note.body
     assert (note.due_date is None) == after.terminal
+    assert note.close == after.terminal  # the last note closes the issue
+
+
+def test_older_revisions_close_the_issue_separately() -> None:
+    """Before revision 3 the last note does not close the issue; the run loop sends an update."""
+    d = fm.decide(state(S.CLEANUP, revision=2), CompleteStage(stage=S.CLEANUP, actor="a"), NOW)
+    assert isinstance(d.effects[0], fm.Note) and not d.effects[0].close
 
 
 def test_a_move_removes_the_escalation_labels_it_added() -> None:
