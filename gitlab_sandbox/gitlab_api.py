@@ -198,7 +198,7 @@ class GitLabApi:
                     return False
             return True
 
-        rows = self.store.select_containing("issues", _prefilter(search), project_id=project["id"])
+        rows = self.store.select_containing("issues", _prefilter(search), tuple(columns), project_id=project["id"])
         issues = [i for i in rows if keep(i)]
         field = order_by if order_by in ("updated_at", "due_date", "title") else "created_at"
         present = [i for i in issues if i.get(field) is not None]
@@ -392,8 +392,8 @@ def _search_columns(req: Request) -> list[str]:
 
 
 def _prefilter(query: str) -> list[str]:
-    """Search terms that appear verbatim in the stored JSON of any match: plain ASCII terms
-    that JSON does not escape. Others are left to ``_search_matches``."""
+    """Search terms that appear verbatim in any match: plain ASCII terms, which neither JSON
+    nor SQLite's JSON functions change. Others are left to ``_search_matches``."""
     terms = [t.strip('"') for t in re.findall(r'"[^"]+"|\S+', " ".join(query.split()))]
     return [t for t in terms if len(t) >= 3 and t.isascii() and t.isprintable() and '"' not in t and "\\" not in t]
 

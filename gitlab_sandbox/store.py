@@ -125,10 +125,20 @@ class Store:
             ).fetchall()
         return [json.loads(row["data"]) for row in rows]
 
-    def select_containing(self, table: str, needles: list[str], **where: Any) -> list[dict[str, Any]]:
+    def select_containing(
+        self, table: str, needles: list[str], fields: tuple[str, ...] = (), **where: Any
+    ) -> list[dict[str, Any]]:
         """As ``select``, keeping only rows whose stored JSON contains every needle
-        (case-insensitive): a cheap pre-filter, so a search does not decode every row."""
-        clause = " AND ".join([*(f"{column} = ?" for column in where), *("instr(lower(data), ?) > 0" for _ in needles)]) or "1"
+        (case-insensitive): a cheap pre-filter, so a search does not decode every row.
+        ``fields``: look only in those top-level text fields (a title search then skips the
+        long descriptions), else in the whole row."""
+        if not all(f.isidentifier() for f in fields):
+            raise ValueError(f"not a field name: {fields!r}")
+        haystack = (
+            "lower(" + " || ' ' || ".join(f"coalesce(json_extract(data, '$.{f}'), '')" for f in fields) + ")"
+            if fields else "lower(data)"
+        )
+        clause = " AND ".join([*(f"{column} = ?" for column in where), *(f"instr({haystack}, ?) > 0" for _ in needles)]) or "1"
         with self._lock:
             rows = self._conn.execute(
                 f"SELECT data FROM {table} WHERE {clause} ORDER BY id",  # noqa: S608
