@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -16,6 +17,9 @@ with workflow.unsafe.imports_passed_through():
     from model_migration.domain.errors import CommandRejected, ErrorType
     from model_migration.domain.feature import Note
     from model_migration.domain.models import marker_comment
+    from model_migration.domain.requests import command_digest
+    from model_migration.domain.stages import AnyStage
+    from workflows.messages import CommandResult
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -66,6 +70,33 @@ async def until_done(
 
 def rejected(err: CommandRejected) -> ApplicationError:
     return ApplicationError(err.message, type=ErrorType.COMMAND_REJECTED.value, non_retryable=True)
+
+
+class _Decision(Protocol):
+    """What both stage machines decide: a state with a stage, and a message for the sender."""
+
+    @property
+    def state(self) -> _Staged: ...
+
+    @property
+    def message(self) -> str: ...
+
+
+class _Staged(Protocol):
+    @property
+    def stage(self) -> AnyStage: ...
+
+
+def handle(name: str, command: BaseModel, apply: Callable[[], _Decision]) -> CommandResult:
+    """An update handler: apply the command, and answer with the command's name and digest, so
+    that a sender who reused a request id for another command can tell."""
+    try:
+        decision = apply()
+    except CommandRejected as err:  # only on replay of a run whose validator was looser
+        raise rejected(err) from None
+    return CommandResult(
+        stage=decision.state.stage, message=decision.message, command=name, digest=command_digest(name, command),
+    )
 
 
 def validate(decide: Callable[[], Any]) -> None:

@@ -20,9 +20,8 @@ with workflow.unsafe.imports_passed_through():
     from model_migration.domain.errors import CommandRejected
     from model_migration.domain.escalation import next_escalation
     from model_migration.domain.models import IssueRef
-    from model_migration.domain.requests import command_digest
     from workflows import attributes, views
-    from workflows.common import Journal, call, marker_base, notify, rejected, until_done, validate
+    from workflows.common import Journal, call, handle, marker_base, notify, until_done, validate
     from workflows.messages import (
         FEATURE_PROGRESS,
         Abort,
@@ -101,13 +100,7 @@ class FeatureMigrationWorkflow:
         return decision
 
     def _command(self, name: str, command: machine.Command) -> CommandResult:
-        try:
-            decision = self._apply(command)
-        except CommandRejected as err:  # only on replay of a run whose validator was looser
-            raise rejected(err) from None
-        return CommandResult(
-            stage=decision.state.stage, message=decision.message, command=name, digest=command_digest(name, command),
-        )
+        return handle(name, command, lambda: self._apply(command))
 
     def _validate(self, command: machine.Command) -> None:
         validate(lambda: machine.decide(self.state, command, workflow.now()))

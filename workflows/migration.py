@@ -14,12 +14,10 @@ with workflow.unsafe.imports_passed_through():
     from model_migration.domain import templates
     from model_migration.domain.compat import compatibility_problems
     from model_migration.domain.deadlines import Deadline
-    from model_migration.domain.errors import CommandRejected
     from model_migration.domain.feature import Note
-    from model_migration.domain.requests import command_digest
     from model_migration.domain.stages import FeatureStage, MigrationStage
     from workflows import attributes
-    from workflows.common import marker_base, notify, rejected, until_done, validate
+    from workflows.common import handle, marker_base, notify, until_done, validate
     from workflows.feature import FeatureMigrationWorkflow
     from workflows.messages import (
         FEATURE_PROGRESS,
@@ -194,13 +192,7 @@ class ModelMigrationWorkflow:
         self._apply(machine.Advance(to=to, actor=actor, detail=detail))
 
     def _command(self, name: str, command: machine.Command) -> CommandResult:
-        try:
-            decision = self._apply(command)
-        except CommandRejected as err:  # only on replay of a run whose validator was looser
-            raise rejected(err) from None
-        return CommandResult(
-            stage=decision.state.stage, message=decision.message, command=name, digest=command_digest(name, command),
-        )
+        return handle(name, command, lambda: self._apply(command))
 
     def _validate(self, command: machine.Command) -> None:
         validate(lambda: machine.decide(self.state, command, workflow.now()))
