@@ -13,10 +13,9 @@ with workflow.unsafe.imports_passed_through():
     from model_migration.domain import migration as machine
     from model_migration.domain import templates
     from model_migration.domain.compat import compatibility_problems
-    from model_migration.domain.deadlines import Deadline
     from model_migration.domain.feature import Note
     from model_migration.domain.stages import FeatureStage, MigrationStage
-    from workflows import attributes
+    from workflows import attributes, views
     from workflows.common import handle, marker_base, notify, until_done, validate
     from workflows.feature import FeatureMigrationWorkflow
     from workflows.messages import (
@@ -32,13 +31,11 @@ with workflow.unsafe.imports_passed_through():
         MigrationStatus,
         ParentCommand,
         Pause,
-        PendingAction,
         Resume,
         feature_workflow_id,
     )
     from workflows.tracking import TrackingIssue
     from workflows.versions import CONFIG_MR_PATCH, FEATURE_REVISION, MIGRATION_BLOCKED_NOTICE_PATCH
-    from workflows.views import blocked_action
 
 
 
@@ -253,26 +250,4 @@ class ModelMigrationWorkflow:
 
     @workflow.query
     def status(self) -> MigrationStatus:
-        pending = None
-        if self.state.blocked:
-            pending = blocked_action(self.state.blocked)
-        elif self.stage == MigrationStage.FEATURES:
-            open_ = [p.feature for p in self.children.values() if not p.stage.terminal]
-            pending = PendingAction(action=f"feature teams: {', '.join(open_)}", owner="feature teams")
-        elif self.stage == MigrationStage.INIT and self.gitlab.config_mr is not None:
-            pending = PendingAction(
-                action=f"merge the model configuration {self.gitlab.config_mr.web_url} (or complete init)",
-                owner="ai-framework", command="complete_stage init",
-            )
-        return MigrationStatus(
-            workflow_id=self.id, stage=self.stage, paused=self.state.paused,
-            blocked=self.state.blocked, model=self.input.model.gitlab_identifier,
-            provider=self.input.model.provider,
-            replaced=self.input.replaced.gitlab_identifier if self.input.replaced else "",
-            issue=self.gitlab.issue, history=self.state.history,
-            deadlines=(Deadline(stage=FeatureStage.CLEANUP, due=self.eta),),
-            pending_action=pending, features=tuple(self.children[f.name] for f in self.input.features),
-            problems=tuple(self.problems),
-            config_mr_url=self.gitlab.config_mr.web_url if self.gitlab.config_mr else "",
-            config_mr_state=self.gitlab.config_mr.state if self.gitlab.config_mr else "",
-        )
+        return views.migration_status(self.id, self.input, self.state, self.gitlab, self.children, self.eta, self.problems)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -9,9 +11,20 @@ with workflow.unsafe.imports_passed_through():
     from model_migration.domain.deadlines import Deadline
     from model_migration.domain.escalation import PlannedEscalation
     from model_migration.domain.feature import FeatureState
+    from model_migration.domain.migration import MigrationState
     from model_migration.domain.models import IssueDraft, IssueRef
-    from model_migration.domain.stages import FeatureStage
-    from workflows.messages import FeatureMigrationInput, FeatureOutcome, FeatureProgress, FeatureStatus, NextEscalation, PendingAction
+    from model_migration.domain.stages import FeatureStage, MigrationStage
+    from workflows.messages import (
+        FeatureMigrationInput,
+        FeatureOutcome,
+        FeatureProgress,
+        FeatureStatus,
+        MigrationInput,
+        MigrationStatus,
+        NextEscalation,
+        PendingAction,
+    )
+    from workflows.tracking import TrackingIssue
 
 #: What a feature's team does next, and the command that says it is done.
 PENDING = {
@@ -82,4 +95,30 @@ def feature_status(
         next_escalation=NextEscalation(stage=s.stage, kind=planned.kind, at=planned.at) if planned else None,
         pending_action=pending, escalations=s.fired, evaluations=s.evaluations, rollout=s.rollout,
         rollout_percentage=s.percentage, prompt_version=s.prompt_version, flag=s.flag,
+    )
+
+
+def migration_status(
+    workflow_id: str, input: MigrationInput, s: MigrationState, gitlab: TrackingIssue,
+    children: dict[str, FeatureProgress], eta: datetime, problems: list[str],
+) -> MigrationStatus:
+    pending = None
+    mr = gitlab.config_mr
+    if s.blocked:
+        pending = blocked_action(s.blocked)
+    elif s.stage == MigrationStage.FEATURES:
+        open_ = [p.feature for p in children.values() if not p.stage.terminal]
+        pending = PendingAction(action=f"feature teams: {', '.join(open_)}", owner="feature teams")
+    elif s.stage == MigrationStage.INIT and mr is not None:
+        pending = PendingAction(
+            action=f"merge the model configuration {mr.web_url} (or complete init)",
+            owner="ai-framework", command="complete_stage init",
+        )
+    return MigrationStatus(
+        workflow_id=workflow_id, stage=s.stage, paused=s.paused, blocked=s.blocked,
+        model=input.model.gitlab_identifier, provider=input.model.provider,
+        replaced=input.replaced.gitlab_identifier if input.replaced else "",
+        issue=gitlab.issue, history=s.history, deadlines=(Deadline(stage=FeatureStage.CLEANUP, due=eta),),
+        pending_action=pending, features=tuple(children[f.name] for f in input.features), problems=tuple(problems),
+        config_mr_url=mr.web_url if mr else "", config_mr_state=mr.state if mr else "",
     )
