@@ -17,6 +17,7 @@ class ErrorType(StrEnum):
     GITLAB_TRANSIENT = "GitLabTransient"  # 429, 5xx, connection problems: retried
     COMMAND_REJECTED = "CommandRejected"  # an update that does not fit the workflow's state
     INVALID_INPUT = "InvalidInput"  # a bad catalog, id, date or option
+    HARNESS_ERRORS = "HarnessErrors"  # too many failed examples for a verdict: retried, then escalated
 
     @classmethod
     def non_retryable(cls) -> list[str]:

@@ -116,9 +116,9 @@ class Rule:
 
 
 DOMAIN = Rule(
-    "domain imports only the standard library, pydantic and model_migration.domain",
+    "domain imports only the standard library, pydantic, numpy and model_migration.domain",
     "model_migration/domain",
-    allowed=("pydantic", "model_migration.domain"),
+    allowed=("pydantic", "numpy", "model_migration.domain"),
     allow_stdlib=True,
 )
 CLIENTS = Rule(
@@ -221,8 +221,8 @@ def test_each_rule_covers_files(rule: Rule) -> None:
 
 
 @pytest.mark.parametrize("path", _params(DOMAIN))
-def test_domain_imports_only_stdlib_pydantic_and_domain(path: Path) -> None:
-    """Domain modules import only the standard library, pydantic and model_migration.domain."""
+def test_domain_imports_only_stdlib_pydantic_numpy_and_domain(path: Path) -> None:
+    """Domain modules import only the standard library, pydantic, numpy and model_migration.domain."""
     _assert_obeys(DOMAIN, path)
 
 
@@ -308,11 +308,15 @@ from model_migration import settings
 from . import models
 from .. import catalog
 from .errors import CommandRejected
+import numpy as np
+from numpy.typing import NDArray
+import numpy_financial
+import scipy.stats
 """
 
 
 def test_checker_catches_domain_violations() -> None:
-    """The domain allowlist refuses vendor and outer-layer imports, resolving relative ones."""
+    """The domain allowlist refuses vendor and outer-layer imports (numpy is allowed, scipy is not), resolving relative ones."""
     bad = DOMAIN.violations(BAD_DOMAIN, "model_migration.domain.sample")
     assert [(imp.line, imp.module) for imp in bad] == [
         (3, "yaml"),
@@ -320,6 +324,8 @@ def test_checker_catches_domain_violations() -> None:
         (6, "temporalio"),
         (9, "model_migration"),
         (11, "model_migration"),
+        (15, "numpy_financial"),
+        (16, "scipy.stats"),
     ]
 
 
