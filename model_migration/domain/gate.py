@@ -10,6 +10,14 @@ the p-values are Holm-adjusted across the gate's metrics. A metric:
 - **passes** if its lower bound is above −margin *and* its Holm-adjusted p < α = 1 − confidence;
 - is **inconclusive** otherwise.
 
+The interval is two-sided, so a lower bound above −margin already means a one-sided p under
+about (1 − confidence) / 2; Holm's condition is the one that binds once several metrics are
+tested together (the smallest p must then be under α / k).
+
+An example is a harness error when either side is flagged or lacks a configured metric's
+score; errors are left out, and counted. Examples are judged in ``example_id`` order, so the
+harness's order changes nothing.
+
 Then GitLab's absolute bars, on the candidate: fewer than 20 % poor answers (a judge score of
 1–2 or a similarity below 0.8), and a p95 latency within a factor of the baseline's.
 
