@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from gitlab_sandbox.epics import GitLabEpics
+from gitlab_sandbox.experiments import ExperimentsApi
 from gitlab_sandbox.flags import FlagsApi
 from gitlab_sandbox.gitlab_api import GitLabApi
 from gitlab_sandbox.gitlab_web import GitLabWeb
@@ -30,7 +31,7 @@ class Module(Protocol):
 
 #: Registration order matters only where two patterns could match one path.
 MODULES: list[type[Any]] = [
-    GitLabApi, GitLabEpics, GitLabHooks, RepositoryApi, MergeRequestsApi, PipelinesApi, FlagsApi, GitLabWeb
+    GitLabApi, GitLabEpics, GitLabHooks, RepositoryApi, MergeRequestsApi, PipelinesApi, FlagsApi, ExperimentsApi, GitLabWeb
 ]
 
 
