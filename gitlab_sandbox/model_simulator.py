@@ -26,7 +26,8 @@ baseline), ``noise`` (per-example spread of the model), ``latency_ms`` (median),
 Calibrated on the shipped datasets (240 examples) against ``baseline``, with margins of 0.2 judge
 points, 0.03 similarity and 0.1 exact match: ``pass``'s 95 % intervals lie above every -margin;
 ``fail``'s correctness interval lies below it, and about 30 % of its answers are poor;
-``inconclusive`` (slightly worse, much noisier) has a correctness interval that straddles it;
+``inconclusive`` (slightly worse, much noisier) has a correctness interval that straddles it in
+about 94 % of (dataset, prompt version) draws, the rest falling either side, as sampling does;
 ``erroring`` errs on about 30 % of examples, above the service's ``max_error_rate``.
 """
 
@@ -62,9 +63,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "max_error_rate": 0.1,
     "presets": {
         "baseline": {"quality": 0.0, "noise": 0.5, "latency_ms": 1200.0, "latency_sigma": 0.25, "tokens": 350, "error_rate": 0.0},
-        "pass": {"quality": 0.05, "latency_ms": 1100.0},
-        "fail": {"quality": -0.8},
-        "inconclusive": {"quality": -0.05, "noise": 1.2},
+        "pass": {"quality": 0.1, "latency_ms": 1100.0},
+        "fail": {"quality": -1.0},
+        "inconclusive": {"quality": -0.15, "noise": 1.2},
         "erroring": {"error_rate": 0.3},
         "slow": {"latency_ms": 2600.0, "latency_sigma": 0.45},
     },
