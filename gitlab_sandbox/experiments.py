@@ -212,7 +212,9 @@ class ExperimentsApi:
         ]
         canonical = json.dumps(examples, sort_keys=True, separators=(",", ":")).encode()
         digest = f"sha256:{hashlib.sha256(canonical).hexdigest()}"
-        self.store.insert("experiment_results", {"digest": digest, "examples": examples}, request_id=experiment["request_id"])
+        # If-absent: a process stopped between this write and the state's leaves the results in place,
+        # and the next poll settles the run again on the same (deterministic) results.
+        self.store.insert_if_absent("experiment_results", {"digest": digest, "examples": examples}, request_id=experiment["request_id"])
         outcome.update(state="complete", digest=digest)
         return self.store.update("experiments", {**experiment, **outcome})
 
