@@ -48,10 +48,11 @@ def test_wheel_ships_the_catalog_and_the_sandbox(tmp_path: Path) -> None:
     probe = textwrap.dedent(
         """
         import catalog, gitlab_sandbox, model_migration
+        from gitlab_sandbox import datasets
         from model_migration.catalog import load_catalog
         c = load_catalog()
         print(model_migration.__file__)
-        print(len(c.models), len(c.features))
+        print(len(c.models), len(c.features), min(len(datasets.load(f.dataset)) for f in c.features))
         """
     )
     elsewhere = tmp_path / "elsewhere"
@@ -60,5 +61,6 @@ def test_wheel_ships_the_catalog_and_the_sandbox(tmp_path: Path) -> None:
     assert ran.returncode == 0, ran.stderr
     module_file, counts = ran.stdout.strip().splitlines()
     assert Path(module_file).is_relative_to(target), module_file
-    models, features = (int(n) for n in counts.split())
+    models, features, examples = (int(n) for n in counts.split())
     assert models > 0 and features > 0
+    assert examples >= 200  # every catalog dataset ships in the wheel
