@@ -18,6 +18,8 @@ class ErrorType(StrEnum):
     COMMAND_REJECTED = "CommandRejected"  # an update that does not fit the workflow's state
     INVALID_INPUT = "InvalidInput"  # a bad catalog, id, date or option
     HARNESS_ERRORS = "HarnessErrors"  # too many failed examples for a verdict: retried, then escalated
+    HARNESS_REFUSED = "HarnessRefused"  # the evaluation harness refused the request (auth, unknown dataset): never retried
+    HARNESS_UNAVAILABLE = "HarnessUnavailable"  # 429, 5xx, connection problems, a run not finished: retried
 
     @classmethod
     def non_retryable(cls) -> list[str]:
@@ -28,6 +30,7 @@ class ErrorType(StrEnum):
             cls.GITLAB_INVALID,
             cls.COMMAND_REJECTED,
             cls.INVALID_INPUT,
+            cls.HARNESS_REFUSED,
         ]
 
 
