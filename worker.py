@@ -14,11 +14,14 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 
+from activities.evaluation import EvaluationActivities
 from activities.gitlab import GitLabActivities
 from activities.notify import NotifyActivities
+from model_migration.clients.experiments import ExperimentServiceClient
 from model_migration.clients.gitlab import GitLabClient, WaitGate
 from model_migration.clients.gitlab_labels import UserDirectory
 from model_migration.clients.notifier import LogNotifier
+from model_migration.clients.results_store import LocalResultsStore
 from model_migration.domain.errors import DomainError, ErrorType, GitLabError
 from model_migration.domain.models import User
 from model_migration.settings import Settings
@@ -48,6 +51,16 @@ def gitlab_factory(settings: Settings, gate: WaitGate | None = None) -> Callable
         )
 
     return make
+
+
+def evaluation_activities(settings: Settings) -> EvaluationActivities | None:
+    """The harness activity, on the experiment service with the GitLab token (the sandbox's
+    service takes it); results go to a directory in the state dir."""
+    token = settings.resolved_gitlab_token()
+    if token is None:
+        return None
+    url = settings.resolved_evaluation_url()
+    return EvaluationActivities(lambda: ExperimentServiceClient(url, token), LocalResultsStore(settings.state_dir / "results"))
 
 
 def check_gitlab(make: Callable[[], GitLabClient]) -> User:
@@ -90,14 +103,16 @@ def build_worker(
     executor: ThreadPoolExecutor,
     notify: NotifyActivities | None = None,
     interceptors: Sequence[Interceptor] = (),
+    evaluation: EvaluationActivities | None = None,
 ) -> Worker:
     notify = notify or NotifyActivities(LogNotifier())
+    extra = [evaluation.run_experiment] if evaluation is not None else []
     write_workflow_bytecode()
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[*gitlab.all(), notify.notify],
+        activities=[*gitlab.all(), notify.notify, *extra],
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
         interceptors=interceptors,
@@ -118,6 +133,7 @@ async def run(
     make = gitlab_factory(settings)
     me = await asyncio.to_thread(check_gitlab, make)
     gitlab = gitlab or GitLabActivities(make)
+    evaluation = evaluation_activities(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -125,7 +141,7 @@ async def run(
         except (NotImplementedError, RuntimeError):  # not the main thread
             break
     with ThreadPoolExecutor(max_workers=32) as executor:
-        worker = build_worker(client, settings.task_queue, gitlab, executor)
+        worker = build_worker(client, settings.task_queue, gitlab, executor, evaluation=evaluation)
         log.info("worker_started", task_queue=settings.task_queue, temporal=settings.temporal_address,
                  gitlab=settings.gitlab_url, project=settings.gitlab_project, gitlab_user=me.username)
         async with worker:

@@ -10,7 +10,8 @@ from model_migration.domain.errors import DomainError, ErrorType, GitLabError
 
 
 def to_application_error(err: DomainError) -> ApplicationError:
-    retryable = isinstance(err, GitLabError) and err.retryable
+    # One rule for every domain error: the enum says which types are never retried.
+    retryable = ErrorType(err.type) not in ErrorType.non_retryable()
     delay = None
     if isinstance(err, GitLabError) and err.retry_after:
         delay = timedelta(seconds=err.retry_after)

@@ -17,12 +17,14 @@ from activities.payloads import (
     EnsureIssueInput,
     EnsureLabelsInput,
     EnsureLabelsResult,
+    ExperimentRun,
     IssueLinkInput,
     MergeRequestInput,
     MergeRequestRef,
     NoteRef,
     NotifyInput,
     PostNoteInput,
+    RunExperimentInput,
     UpdateIssueInput,
 )
 from model_migration.domain.models import IssueRef
@@ -65,6 +67,11 @@ def ensure_model_config_mr(request: ConfigMergeRequestInput) -> MergeRequestRef:
 @activity.defn(name=Activity.MERGE_REQUEST_STATE)
 def merge_request_state(request: MergeRequestInput) -> MergeRequestRef:
     raise Declared(Activity.MERGE_REQUEST_STATE)
+
+
+@activity.defn(name=Activity.RUN_EXPERIMENT)
+def run_experiment(request: RunExperimentInput) -> ExperimentRun:
+    raise Declared(Activity.RUN_EXPERIMENT)
 
 
 @activity.defn(name=Activity.NOTIFY)

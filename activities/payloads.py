@@ -25,6 +25,7 @@ class Activity(StrEnum):
     ENSURE_ISSUE_LINK = "ensure_issue_link"
     NOTIFY = "notify"
     ENSURE_LABELS = "ensure_labels"
+    RUN_EXPERIMENT = "run_experiment"
 
 
 class EnsureIssueInput(BaseModel):
@@ -116,3 +117,27 @@ class EnsureLabelsResult(BaseModel):
     model_config = FROZEN
     #: The labels this attempt created; empty when all existed already.
     created: tuple[str, ...] = ()
+
+
+class RunExperimentInput(BaseModel):
+    """One harness run: candidate against baseline on a dataset. Per-example results are stored,
+    not returned, so that only their digest enters workflow history."""
+
+    model_config = FROZEN
+    dataset: str
+    prompt_id: str
+    prompt_version: str
+    model: str
+    baseline_model: str
+    baseline_prompt_version: str
+    evaluators: tuple[str, ...] = ()
+    #: Seconds between polls of a running experiment.
+    poll_seconds: float = 5.0
+
+
+class ExperimentRun(BaseModel):
+    model_config = FROZEN
+    request_id: str
+    digest: str
+    examples: int
+    results_url: str = ""

@@ -22,11 +22,16 @@ class Settings(BaseSettings):
     gitlab_project: str = "gitlab-org/modelops/ai-model-migrations"
     gitlab_group: str = "gitlab-org"
     gitlab_timeout: float = 10.0
+    #: The experiment service (the evaluation harness); default: the one the GitLab sandbox serves.
+    evaluation_url: str | None = None
 
     state_dir: Path = Path(".model-migration")
     catalog_dir: Path | None = None
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
+
+    def resolved_evaluation_url(self) -> str:
+        return self.evaluation_url or f"{self.gitlab_url.rstrip('/')}/api/evaluation"
 
     def sandbox_token_file(self) -> Path:
         return self.state_dir / "sandbox.token"

@@ -6,15 +6,18 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from temporalio import activity
 
 import activities.interface as interface
+from activities.evaluation import EvaluationActivities
 from activities.gitlab import GitLabActivities
 from activities.notify import NotifyActivities
 from model_migration.clients.notifier import LogNotifier
+from model_migration.clients.results_store import LocalResultsStore
 
 DECLARED = {
     fn.__temporal_activity_definition.name: fn  # type: ignore[attr-defined]
@@ -23,7 +26,11 @@ DECLARED = {
 }
 IMPLEMENTED: dict[str, Callable[..., Any]] = {
     activity._Definition.must_from_callable(fn).name: fn  # type: ignore[attr-defined]
-    for fn in [*GitLabActivities(lambda: None).all(), NotifyActivities(LogNotifier()).notify]  # type: ignore[arg-type, return-value]
+    for fn in [
+        *GitLabActivities(lambda: None).all(),  # type: ignore[arg-type, return-value]
+        NotifyActivities(LogNotifier()).notify,
+        EvaluationActivities(lambda: None, LocalResultsStore(Path("unused"))).run_experiment,  # type: ignore[arg-type, return-value]
+    ]
 }
 
 
