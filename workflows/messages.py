@@ -218,24 +218,29 @@ class PendingAction(BaseModel):
 
 
 
-class FeatureStatus(BaseModel):
-    """Everything a person needs to know about one feature."""
+class _StatusCommon(BaseModel):
+    """What every status tells, a migration's or a feature's."""
 
     model_config = FROZEN
     workflow_id: str
-    kind: Literal["feature"] = "feature"
-    stage: FeatureStage
     paused: bool = False
     blocked: str = ""
     model: str = ""
     provider: str = ""
     replaced: str = ""
-    feature: str = ""
     issue: IssueRef | None = None
     history: tuple[Transition, ...] = ()
     deadlines: tuple[Deadline, ...] = ()
-    next_escalation: NextEscalation | None = None
     pending_action: PendingAction | None = None
+
+
+class FeatureStatus(_StatusCommon):
+    """Everything a person needs to know about one feature."""
+
+    kind: Literal["feature"] = "feature"
+    stage: FeatureStage
+    feature: str = ""
+    next_escalation: NextEscalation | None = None
     escalations: tuple[FiredEscalation, ...] = ()
     evaluations: tuple[ReportEvaluation, ...] = ()
     rollout: tuple[RolloutStep, ...] = ()
@@ -244,22 +249,11 @@ class FeatureStatus(BaseModel):
     flag: str = ""
 
 
-class MigrationStatus(BaseModel):
+class MigrationStatus(_StatusCommon):
     """Everything a person needs to know about one migration and its features."""
 
-    model_config = FROZEN
-    workflow_id: str
     kind: Literal["migration"] = "migration"
     stage: MigrationStage
-    paused: bool = False
-    blocked: str = ""
-    model: str = ""
-    provider: str = ""
-    replaced: str = ""
-    issue: IssueRef | None = None
-    history: tuple[Transition, ...] = ()
-    deadlines: tuple[Deadline, ...] = ()
-    pending_action: PendingAction | None = None
     features: tuple[FeatureProgress, ...] = ()
     problems: tuple[str, ...] = ()
     config_mr_url: str = ""

@@ -2,17 +2,17 @@
 
 ``decide(state, command, now)`` returns the next state and the effects to carry out, or raises
 ``CommandRejected``. An update's validator and its handler both call it, so they cannot
-disagree. No clock, no I/O: ``now`` is an argument and effects are data.
+disagree. No clock, no I/O: ``now`` is an argument and effects are data (``feature_state.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from model_migration.domain import deadlines, templates
 from model_migration.domain.commands import (
@@ -31,123 +31,29 @@ from model_migration.domain.commands import (
     Verdict,
 )
 from model_migration.domain.errors import CommandRejected
-from model_migration.domain.escalation import EscalationKind, EscalationState, EscalationStep, PlannedEscalation, after_firing
-from model_migration.domain.models import FeatureSpec
+from model_migration.domain.escalation import EscalationKind, EscalationState, after_firing
+from model_migration.domain.feature_state import (
+    CLOSE_WITH_NOTE_REVISION,
+    STRICT_REVISION,
+    Block,
+    BlockedNoticeSent,
+    Command,
+    Decision,
+    Effect,
+    Escalate,
+    FeatureState,
+    Note,
+    Publish,
+    TellParent,
+    initial,
+)
+from model_migration.domain.machine import check_actor, check_open, dispatch
 from model_migration.domain.stages import FEATURE_COMPLETABLE, FEATURE_MOVES, FLAG_NAME, FeatureStage, is_semver, semver_greater
 
-FROZEN = ConfigDict(frozen=True)
-#: The input revision from which the stricter command rules hold (older runs keep the old ones,
-#: because a handler replaying an old history must accept what the old validator accepted).
-STRICT_REVISION = 3
-CLOSE_WITH_NOTE_REVISION = 3
-
-
-# -- effects --------------------------------------------------------------------------------
-
-
-class Note(BaseModel):
-    """Post a note on the feature issue; labels and the due date ride along as quick actions."""
-
-    model_config = FROZEN
-    kind: Literal["note"] = "note"
-    body: str
-    add_labels: tuple[str, ...] = ()
-    remove_labels: tuple[str, ...] = ()
-    due_date: date | None = None
-    #: The feature is finished: the note closes its issue too (``/close``).
-    close: bool = False
-
-
-class Publish(BaseModel):
-    """Upsert the stage and due-date search attributes."""
-
-    model_config = FROZEN
-    kind: Literal["publish"] = "publish"
-
-
-class TellParent(BaseModel):
-    """Tell the parent migration where the feature is."""
-
-    model_config = FROZEN
-    kind: Literal["tell_parent"] = "tell_parent"
-
-
-Effect = Note | Publish | TellParent
-
-
-# -- state and events -------------------------------------------------------------------------
-
-
-class FeatureState(BaseModel):
-    model_config = FROZEN
-    feature: FeatureSpec
-    ladder: tuple[EscalationStep, ...]
-    revision: int = 1
-    stage: FeatureStage = FeatureStage.IMPLEMENT
-    deadlines: dict[FeatureStage, datetime]
-    extended: dict[FeatureStage, str] = {}
-    escalation: EscalationState = EscalationState()
-    fired: tuple[FiredEscalation, ...] = ()
-    labels_added: tuple[str, ...] = ()
-    paused: bool = False
-    paused_at: datetime | None = None
-    blocked: str = ""
-    evaluations: tuple[ReportEvaluation, ...] = ()
-    rollout: tuple[RolloutStep, ...] = ()
-    prompt_version: str = ""
-    #: The prompt version whose evaluation failed: the next one must be higher.
-    failed_prompt_version: str = ""
-    flag: str = ""
-    outcome: str = ""
-    history: tuple[Transition, ...] = ()
-
-    def due(self) -> datetime:
-        return deadlines.due_in(self.deadlines, self.stage)
-
-    @property
-    def percentage(self) -> int:
-        return self.rollout[-1].percentage if self.rollout else 0
-
-    @property
-    def strict(self) -> bool:
-        return self.revision >= STRICT_REVISION
-
-
-def initial(feature: FeatureSpec, ladder: tuple[EscalationStep, ...], due: dict[FeatureStage, datetime], revision: int) -> FeatureState:
-    return FeatureState(feature=feature, ladder=ladder, deadlines=due, revision=revision, flag=feature.flag)
-
-
-class Escalate(BaseModel):
-    """A planned escalation's time has come."""
-
-    model_config = FROZEN
-    planned: PlannedEscalation
-
-
-class Block(BaseModel):
-    """GitLab refused the engine for good; a person must fix access, then resume."""
-
-    model_config = FROZEN
-    reason: str
-
-
-class BlockedNoticeSent(BaseModel):
-    """People were told of a block outside GitLab (recorded as a fired escalation)."""
-
-    model_config = FROZEN
-
-
-Command = (
-    CompleteStage | ReportEvaluation | ReportRollout | Pause | Resume | Abort | ExtendDeadline | ParentCommand
-    | Escalate | Block | BlockedNoticeSent
-)
-
-
-class Decision(BaseModel):
-    model_config = FROZEN
-    state: FeatureState
-    effects: tuple[Effect, ...] = ()
-    message: str = ""
+__all__ = [
+    "CLOSE_WITH_NOTE_REVISION", "STRICT_REVISION", "Block", "BlockedNoticeSent", "Command", "Decision", "Effect", "Escalate",
+    "FeatureState", "Note", "Publish", "TellParent", "decide", "initial",
+]
 
 
 # -- the machine --------------------------------------------------------------------------------
@@ -155,10 +61,7 @@ class Decision(BaseModel):
 
 def decide(state: FeatureState, command: Command, now: datetime) -> Decision:
     """The next state and its effects, or ``CommandRejected`` with one line saying why."""
-    handler = _HANDLERS.get(type(command))
-    if handler is None:
-        raise CommandRejected(f"a feature takes no {type(command).__name__} command")
-    return handler(state, command, now)
+    return dispatch(_HANDLERS, "a feature", state, command, now)
 
 
 def _complete_stage(s: FeatureState, cmd: CompleteStage, now: datetime) -> Decision:
@@ -349,13 +252,11 @@ _HANDLERS: dict[type[BaseModel], Callable[[FeatureState, Any, datetime], Decisio
 
 
 def _check_actor(s: FeatureState, actor: str) -> None:
-    if s.strict and not actor.strip():
-        raise CommandRejected("actor is empty: give the GitLab username of whoever sends the command")
+    check_actor(s.strict, actor)
 
 
 def _check_open(s: FeatureState) -> None:
-    if s.stage.terminal:
-        raise CommandRejected(f"the workflow is already {s.stage}; nothing more can change")
+    check_open(s.stage)
 
 
 def _check_active(s: FeatureState, *, blocked_counts: bool) -> None:

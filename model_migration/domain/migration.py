@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from model_migration.domain.commands import Abort, CompleteStage, ParentCommand, ParentCommandKind, Pause, Resume, Transition
 from model_migration.domain.errors import CommandRejected
+from model_migration.domain.machine import check_actor, check_open, dispatch
 from model_migration.domain.stages import MIGRATION_MOVES, MigrationStage
 
 FROZEN = ConfigDict(frozen=True)
@@ -81,10 +82,7 @@ class Decision(BaseModel):
 
 def decide(state: MigrationState, command: Command, now: datetime) -> Decision:
     """The next state and its effects, or ``CommandRejected`` with one line saying why."""
-    handler = _HANDLERS.get(type(command))
-    if handler is None:
-        raise CommandRejected(f"a migration takes no {type(command).__name__} command")
-    return handler(state, command, now)
+    return dispatch(_HANDLERS, "a migration", state, command, now)
 
 
 def _complete_stage(s: MigrationState, cmd: CompleteStage, now: datetime) -> Decision:
@@ -163,13 +161,11 @@ _HANDLERS: dict[type[BaseModel], Callable[[MigrationState, Any, datetime], Decis
 
 
 def _check_actor(s: MigrationState, actor: str) -> None:
-    if s.strict and not actor.strip():
-        raise CommandRejected("actor is empty: give the GitLab username of whoever sends the command")
+    check_actor(s.strict, actor)
 
 
 def _check_open(s: MigrationState) -> None:
-    if s.stage.terminal:
-        raise CommandRejected(f"the workflow is already {s.stage}; nothing more can change")
+    check_open(s.stage)
 
 
 def _move(s: MigrationState, to: MigrationStage, actor: str, now: datetime, detail: str) -> Decision:
