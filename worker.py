@@ -20,6 +20,7 @@ from activities.notify import NotifyActivities
 from model_migration.clients.experiments import ExperimentServiceClient
 from model_migration.clients.gitlab import GitLabClient, WaitGate
 from model_migration.clients.gitlab_labels import UserDirectory
+from model_migration.clients.harness import Harness, HarnessKind
 from model_migration.clients.notifier import LogNotifier
 from model_migration.clients.results_store import LocalResultsStore
 from model_migration.domain.errors import DomainError, ErrorType, GitLabError
@@ -60,7 +61,10 @@ def evaluation_activities(settings: Settings) -> EvaluationActivities | None:
     if token is None:
         return None
     url = settings.resolved_evaluation_url()
-    return EvaluationActivities(lambda: ExperimentServiceClient(url, token), LocalResultsStore(settings.state_dir / "results"))
+    harnesses: dict[HarnessKind, Callable[[], Harness]] = {
+        HarnessKind.EXPERIMENT_SERVICE: lambda: ExperimentServiceClient(url, token),
+    }
+    return EvaluationActivities(harnesses, LocalResultsStore(settings.state_dir / "results"))
 
 
 def check_gitlab(make: Callable[[], GitLabClient]) -> User:
@@ -106,7 +110,7 @@ def build_worker(
     evaluation: EvaluationActivities | None = None,
 ) -> Worker:
     notify = notify or NotifyActivities(LogNotifier())
-    extra = [evaluation.run_experiment] if evaluation is not None else []
+    extra = evaluation.all() if evaluation is not None else []
     write_workflow_bytecode()
     return Worker(
         client,

@@ -19,6 +19,7 @@ from activities.payloads import (
     EnsureLabelsResult,
     ExperimentRun,
     IssueLinkInput,
+    JudgeGateInput,
     MergeRequestInput,
     MergeRequestRef,
     NoteRef,
@@ -27,6 +28,7 @@ from activities.payloads import (
     RunExperimentInput,
     UpdateIssueInput,
 )
+from model_migration.domain.gate import GateResult
 from model_migration.domain.models import IssueRef
 
 
@@ -72,6 +74,11 @@ def merge_request_state(request: MergeRequestInput) -> MergeRequestRef:
 @activity.defn(name=Activity.RUN_EXPERIMENT)
 def run_experiment(request: RunExperimentInput) -> ExperimentRun:
     raise Declared(Activity.RUN_EXPERIMENT)
+
+
+@activity.defn(name=Activity.JUDGE_GATE)
+def judge_gate(request: JudgeGateInput) -> GateResult:
+    raise Declared(Activity.JUDGE_GATE)
 
 
 @activity.defn(name=Activity.NOTIFY)

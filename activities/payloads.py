@@ -11,6 +11,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from model_migration.domain.evaluation import HarnessKind
+from model_migration.domain.gate import GateConfig
 from model_migration.domain.models import IssueDraft
 
 FROZEN = ConfigDict(frozen=True)
@@ -26,6 +28,7 @@ class Activity(StrEnum):
     NOTIFY = "notify"
     ENSURE_LABELS = "ensure_labels"
     RUN_EXPERIMENT = "run_experiment"
+    JUDGE_GATE = "judge_gate"
 
 
 class EnsureIssueInput(BaseModel):
@@ -133,6 +136,9 @@ class RunExperimentInput(BaseModel):
     evaluators: tuple[str, ...] = ()
     #: Seconds between polls of a running experiment.
     poll_seconds: float = 5.0
+    harness: HarnessKind = HarnessKind.EXPERIMENT_SERVICE
+    #: For ``HarnessKind.IMPORTED``: where the team published its per-example results.
+    results_url: str = ""
 
 
 class ExperimentRun(BaseModel):
@@ -141,3 +147,14 @@ class ExperimentRun(BaseModel):
     digest: str
     examples: int
     results_url: str = ""
+
+
+class JudgeGateInput(BaseModel):
+    """The gate over results kept in the results store under ``digest``."""
+
+    model_config = FROZEN
+    digest: str
+    config: GateConfig
+    dataset: str = ""
+    baseline: str = ""
+    candidate: str = ""

@@ -24,11 +24,23 @@ class Settings(BaseSettings):
     gitlab_timeout: float = 10.0
     #: The experiment service (the evaluation harness); default: the one the GitLab sandbox serves.
     evaluation_url: str | None = None
+    #: The project whose pipelines run the ``ci_pipeline`` harness.
+    evaluation_project: str = "gitlab-org/modelops/ai-evaluation/prompt-library"
+    #: The ref those pipelines run on.
+    evaluation_ref: str = "main"
+    #: Where ``model-migration setup-promptfoo`` installs the promptfoo CLI; default: <state_dir>/promptfoo.
+    promptfoo_dir: Path | None = None
+    #: The promptfoo provider that plays the models, e.g. ``file://provider.py``; default: each model's
+    #: gateway provider id. The sandbox's simulator is ``file://<gitlab_sandbox>/promptfoo_provider.py``.
+    promptfoo_provider: str | None = None
 
     state_dir: Path = Path(".model-migration")
     catalog_dir: Path | None = None
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
+
+    def resolved_promptfoo_dir(self) -> Path:
+        return self.promptfoo_dir or self.state_dir / "promptfoo"
 
     def resolved_evaluation_url(self) -> str:
         return self.evaluation_url or f"{self.gitlab_url.rstrip('/')}/api/evaluation"

@@ -30,6 +30,8 @@ class ExperimentRequest(BaseModel):
     baseline_model: str
     baseline_prompt_version: str
     evaluators: tuple[str, ...] = EVALUATORS
+    #: Only for a harness that imports published results: where they are.
+    results_url: str = ""
 
 
 #: The service sends null for what it does not know yet.
@@ -83,20 +85,7 @@ class ExperimentServiceClient:
     def results(self, request_id: str) -> tuple[PairedExample, ...]:
         """The paired per-example results of a complete run; a run not complete yet is retryable."""
         answer = self._call("GET", "/v1/experiments/results", f"read results of {request_id}", params={"request_id": request_id})
-        evaluators = tuple(answer.get("evaluators") or EVALUATORS)
-        paired = []
-        for example in answer.get("examples", []):
-            if example.get("baseline") is None:
-                raise HarnessError(f"experiment {request_id} has no baseline results to pair with", type=ErrorType.HARNESS_REFUSED)
-            try:
-                paired.append(PairedExample(
-                    example_id=str(example["example_id"]),
-                    baseline=_side(example["baseline"], evaluators),
-                    candidate=_side(example["candidate"], evaluators),
-                ))
-            except (KeyError, TypeError, ValueError) as err:  # ValidationError is a ValueError
-                raise _malformed(f"experiment {request_id}'s results", err) from None
-        return tuple(paired)
+        return parse_results(answer, f"experiment {request_id}")
 
     def _call(self, method: str, path: str, what: str, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -116,6 +105,28 @@ class ExperimentServiceClient:
         if status in (400, 404, 422):
             raise HarnessError(f"cannot {what}: {detail}", type=ErrorType.HARNESS_REFUSED)
         raise HarnessError(f"cannot {what}: the service answered {status}", type=ErrorType.HARNESS_UNAVAILABLE)
+
+
+def parse_results(answer: object, what: str) -> tuple[PairedExample, ...]:
+    """Per-example results in the service's shape (``{"evaluators", "examples": [{"example_id",
+    "baseline": {...}, "candidate": {...}}]}``) as the gate's ``PairedExample``s. Every harness
+    that writes this shape (a CI job's artifact, an imported file) is read by this one function."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("examples"), list):
+        raise _malformed(f"{what}'s results", ValueError("not an object with a list of examples"))
+    evaluators = tuple(answer.get("evaluators") or EVALUATORS)
+    paired = []
+    for example in answer["examples"]:
+        if not isinstance(example, dict) or example.get("baseline") is None:
+            raise HarnessError(f"{what} has an example with no baseline results to pair with", type=ErrorType.HARNESS_REFUSED)
+        try:
+            paired.append(PairedExample(
+                example_id=str(example["example_id"]),
+                baseline=_side(example["baseline"], evaluators),
+                candidate=_side(example["candidate"], evaluators),
+            ))
+        except (KeyError, TypeError, ValueError) as err:  # ValidationError is a ValueError
+            raise _malformed(f"{what}'s results", err) from None
+    return tuple(paired)
 
 
 def _malformed(what: str, err: Exception) -> HarnessError:

@@ -11,6 +11,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from model_migration.domain.evaluation import EvaluationSpec
+
 #: Unknown fields are ignored, so a payload from a newer worker or CLI still decodes here.
 #: (The catalog loader refuses unknown keys itself: a typo there must not pass unseen.)
 FROZEN = ConfigDict(frozen=True)
@@ -96,6 +98,8 @@ class FeatureSpec(BaseModel):
     dataset: str  # "<feature>.<name>.<version>"
     flag: str  # feature flag that switches the feature to the new model
     min_context_tokens: int = 8192
+    #: Harness, margins and loop cap of its evaluation gate (``domain/evaluation.py``).
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
 
 
 class IssueRef(BaseModel):

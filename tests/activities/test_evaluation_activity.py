@@ -14,6 +14,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.evaluation import EvaluationActivities
 from activities.payloads import RunExperimentInput
 from model_migration.clients.experiments import ExperimentRequest, ExperimentServiceClient
+from model_migration.clients.harness import HarnessKind
 from model_migration.clients.results_store import LocalResultsStore
 from model_migration.domain.errors import ErrorType
 
@@ -39,7 +40,8 @@ def service(gitlab_sandbox) -> Iterator[str]:  # type: ignore[no-untyped-def]
 
 
 def activities(base: str, token: str, tmp_path: Path) -> EvaluationActivities:
-    return EvaluationActivities(lambda: Counting(base, token), LocalResultsStore(tmp_path / "results"))
+    harnesses = {HarnessKind.EXPERIMENT_SERVICE: lambda: Counting(base, token)}
+    return EvaluationActivities(harnesses, LocalResultsStore(tmp_path / "results"))
 
 
 def run_input(model: str = "sim-pass", dataset: str = "duo_chat.questions.v3") -> RunExperimentInput:

@@ -29,7 +29,7 @@ IMPLEMENTED: dict[str, Callable[..., Any]] = {
     for fn in [
         *GitLabActivities(lambda: None).all(),  # type: ignore[arg-type, return-value]
         NotifyActivities(LogNotifier()).notify,
-        EvaluationActivities(lambda: None, LocalResultsStore(Path("unused"))).run_experiment,  # type: ignore[arg-type, return-value]
+        *EvaluationActivities({}, LocalResultsStore(Path("unused"))).all(),
     ]
 }
 

@@ -23,6 +23,8 @@ import workflows.messages
 from model_migration.converter import data_converter
 from model_migration.domain.commands import MetricResult
 from model_migration.domain.deadlines import StagePlan
+from model_migration.domain.evaluation import KNOWN_METRICS, EvaluationSpec
+from model_migration.domain.gate import GateConfig
 from model_migration.domain.models import FeatureSpec, ModelDefinition
 from workflows.messages import MigrationInput, Tunables
 
@@ -46,10 +48,14 @@ _positive = st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(da
 #: Types whose validators need values drawn within their rules.
 SPECIAL: dict[type[BaseModel], st.SearchStrategy[BaseModel]] = {
     MetricResult: st.builds(MetricResult, baseline=_finite, candidate=_finite),
+    GateConfig: st.builds(GateConfig),  # its defaults: the gate's own rules are tested in test_gate
+    EvaluationSpec: st.builds(
+        EvaluationSpec, margins=st.dictionaries(st.sampled_from(KNOWN_METRICS), st.floats(min_value=0.01, max_value=500), min_size=1),
+    ),
     StagePlan: st.builds(StagePlan, implement=_positive, evaluate=_positive, rollout=_positive, cleanup=_positive),
     MigrationInput: st.builds(
         MigrationInput,
-        features=st.lists(st.from_type(FeatureSpec), min_size=1, max_size=2, unique_by=lambda f: f.name).map(tuple),
+        features=st.lists(st.deferred(lambda: model_of(FeatureSpec)), min_size=1, max_size=2, unique_by=lambda f: f.name).map(tuple),
         model=st.deferred(lambda: model_of(ModelDefinition)), tunables=st.deferred(lambda: model_of(Tunables)),
     ),
 }
