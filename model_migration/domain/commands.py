@@ -41,6 +41,10 @@ class MetricResult(BaseModel):
 
 
 class ReportEvaluation(BaseModel):
+    """A team's own evaluation. From feature revision 4 ``url`` must point at its per-example
+    results (the experiment service's results shape), which the engine puts through the gate;
+    ``verdict`` is then only what the team says."""
+
     model_config = FROZEN
     actor: str
     verdict: Verdict
@@ -48,6 +52,30 @@ class ReportEvaluation(BaseModel):
     dataset: str = ""
     summary: str = ""
     url: str = ""
+
+
+class Approve(BaseModel):
+    """The DRI passes an inconclusive gate, saying why."""
+
+    model_config = FROZEN
+    actor: str
+    reason: str
+
+
+class Reject(BaseModel):
+    """The DRI fails an inconclusive gate, saying why: back to implement."""
+
+    model_config = FROZEN
+    actor: str
+    reason: str
+
+
+class RerunEvaluation(BaseModel):
+    """Run the harness and the gate again (after a harness error, or to settle an inconclusive gate)."""
+
+    model_config = FROZEN
+    actor: str
+    reason: str = ""
 
 
 class ReportRollout(BaseModel):
@@ -128,7 +156,7 @@ class RolloutStep(BaseModel):
 
 
 __all__ = [
-    "Abort", "CompleteStage", "ExtendDeadline", "FiredEscalation", "MetricResult", "MigrationStage",
+    "Abort", "Approve", "CompleteStage", "Reject", "RerunEvaluation", "ExtendDeadline", "FiredEscalation", "MetricResult", "MigrationStage",
     "ParentCommand", "ParentCommandKind", "Pause", "ReportEvaluation", "ReportRollout", "Resume",
     "RolloutStep", "Transition", "Verdict",
 ]

@@ -17,6 +17,8 @@ class EscalationKind(StrEnum):
     DUE = "due"
     OVERDUE = "overdue"
     BLOCKED = "blocked"  # GitLab refused the engine; people are told outside GitLab
+    LOOP_CAP = "loop_cap"  # evaluation failed max_loops times: the manager and AI Framework step in
+    HARNESS = "harness"  # the evaluation harness gave no verdict after its retries
 
 
 class EscalationStep(BaseModel):

@@ -14,26 +14,30 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
-from model_migration.domain import deadlines, templates
+from model_migration.domain import deadlines, feature_gate, templates
 from model_migration.domain.commands import (
     Abort,
+    Approve,
     CompleteStage,
     ExtendDeadline,
     FiredEscalation,
     ParentCommand,
     ParentCommandKind,
     Pause,
+    Reject,
     ReportEvaluation,
     ReportRollout,
+    RerunEvaluation,
     Resume,
     RolloutStep,
-    Transition,
     Verdict,
 )
 from model_migration.domain.errors import CommandRejected
 from model_migration.domain.escalation import EscalationKind, EscalationState, after_firing
+from model_migration.domain.feature_rules import active, actor_given, move, next_stage, still_open
 from model_migration.domain.feature_state import (
     CLOSE_WITH_NOTE_REVISION,
+    GATE_REVISION,
     STRICT_REVISION,
     Block,
     BlockedNoticeSent,
@@ -42,17 +46,20 @@ from model_migration.domain.feature_state import (
     Effect,
     Escalate,
     FeatureState,
+    GateDecided,
+    GateRecord,
     Note,
     Publish,
+    RunGate,
     TellParent,
     initial,
 )
-from model_migration.domain.machine import check_actor, check_open, dispatch
-from model_migration.domain.stages import FEATURE_COMPLETABLE, FEATURE_MOVES, FLAG_NAME, FeatureStage, is_semver, semver_greater
+from model_migration.domain.machine import dispatch
+from model_migration.domain.stages import FEATURE_COMPLETABLE, FLAG_NAME, FeatureStage, is_semver, semver_greater
 
 __all__ = [
-    "CLOSE_WITH_NOTE_REVISION", "STRICT_REVISION", "Block", "BlockedNoticeSent", "Command", "Decision", "Effect", "Escalate",
-    "FeatureState", "Note", "Publish", "TellParent", "decide", "initial",
+    "CLOSE_WITH_NOTE_REVISION", "GATE_REVISION", "STRICT_REVISION", "Block", "BlockedNoticeSent", "Command", "Decision", "Effect",
+    "Escalate", "FeatureState", "GateDecided", "GateRecord", "Note", "Publish", "RunGate", "TellParent", "decide", "initial",
 ]
 
 
@@ -65,12 +72,13 @@ def decide(state: FeatureState, command: Command, now: datetime) -> Decision:
 
 
 def _complete_stage(s: FeatureState, cmd: CompleteStage, now: datetime) -> Decision:
-    _check_actor(s, cmd.actor)
-    _check_active(s, blocked_counts=True)
+    actor_given(s, cmd.actor)
+    active(s, blocked_counts=True)
     if cmd.stage != s.stage:
         raise CommandRejected(f"cannot complete {cmd.stage}: the feature is in {s.stage}")
     if s.stage not in FEATURE_COMPLETABLE:
-        how = "report_evaluation" if s.stage == FeatureStage.EVALUATE else "report_rollout with 100"
+        gate = "the evaluation gate (or approve, for an inconclusive one)"
+        how = (gate if s.gated else "report_evaluation") if s.stage == FeatureStage.EVALUATE else "report_rollout with 100"
         raise CommandRejected(f"{s.stage} ends through {how}, not complete_stage")
     if s.stage == FeatureStage.IMPLEMENT:
         version = cmd.prompt_version
@@ -92,15 +100,22 @@ def _complete_stage(s: FeatureState, cmd: CompleteStage, now: datetime) -> Decis
         s = s.model_copy(update={"outcome": "done"})
         detail = f"Feature flag `{s.flag}` removed. {cmd.note}".strip()
     done = s.stage
-    d = _move(s, _next_stage(done), cmd.actor, now, detail)
+    if done == FeatureStage.IMPLEMENT and s.gated:
+        s, run = feature_gate.start(s, now, requested_by=cmd.actor)
+        d = move(s, FeatureStage.EVALUATE, cmd.actor, now, f"{detail} {feature_gate.started_detail(s)}")
+        d = d.model_copy(update={"effects": (*d.effects, run)})
+    else:
+        d = move(s, next_stage(done), cmd.actor, now, detail)
     return d.model_copy(update={"message": f"{done} complete; now in {d.state.stage}"})
 
 
 def _report_evaluation(s: FeatureState, cmd: ReportEvaluation, now: datetime) -> Decision:
-    _check_actor(s, cmd.actor)
-    _check_active(s, blocked_counts=s.strict)
+    actor_given(s, cmd.actor)
+    active(s, blocked_counts=s.strict)
     if s.stage != FeatureStage.EVALUATE:
         raise CommandRejected(f"cannot report an evaluation: the feature is in {s.stage}")
+    if s.gated:
+        return feature_gate.report_evaluation(s, cmd, now)
     if s.strict:
         if cmd.verdict == Verdict.PASS and not cmd.metrics:
             raise CommandRejected("a passing evaluation needs its metrics (--metric name=baseline:candidate)")
@@ -112,10 +127,10 @@ def _report_evaluation(s: FeatureState, cmd: ReportEvaluation, now: datetime) ->
     dataset = cmd.dataset or s.feature.dataset
     detail = f"Evaluation verdict **{cmd.verdict}** on `{dataset}`. {cmd.summary}".strip() + table
     if cmd.verdict == Verdict.PASS:
-        d = _move(s, FeatureStage.ROLLOUT, cmd.actor, now, detail)
+        d = move(s, FeatureStage.ROLLOUT, cmd.actor, now, detail)
     elif cmd.verdict == Verdict.FAIL:
         s = s.model_copy(update={"failed_prompt_version": s.prompt_version})
-        d = _move(s, FeatureStage.IMPLEMENT, cmd.actor, now, detail + "\n\nA new prompt version is needed.")
+        d = move(s, FeatureStage.IMPLEMENT, cmd.actor, now, detail + "\n\nA new prompt version is needed.")
     else:
         body = templates.command_note(
             command="report_evaluation", actor=cmd.actor, at=now, detail=detail + "\n\nInconclusive: report another evaluation.",
@@ -125,8 +140,8 @@ def _report_evaluation(s: FeatureState, cmd: ReportEvaluation, now: datetime) ->
 
 
 def _report_rollout(s: FeatureState, cmd: ReportRollout, now: datetime) -> Decision:
-    _check_actor(s, cmd.actor)
-    _check_active(s, blocked_counts=s.strict)
+    actor_given(s, cmd.actor)
+    active(s, blocked_counts=s.strict)
     if s.stage != FeatureStage.ROLLOUT:
         raise CommandRejected(f"cannot report a rollout: the feature is in {s.stage}")
     current = s.percentage
@@ -145,7 +160,7 @@ def _report_rollout(s: FeatureState, cmd: ReportRollout, now: datetime) -> Decis
     what = "Rolled back" if cmd.rollback else "Rolled out"
     detail = f"{what} `{s.flag}` to {cmd.percentage} %. {cmd.note}".strip()
     if cmd.percentage == 100 and not cmd.rollback:
-        d = _move(s, FeatureStage.CLEANUP, cmd.actor, now, detail)
+        d = move(s, FeatureStage.CLEANUP, cmd.actor, now, detail)
     else:
         body = templates.command_note(command="report_rollout", actor=cmd.actor, at=now, detail=detail)
         d = Decision(state=s, effects=(Note(body=body), TellParent()))
@@ -153,8 +168,8 @@ def _report_rollout(s: FeatureState, cmd: ReportRollout, now: datetime) -> Decis
 
 
 def _pause(s: FeatureState, cmd: Pause, now: datetime) -> Decision:
-    _check_actor(s, cmd.actor)
-    _check_open(s)
+    actor_given(s, cmd.actor)
+    still_open(s)
     if s.paused:
         raise CommandRejected("the workflow is already paused")
     s = s.model_copy(update={"paused": True, "paused_at": now})
@@ -163,8 +178,8 @@ def _pause(s: FeatureState, cmd: Pause, now: datetime) -> Decision:
 
 
 def _resume(s: FeatureState, cmd: Resume, now: datetime) -> Decision:
-    _check_actor(s, cmd.actor)
-    _check_open(s)
+    actor_given(s, cmd.actor)
+    still_open(s)
     if not (s.paused or s.blocked):
         raise CommandRejected("the workflow is not paused")
     effects: list[Effect] = []
@@ -178,18 +193,18 @@ def _resume(s: FeatureState, cmd: Resume, now: datetime) -> Decision:
 
 
 def _abort(s: FeatureState, cmd: Abort, now: datetime) -> Decision:
-    _check_actor(s, cmd.actor)
-    _check_open(s)
+    actor_given(s, cmd.actor)
+    still_open(s)
     if not cmd.reason.strip():
         raise CommandRejected("an abort needs a reason")
     s = s.model_copy(update={"outcome": f"aborted: {cmd.reason}", "paused": False, "blocked": ""})
-    d = _move(s, FeatureStage.ABORTED, cmd.actor, now, f"Aborted: {cmd.reason}")
+    d = move(s, FeatureStage.ABORTED, cmd.actor, now, f"Aborted: {cmd.reason}")
     return d.model_copy(update={"message": "aborted"})
 
 
 def _extend_deadline(s: FeatureState, cmd: ExtendDeadline, now: datetime) -> Decision:
-    _check_actor(s, cmd.actor)
-    _check_open(s)
+    actor_given(s, cmd.actor)
+    still_open(s)
     moved = deadlines.extend(s.deadlines, cmd.stage, cmd.new_date, s.stage, now)
     if not cmd.reason.strip():
         raise CommandRejected("extending a deadline needs a reason")
@@ -245,51 +260,5 @@ _HANDLERS: dict[type[BaseModel], Callable[[FeatureState, Any, datetime], Decisio
     CompleteStage: _complete_stage, ReportEvaluation: _report_evaluation, ReportRollout: _report_rollout,
     Pause: _pause, Resume: _resume, Abort: _abort, ExtendDeadline: _extend_deadline, ParentCommand: _parent_command,
     Escalate: _escalate, Block: _block, BlockedNoticeSent: _blocked_notice,
+    Approve: feature_gate.approve, Reject: feature_gate.reject, RerunEvaluation: feature_gate.rerun, GateDecided: feature_gate.decided,
 }
-
-
-# -- rules shared by the commands ------------------------------------------------------------------
-
-
-def _check_actor(s: FeatureState, actor: str) -> None:
-    check_actor(s.strict, actor)
-
-
-def _check_open(s: FeatureState) -> None:
-    check_open(s.stage)
-
-
-def _check_active(s: FeatureState, *, blocked_counts: bool) -> None:
-    _check_open(s)
-    if s.paused:
-        raise CommandRejected("the workflow is paused; resume it first")
-    if blocked_counts and s.blocked:
-        raise CommandRejected(f"the workflow is blocked ({s.blocked}); fix GitLab access and resume it first")
-
-
-def _next_stage(current: FeatureStage) -> FeatureStage:
-    return {
-        FeatureStage.IMPLEMENT: FeatureStage.EVALUATE, FeatureStage.EVALUATE: FeatureStage.ROLLOUT,
-        FeatureStage.ROLLOUT: FeatureStage.CLEANUP, FeatureStage.CLEANUP: FeatureStage.DONE,
-    }[current]
-
-
-def _move(s: FeatureState, to: FeatureStage, actor: str, now: datetime, detail: str) -> Decision:
-    """A stage transition: the moves table allows it, one note records it, labels reset."""
-    if (s.stage, to) not in FEATURE_MOVES:
-        raise CommandRejected(f"cannot move from {s.stage} to {to}")
-    before = s.stage
-    remove = s.labels_added
-    s = s.model_copy(update={
-        "stage": to, "escalation": EscalationState(), "labels_added": (),
-        "history": (*s.history, Transition(from_stage=before, to_stage=to, at=now, actor=actor, detail=detail)),
-    })
-    due = None if to.terminal else s.due().date()
-    body = templates.transition_note(
-        feature_title=s.feature.title, from_stage=before, to_stage=to, actor=actor, at=now, detail=detail,
-        next_due=due, owner=None if to.terminal else s.feature.dri,
-    )
-    # From revision 3 the last note closes the issue itself: one GitLab call fewer per feature.
-    close = to.terminal and s.revision >= CLOSE_WITH_NOTE_REVISION
-    note = Note(body=body, remove_labels=remove, due_date=due, close=close)
-    return Decision(state=s, effects=(note, Publish(), TellParent()))

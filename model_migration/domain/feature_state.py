@@ -11,18 +11,24 @@ from pydantic import BaseModel, ConfigDict
 from model_migration.domain import deadlines
 from model_migration.domain.commands import (
     Abort,
+    Approve,
     CompleteStage,
     ExtendDeadline,
     FiredEscalation,
     ParentCommand,
     Pause,
+    Reject,
     ReportEvaluation,
     ReportRollout,
+    RerunEvaluation,
     Resume,
     RolloutStep,
     Transition,
+    Verdict,
 )
 from model_migration.domain.escalation import EscalationState, EscalationStep, PlannedEscalation
+from model_migration.domain.evaluation import HarnessKind
+from model_migration.domain.gate import GateResult
 from model_migration.domain.models import FeatureSpec
 from model_migration.domain.stages import FeatureStage
 
@@ -31,6 +37,8 @@ FROZEN = ConfigDict(frozen=True)
 #: because a handler replaying an old history must accept what the old validator accepted).
 STRICT_REVISION = 3
 CLOSE_WITH_NOTE_REVISION = 3
+#: From this input revision the engine runs the evaluation gate itself (``feature_gate.py``).
+GATE_REVISION = 4
 
 
 # -- effects --------------------------------------------------------------------------------
@@ -63,7 +71,49 @@ class TellParent(BaseModel):
     kind: Literal["tell_parent"] = "tell_parent"
 
 
-Effect = Note | Publish | TellParent
+class RunGate(BaseModel):
+    """Run the evaluation harness and the gate for ``attempt`` (the last ``GateRecord``)."""
+
+    model_config = FROZEN
+    kind: Literal["run_gate"] = "run_gate"
+    attempt: int
+
+
+Effect = Note | Publish | TellParent | RunGate
+
+
+class GateRecord(BaseModel):
+    """One evaluation of the feature: what was run, and what came of it."""
+
+    model_config = FROZEN
+    attempt: int
+    prompt_version: str
+    harness: HarnessKind
+    started_at: datetime
+    requested_by: str = ""
+    #: For a team's own harness (``report_evaluation``): where its results are, and its verdict.
+    results_url: str = ""
+    team_verdict: Verdict | None = None
+    result: GateResult | None = None
+    run_url: str = ""
+    #: The harness could not give a verdict (refused, or errored on every retry).
+    error: str = ""
+    #: Who settled an inconclusive gate, and how (approve | reject), and why.
+    decided_by: str = ""
+    decision: str = ""
+    reason: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.result is None and not self.error
+
+    @property
+    def verdict(self) -> Verdict | None:
+        return self.result.verdict if self.result is not None else None
+
+    @property
+    def awaiting_decision(self) -> bool:
+        return self.verdict is Verdict.INCONCLUSIVE and not self.decided_by
 
 
 # -- state and events -------------------------------------------------------------------------
@@ -91,6 +141,10 @@ class FeatureState(BaseModel):
     flag: str = ""
     outcome: str = ""
     history: tuple[Transition, ...] = ()
+    #: Every evaluation the engine ran (revision 4), oldest first; its length is the attempt number.
+    gates: tuple[GateRecord, ...] = ()
+    #: Evaluations that sent the feature back to implement (failed, or rejected).
+    loops: int = 0
 
     def due(self) -> datetime:
         return deadlines.due_in(self.deadlines, self.stage)
@@ -102,6 +156,14 @@ class FeatureState(BaseModel):
     @property
     def strict(self) -> bool:
         return self.revision >= STRICT_REVISION
+
+    @property
+    def gated(self) -> bool:
+        return self.revision >= GATE_REVISION
+
+    @property
+    def gate(self) -> GateRecord | None:
+        return self.gates[-1] if self.gates else None
 
 
 def initial(feature: FeatureSpec, ladder: tuple[EscalationStep, ...], due: dict[FeatureStage, datetime], revision: int) -> FeatureState:
@@ -122,6 +184,16 @@ class Block(BaseModel):
     reason: str
 
 
+class GateDecided(BaseModel):
+    """The evaluation workflow for ``attempt`` finished: a gate result, or the harness's error."""
+
+    model_config = FROZEN
+    attempt: int
+    result: GateResult | None = None
+    run_url: str = ""
+    error: str = ""
+
+
 class BlockedNoticeSent(BaseModel):
     """People were told of a block outside GitLab (recorded as a fired escalation)."""
 
@@ -130,7 +202,7 @@ class BlockedNoticeSent(BaseModel):
 
 Command = (
     CompleteStage | ReportEvaluation | ReportRollout | Pause | Resume | Abort | ExtendDeadline | ParentCommand
-    | Escalate | Block | BlockedNoticeSent
+    | Approve | Reject | RerunEvaluation | Escalate | Block | BlockedNoticeSent | GateDecided
 )
 
 

@@ -22,6 +22,8 @@ COMMAND_VERBS: dict[str, str] = {
     "extend_deadline": "Deadline extended",
     "report_evaluation": "Evaluation reported",
     "report_rollout": "Rollout reported",
+    "rerun_evaluation": "Evaluation re-run",
+    "gate": "Evaluation gate",
 }
 
 DASH = "—"
