@@ -20,16 +20,17 @@ from activities.notify import NotifyActivities
 from model_migration.clients.experiments import ExperimentServiceClient
 from model_migration.clients.gitlab import GitLabClient, WaitGate
 from model_migration.clients.gitlab_labels import UserDirectory
-from model_migration.clients.harness import Harness, HarnessKind
+from model_migration.clients.harness import Harness, HarnessKind, ImportedResults
 from model_migration.clients.notifier import LogNotifier
 from model_migration.clients.results_store import LocalResultsStore
 from model_migration.domain.errors import DomainError, ErrorType, GitLabError
 from model_migration.domain.models import User
 from model_migration.settings import Settings
+from workflows.evaluation import EvaluationWorkflow
 from workflows.feature import FeatureMigrationWorkflow
 from workflows.migration import ModelMigrationWorkflow
 
-WORKFLOWS = [ModelMigrationWorkflow, FeatureMigrationWorkflow]
+WORKFLOWS = [ModelMigrationWorkflow, FeatureMigrationWorkflow, EvaluationWorkflow]
 log = structlog.get_logger("worker")
 
 
@@ -63,6 +64,7 @@ def evaluation_activities(settings: Settings) -> EvaluationActivities | None:
     url = settings.resolved_evaluation_url()
     harnesses: dict[HarnessKind, Callable[[], Harness]] = {
         HarnessKind.EXPERIMENT_SERVICE: lambda: ExperimentServiceClient(url, token),
+        HarnessKind.IMPORTED: lambda: ImportedResults({settings.gitlab_url: token, url: token}),
     }
     return EvaluationActivities(harnesses, LocalResultsStore(settings.state_dir / "results"))
 

@@ -23,11 +23,11 @@ baseline), ``noise`` (per-example spread of the model), ``latency_ms`` (median),
 ``latency_sigma`` (log-normal spread), ``tokens`` (median output tokens) and ``error_rate``
 (the chance that an example errors: no scores, only latency).
 
-Calibrated on the shipped datasets (240 examples) against ``baseline``, with margins of 0.2 judge
-points, 0.03 similarity and 0.1 exact match: ``pass``'s 95 % intervals lie above every -margin;
-``fail``'s correctness interval lies below it, and about 30 % of its answers are poor;
-``inconclusive`` (slightly worse, much noisier) has a correctness interval that straddles it in
-about 94 % of (dataset, prompt version) draws, the rest falling either side, as sampling does;
+Calibrated on the shipped datasets (240 examples) against ``baseline``, with the gate's default
+margins (0.2 judge points, 0.03 similarity, 250 ms): ``pass`` passes the whole gate in every
+(dataset, prompt version) draw tried; ``fail``'s correctness interval lies below -margin, and
+about 40 % of its answers are poor; ``inconclusive`` (slightly worse, a little noisier) leaves the
+gate inconclusive in about two draws of three, the rest falling either side, as sampling does;
 ``erroring`` errs on about 30 % of examples, above the service's ``max_error_rate``.
 """
 
@@ -49,8 +49,9 @@ from gitlab_sandbox import datasets
 CONFIG_ENV = "GITLAB_SANDBOX_EVALUATION_CONFIG"
 
 # The latent scale: the baseline's mean quality and where the judge's buckets start. Chosen so
-# a baseline has about 10 % poor answers, comfortably under GitLab's 20 % bar.
-BASE = 1.9
+# a baseline has about 12 % poor answers (any of the three judges at 1–2, or a similarity under
+# 0.8, as the gate counts them), comfortably under GitLab's 20 % bar.
+BASE = 2.2
 JUDGE_CUTS = (-0.4, 0.6, 1.9)  # z below each cut scores 1, 2, 3; above the last, 4
 JUDGE_NOISE = 0.35
 EXACT_BAR = 3.0
@@ -65,7 +66,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "baseline": {"quality": 0.0, "noise": 0.5, "latency_ms": 1200.0, "latency_sigma": 0.25, "tokens": 350, "error_rate": 0.0},
         "pass": {"quality": 0.1, "latency_ms": 1100.0},
         "fail": {"quality": -1.0},
-        "inconclusive": {"quality": -0.15, "noise": 1.2},
+        "inconclusive": {"quality": -0.2, "noise": 0.6},
         "erroring": {"error_rate": 0.3},
         "slow": {"latency_ms": 2600.0, "latency_sigma": 0.45},
     },

@@ -7,17 +7,23 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
 import pytest_asyncio
+from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
+from activities.evaluation import EvaluationActivities
 from activities.gitlab import GitLabActivities
+from model_migration.clients.experiments import ExperimentServiceClient
 from model_migration.clients.gitlab import GitLabClient, WaitGate
 from model_migration.clients.gitlab_labels import UserDirectory
+from model_migration.clients.harness import Harness, HarnessKind, ImportedResults
+from model_migration.clients.results_store import LocalResultsStore
 from model_migration.converter import data_converter
 from model_migration.devserver import free_port, local_environment
 from model_migration.temporal import binary, register_search_attributes
@@ -77,25 +83,36 @@ def _activities(sandbox) -> GitLabActivities:  # type: ignore[no-untyped-def]
     return GitLabActivities(make)
 
 
-async def _engine(env: WorkflowEnvironment, sandbox) -> AsyncIterator[Engine]:  # type: ignore[no-untyped-def]
+def _evaluation(sandbox, results: Path) -> EvaluationActivities:  # type: ignore[no-untyped-def]
+    """The harnesses on the sandbox: its experiment service."""
+    service = f"{sandbox.url}/api/evaluation"
+    token = SecretStr(sandbox.token)
+    harnesses: dict[HarnessKind, Callable[[], Harness]] = {
+        HarnessKind.EXPERIMENT_SERVICE: lambda: ExperimentServiceClient(service, token),
+        HarnessKind.IMPORTED: lambda: ImportedResults({sandbox.url: token}),
+    }
+    return EvaluationActivities(harnesses, LocalResultsStore(results))
+
+
+async def _engine(env: WorkflowEnvironment, sandbox, results: Path) -> AsyncIterator[Engine]:  # type: ignore[no-untyped-def]
     gitlab = _activities(sandbox)
     queue = f"test-{uuid.uuid4().hex[:8]}"
     with ThreadPoolExecutor(max_workers=16) as executor:
-        async with worker_module.build_worker(env.client, queue, gitlab, executor):
+        async with worker_module.build_worker(env.client, queue, gitlab, executor, evaluation=_evaluation(sandbox, results)):
             yield Engine(env.client, queue, gitlab)
 
 
 @pytest_asyncio.fixture(scope="session")
-async def engine(dev_env: WorkflowEnvironment, gitlab_sandbox) -> AsyncIterator[Engine]:  # type: ignore[no-untyped-def]
+async def engine(dev_env: WorkflowEnvironment, gitlab_sandbox, tmp_path_factory) -> AsyncIterator[Engine]:  # type: ignore[no-untyped-def]
     """A worker on the dev server, shared by the workflow tests."""
-    async for e in _engine(dev_env, gitlab_sandbox):
+    async for e in _engine(dev_env, gitlab_sandbox, tmp_path_factory.mktemp("results")):
         yield e
 
 
 @pytest_asyncio.fixture(scope="session")
-async def skip_engine(skip_env: WorkflowEnvironment, gitlab_sandbox) -> AsyncIterator[Engine]:  # type: ignore[no-untyped-def]
+async def skip_engine(skip_env: WorkflowEnvironment, gitlab_sandbox, tmp_path_factory) -> AsyncIterator[Engine]:  # type: ignore[no-untyped-def]
     """A worker on the time-skipping server."""
-    async for e in _engine(skip_env, gitlab_sandbox):
+    async for e in _engine(skip_env, gitlab_sandbox, tmp_path_factory.mktemp("results")):
         yield e
 
 

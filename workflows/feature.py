@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities import interface
@@ -25,17 +26,22 @@ with workflow.unsafe.imports_passed_through():
     from workflows.messages import (
         FEATURE_PROGRESS,
         Abort,
+        Approve,
         CommandResult,
         CompleteStage,
+        EvaluationResult,
         ExtendDeadline,
         FeatureMigrationInput,
         FeatureOutcome,
         FeatureStatus,
         ParentCommand,
         Pause,
+        Reject,
         ReportEvaluation,
         ReportRollout,
+        RerunEvaluation,
         Resume,
+        evaluation_workflow_id,
     )
     from workflows.timer import EscalationTimer
     from workflows.versions import BLOCKED_NOTICE_PATCH, DRAIN_OUTBOX_PATCH, ENSURE_LABELS_PATCH, ISSUE_LINK_PATCH
@@ -57,6 +63,7 @@ class FeatureMigrationWorkflow:
         self.labels_ensured = False
         self.version = 0  # bumped by every change the run loop must see
         self.progress_dirty = True
+        self.gate_task: asyncio.Task[None] | None = None
 
     @workflow.run
     async def run(self, input: FeatureMigrationInput) -> FeatureOutcome:
@@ -71,9 +78,11 @@ class FeatureMigrationWorkflow:
                     break
                 await self._wait()
             self.timer.cancel()
+            self._stop_gate()
             await self._gitlab(self._close_issue)
         except asyncio.CancelledError:
             self.timer.cancel()
+            self._stop_gate()
             # The parent went away with REQUEST_CANCEL: record it and tidy the issue up.
             if not self.state.stage.terminal:
                 self._apply(Abort(actor="model-migration", reason="the parent migration was cancelled"))
@@ -93,6 +102,8 @@ class FeatureMigrationWorkflow:
                 self.journal.note(effect)
             elif isinstance(effect, machine.Publish):
                 self._publish()
+            elif isinstance(effect, machine.RunGate):
+                self.gate_task = asyncio.create_task(self._run_gate(effect.attempt))
             else:
                 self.progress_dirty = True
         if decision.effects or decision.state is not before:
@@ -116,6 +127,26 @@ class FeatureMigrationWorkflow:
         if await self.timer.sleep(planned.at if planned else None, lambda: self.version != version):
             assert planned is not None
             self._apply(machine.Escalate(planned=planned))
+
+    # -- the evaluation gate (revision 4) -----------------------------------------------------
+
+    async def _run_gate(self, attempt: int) -> None:
+        """Run evaluation ``attempt`` as a child workflow, then let the machine take its verdict."""
+        request = views.evaluation_input(self.input, self.state, self.state.gates[attempt - 1])
+        try:
+            result = await workflow.execute_child_workflow(
+                "EvaluationWorkflow", request, result_type=EvaluationResult, id=evaluation_workflow_id(self.key, attempt),
+            )
+            event = machine.GateDecided(attempt=attempt, result=result.gate, run_url=result.run_url, error=result.error)
+        except ChildWorkflowError as err:
+            event = machine.GateDecided(attempt=attempt, error=f"the evaluation workflow failed: {err.cause or err}")
+        # A paused feature takes its verdict when it is resumed.
+        await workflow.wait_condition(lambda: not self.state.paused)
+        self._apply(event)
+
+    def _stop_gate(self) -> None:
+        if self.gate_task is not None and not self.gate_task.done():
+            self.gate_task.cancel()
 
     # -- GitLab ----------------------------------------------------------------------------
 
@@ -246,6 +277,30 @@ class FeatureMigrationWorkflow:
 
     @extend_deadline.validator
     def _check_extend_deadline(self, cmd: ExtendDeadline) -> None:
+        self._validate(cmd)
+
+    @workflow.update
+    def approve(self, cmd: Approve) -> CommandResult:
+        return self._command("approve", cmd)
+
+    @approve.validator
+    def _check_approve(self, cmd: Approve) -> None:
+        self._validate(cmd)
+
+    @workflow.update
+    def reject(self, cmd: Reject) -> CommandResult:
+        return self._command("reject", cmd)
+
+    @reject.validator
+    def _check_reject(self, cmd: Reject) -> None:
+        self._validate(cmd)
+
+    @workflow.update
+    def rerun_evaluation(self, cmd: RerunEvaluation) -> CommandResult:
+        return self._command("rerun_evaluation", cmd)
+
+    @rerun_evaluation.validator
+    def _check_rerun_evaluation(self, cmd: RerunEvaluation) -> None:
         self._validate(cmd)
 
     @workflow.signal

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from model_migration.domain.commands import (
     Abort,
+    Approve,
     CompleteStage,
     ExtendDeadline,
     FiredEscalation,
@@ -19,8 +20,10 @@ from model_migration.domain.commands import (
     ParentCommand,
     ParentCommandKind,
     Pause,
+    Reject,
     ReportEvaluation,
     ReportRollout,
+    RerunEvaluation,
     Resume,
     RolloutStep,
     Transition,
@@ -28,6 +31,9 @@ from model_migration.domain.commands import (
 )
 from model_migration.domain.deadlines import Deadline, StagePlan
 from model_migration.domain.escalation import DEFAULT_LADDER, EscalationKind, EscalationStep, check_ladder
+from model_migration.domain.evaluation import EvaluationSpec, HarnessKind
+from model_migration.domain.feature_state import GateRecord
+from model_migration.domain.gate import GateResult
 from model_migration.domain.models import FeatureSpec, IssueRef, ModelDefinition
 from model_migration.domain.stages import AnyStage, FeatureStage, MigrationStage
 from workflows.versions import FEATURE_REVISION, MIGRATION_REVISION
@@ -35,11 +41,12 @@ from workflows.versions import FEATURE_REVISION, MIGRATION_REVISION
 #: The commands live in the domain, where the stage machines take them; they are wire types
 #: too, so senders import every payload from here.
 __all__ = [
-    "FEATURE_PROGRESS", "FEATURE_REVISION", "MIGRATION_REVISION", "Abort", "CommandResult", "CompleteStage",
-    "ExtendDeadline", "FeatureMigrationInput", "FeatureOutcome", "FeatureProgress", "FeatureStatus", "FiredEscalation",
-    "MetricResult", "MigrationInput", "MigrationResult", "MigrationStatus", "NextEscalation", "ParentCommand",
-    "ParentCommandKind", "Pause", "PendingAction", "ReportEvaluation", "ReportRollout", "Resume", "RolloutStep",
-    "Status", "Transition", "Tunables", "Verdict", "feature_workflow_id", "migration_id",
+    "FEATURE_PROGRESS", "FEATURE_REVISION", "MIGRATION_REVISION", "Abort", "Approve", "CommandResult", "CompleteStage",
+    "EvaluationInput", "EvaluationResult", "ExtendDeadline", "FeatureMigrationInput", "FeatureOutcome", "FeatureProgress",
+    "FeatureStatus", "FiredEscalation", "GateRecord", "MetricResult", "MigrationInput", "MigrationResult", "MigrationStatus",
+    "NextEscalation", "ParentCommand", "ParentCommandKind", "Pause", "PendingAction", "Reject", "ReportEvaluation", "ReportRollout",
+    "RerunEvaluation", "Resume", "RolloutStep", "Status", "Transition", "Tunables", "Verdict", "evaluation_workflow_id",
+    "feature_workflow_id", "migration_id",
 ]
 
 FROZEN = ConfigDict(frozen=True)
@@ -58,6 +65,11 @@ def feature_workflow_id(migration: str, feature: str) -> str:
     return f"{migration}:feature:{feature}"
 
 
+def evaluation_workflow_id(feature_key: str, attempt: int) -> str:
+    """One id per evaluation attempt of a feature run, so an attempt's harness never runs twice."""
+    return f"{feature_key}:evaluation:{attempt}"
+
+
 # -- inputs and results ------------------------------------------------------------------
 
 
@@ -71,8 +83,16 @@ class Tunables(BaseModel):
     activity_timeout: timedelta = timedelta(seconds=30)
     #: How often init checks whether the model configuration merge request was merged.
     merge_poll: timedelta = timedelta(minutes=30)
+    #: How often a running harness is polled; it heartbeats at each poll.
+    evaluation_poll: timedelta = timedelta(seconds=30)
+    #: A harness activity silent this long is retried (on another worker); it resumes the same run.
+    evaluation_heartbeat: timedelta = timedelta(minutes=2)
+    #: The longest one harness run may take.
+    harness_timeout: timedelta = timedelta(hours=12)
+    #: Harness runs that errored before the evaluation gives up and escalates.
+    harness_attempts: int = Field(default=3, ge=1, le=10)
 
-    @field_validator("activity_timeout", "merge_poll")
+    @field_validator("activity_timeout", "merge_poll", "evaluation_poll", "evaluation_heartbeat", "harness_timeout")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
@@ -142,6 +162,45 @@ class FeatureMigrationInput(BaseModel):
     revision: int = Field(default=1, ge=1)
     #: As ``MigrationInput.rerun``; the parent passes its own.
     rerun: int = Field(default=0, ge=0)
+
+
+class EvaluationInput(BaseModel):
+    """One evaluation: the candidate against the baseline on the feature's dataset, then the gate."""
+
+    model_config = FROZEN
+    feature: str
+    dataset: str
+    prompt_id: str
+    baseline_model: str
+    baseline_prompt_version: str
+    candidate_model: str
+    candidate_prompt_version: str
+    spec: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    harness: HarnessKind = HarnessKind.EXPERIMENT_SERVICE
+    #: For ``HarnessKind.IMPORTED``: the team's published per-example results.
+    results_url: str = ""
+    #: The bootstrap's seed: the same results always get the same verdict.
+    seed: int = Field(default=0, ge=0)
+    tunables: Tunables = Field(default_factory=Tunables)
+
+    @model_validator(mode="after")
+    def _imported_has_url(self) -> EvaluationInput:
+        if (self.harness == HarnessKind.IMPORTED) != bool(self.results_url):
+            raise ValueError("results_url is given exactly when the harness is 'imported'")
+        return self
+
+
+class EvaluationResult(BaseModel):
+    """The gate's result, or why there is none. Per-example results stay in the results store."""
+
+    model_config = FROZEN
+    gate: GateResult | None = None
+    run_id: str = ""
+    digest: str = ""
+    run_url: str = ""
+    error: str = ""
+    #: Harness runs it took (a run whose examples errored too often is run again).
+    attempts: int = 0
 
 
 class FeatureOutcome(BaseModel):
@@ -247,6 +306,10 @@ class FeatureStatus(_StatusCommon):
     rollout_percentage: int = 0
     prompt_version: str = ""
     flag: str = ""
+    #: The engine's evaluations (revision 4), oldest first, each with its gate table.
+    gates: tuple[GateRecord, ...] = ()
+    evaluation_loops: int = 0
+    max_evaluation_loops: int = 0
 
 
 class MigrationStatus(_StatusCommon):

@@ -46,7 +46,10 @@ ENSURE_LABELS_PATCH = "ensure-labels"
 #:    passing evaluation without metrics, a non-http(s) link, the same rollout percentage
 #:    twice, evaluation or rollout reports while blocked are refused); a rerun's markers carry
 #:    its number; the last note closes the issue (``/close``), so no separate update is sent.
-FEATURE_REVISION = 3
+#: 4. The engine evaluates: entering evaluate starts an ``EvaluationWorkflow`` child, whose gate
+#:    verdict moves the feature; ``approve``, ``reject`` and ``rerun_evaluation`` exist; a team's
+#:    ``report_evaluation`` must link its per-example results, which go through the same gate.
+FEATURE_REVISION = 4
 #: Migration workflow revisions.
 #: 3. Stricter command rules (an empty actor, init completed twice); its features start at
 #:    ``FEATURE_REVISION``; a rerun's markers carry its number. (Runs started before the

@@ -11,10 +11,12 @@ with workflow.unsafe.imports_passed_through():
     from model_migration.domain.deadlines import Deadline
     from model_migration.domain.escalation import PlannedEscalation
     from model_migration.domain.feature import FeatureState
+    from model_migration.domain.feature_state import GateRecord
     from model_migration.domain.migration import MigrationState
     from model_migration.domain.models import IssueDraft, IssueRef
     from model_migration.domain.stages import FeatureStage, MigrationStage
     from workflows.messages import (
+        EvaluationInput,
         FeatureMigrationInput,
         FeatureOutcome,
         FeatureProgress,
@@ -80,6 +82,8 @@ def feature_status(
         pending = blocked_action(s.blocked)
     elif s.paused:
         pending = PendingAction(action="resume the feature", owner=s.feature.dri, command="resume")
+    elif s.stage == FeatureStage.EVALUATE and s.gated:
+        pending = _gate_action(s)
     elif s.stage in PENDING:
         action, command = PENDING[s.stage]
         pending = PendingAction(action=action, owner=s.feature.dri, command=command)
@@ -95,6 +99,28 @@ def feature_status(
         next_escalation=NextEscalation(stage=s.stage, kind=planned.kind, at=planned.at) if planned else None,
         pending_action=pending, escalations=s.fired, evaluations=s.evaluations, rollout=s.rollout,
         rollout_percentage=s.percentage, prompt_version=s.prompt_version, flag=s.flag,
+        gates=s.gates, evaluation_loops=s.loops, max_evaluation_loops=s.feature.evaluation.max_loops,
+    )
+
+
+def _gate_action(s: FeatureState) -> PendingAction:
+    gate = s.gate
+    if gate is None or gate.running:
+        what = f"evaluation #{gate.attempt} is running ({gate.harness})" if gate else "the evaluation is starting"
+        return PendingAction(action=what, owner="model-migration")
+    if gate.awaiting_decision:
+        return PendingAction(action=f"decide inconclusive evaluation #{gate.attempt}", owner=s.feature.dri, command="approve | reject")
+    return PendingAction(action=f"fix the harness ({gate.error}), then re-run it", owner=s.feature.dri, command="evaluate --rerun")
+
+
+def evaluation_input(input: FeatureMigrationInput, s: FeatureState, gate: GateRecord) -> EvaluationInput:
+    """What evaluation ``gate`` runs: the new model and prompt version against the current ones."""
+    f = s.feature
+    return EvaluationInput(
+        feature=f.name, dataset=f.dataset, prompt_id=f.prompt_id,
+        baseline_model=f.current_model, baseline_prompt_version=f.evaluation.baseline_prompt_version,
+        candidate_model=input.model.gitlab_identifier, candidate_prompt_version=gate.prompt_version,
+        spec=f.evaluation, harness=gate.harness, results_url=gate.results_url, tunables=input.tunables,
     )
 
 

@@ -105,7 +105,8 @@ def test_fail_profile_is_clearly_worse(name: str) -> None:
 
 
 def test_inconclusive_profile_straddles_the_margin() -> None:
-    """``inconclusive`` is slightly worse and noisier: its correctness interval contains -margin in most (dataset, version) draws."""
+    """``inconclusive`` is slightly worse: its correctness interval contains -margin in most (dataset, version) draws,
+    while its poor answers stay under GitLab's bar, so that it is the interval, not the bar, that leaves the gate open."""
     sim = ModelSimulator()
     margin, straddled, means = MARGINS["correctness"], 0, []
     draws = [(name, version) for name in ALL for version in ("1.1.0", "1.2.0", "2.0.0-dev", "2.0.0")]
@@ -114,9 +115,9 @@ def test_inconclusive_profile_straddles_the_margin() -> None:
         low, high = _interval(baseline, candidate, "correctness")
         straddled += low < -margin < high
         means.append((low + high) / 2)
-        assert statistics.stdev(s.correctness for s in candidate) > statistics.stdev(s.correctness for s in baseline)
-    # Centred on the margin, a 95 % interval misses it in about 5 % of draws: that is sampling, not a bug.
-    assert straddled / len(draws) >= 0.85
+        assert _poor_share(candidate) < 0.2
+    # Centred near the margin, a 95 % interval misses it in some draws: that is sampling, not a bug.
+    assert straddled / len(draws) >= 0.5
     assert -0.3 < statistics.fmean(means) < -0.1
 
 

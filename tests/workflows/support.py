@@ -29,7 +29,10 @@ CATALOG = load_catalog()
 TARGET = CATALOG.model("claude_sonnet_4_5_20250929")
 REPLACED = CATALOG.model("claude_3_7_sonnet_20250219")
 #: Days-long stages: nothing escalates while a dev-server test runs.
-SLOW = Tunables(activity_timeout=timedelta(seconds=10), merge_poll=timedelta(seconds=1))
+SLOW = Tunables(
+    activity_timeout=timedelta(seconds=10), merge_poll=timedelta(seconds=1),
+    evaluation_poll=timedelta(seconds=0.2), evaluation_heartbeat=timedelta(seconds=5),
+)
 QUICK_STAGES = StagePlan(
     implement=timedelta(hours=1), evaluate=timedelta(hours=1), rollout=timedelta(hours=1), cleanup=timedelta(hours=1)
 )
@@ -82,9 +85,23 @@ async def wait_issue(handle: WorkflowHandle) -> Status:
 async def drive(handle: WorkflowHandle, actor: str = "achen") -> None:
     """Walk one feature through every stage the way its team would."""
     await handle.execute_update("complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor=actor, prompt_version="1.0.0-dev"))
-    await handle.execute_update("report_evaluation", ReportEvaluation(
-        actor=actor, verdict=Verdict.PASS, metrics=(MetricResult(name="correctness", baseline=3.0, candidate=3.3),),
-    ))
+    if (await status(handle)).gates:  # revision 4: the engine's gate passes the target model
+        await wait_stage(handle, FeatureStage.ROLLOUT)
+    else:
+        await handle.execute_update("report_evaluation", ReportEvaluation(
+            actor=actor, verdict=Verdict.PASS, metrics=(MetricResult(name="correctness", baseline=3.0, candidate=3.3),),
+        ))
     for pct in (1, 10, 25, 50, 75, 100):
         await handle.execute_update("report_rollout", ReportRollout(actor=actor, percentage=pct))
     await handle.execute_update("complete_stage", CompleteStage(stage=FeatureStage.CLEANUP, actor=actor))
+
+
+async def wait_stage(handle: WorkflowHandle, stage: FeatureStage, timeout: float = 30.0) -> Status:
+    """The status once the feature is in ``stage`` (the engine's gate moves it on its own)."""
+
+    async def check() -> Status:
+        st = await status(handle)
+        assert st.stage == stage, f"{handle.id} is in {st.stage}, not {stage}"
+        return st
+
+    return await assert_eventually(check, timeout=timeout)

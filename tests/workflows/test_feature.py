@@ -44,8 +44,9 @@ async def test_feature_happy_path(engine: Engine, unique: str) -> None:
 
 
 async def test_out_of_order_commands_are_rejected_before_history(engine: Engine, unique: str) -> None:
-    """Commands that do not fit the stage are refused by validators and never reach history."""
-    handle = await start_feature(engine, unique)
+    """Commands that do not fit the stage are refused by validators and never reach history
+    (revision 3: the team reports its evaluation; the gate's own rules are in test_evaluation_gate)."""
+    handle = await start_feature(engine, unique, revision=3)
     await wait_issue(handle)
     msg = await rejected(handle, "complete_stage", CompleteStage(stage=FeatureStage.EVALUATE, actor="x"))
     assert "cannot complete evaluate: the feature is in implement" in msg
@@ -70,8 +71,8 @@ async def test_out_of_order_commands_are_rejected_before_history(engine: Engine,
 
 
 async def test_failed_evaluation_sends_feature_back_to_implement(engine: Engine, unique: str) -> None:
-    """A failed gate returns the feature to implement for a new prompt version."""
-    handle = await start_feature(engine, unique)
+    """Revision 3: a failed reported evaluation returns the feature to implement for a new prompt version."""
+    handle = await start_feature(engine, unique, revision=3)
     await wait_issue(handle)
     await handle.execute_update("complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor="x", prompt_version="1.0.0-dev"))
     await handle.execute_update("report_evaluation", ReportEvaluation(actor="x", verdict=Verdict.FAIL, summary="too many poor answers"))
