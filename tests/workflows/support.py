@@ -9,6 +9,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from model_migration.catalog import load_catalog
 from model_migration.domain.deadlines import StagePlan
+from model_migration.domain.models import FeatureSpec
 from model_migration.domain.stages import FeatureStage
 from tests.temporal_fixtures import Engine, assert_eventually
 from workflows import attributes
@@ -45,7 +46,7 @@ def model_for(unique: str):  # type: ignore[no-untyped-def]
 
 async def start_feature(
     engine: Engine, unique: str, feature: str = "duo_chat", tunables: Tunables = SLOW, *, as_parent: bool = True,
-    revision: int = FEATURE_REVISION,
+    revision: int = FEATURE_REVISION, spec: FeatureSpec | None = None,
 ) -> WorkflowHandle:
     """Start a feature workflow on its own. ``as_parent``: as the parent starts its children,
     with the plan's start and the first search attributes (wall-clock time, so not on the
@@ -54,7 +55,7 @@ async def start_feature(
     model = model_for(unique)
     migration = f"migration:{model.key}"
     request = FeatureMigrationInput(
-        migration_id=migration, feature=CATALOG.feature(feature), model=model, replaced=REPLACED, tunables=tunables,
+        migration_id=migration, feature=spec or CATALOG.feature(feature), model=model, replaced=REPLACED, tunables=tunables,
         planned_from=datetime.now(UTC) if as_parent else None, revision=revision,
     )
     return await engine.client.start_workflow(
