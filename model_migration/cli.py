@@ -27,7 +27,20 @@ from model_migration.domain.stages import (
     MigrationStage,
 )
 from model_migration.settings import Settings
-from workflows.messages import Abort, CompleteStage, ExtendDeadline, MetricResult, Pause, ReportEvaluation, ReportRollout, Resume, Verdict
+from workflows.messages import (
+    Abort,
+    Approve,
+    CompleteStage,
+    ExtendDeadline,
+    MetricResult,
+    Pause,
+    Reject,
+    ReportEvaluation,
+    ReportRollout,
+    RerunEvaluation,
+    Resume,
+    Verdict,
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Durable GitLab AI model migrations on Temporal.")
 out = Console(width=None if sys.stdout.isatty() else 200)  # pipes get whole lines
@@ -198,16 +211,58 @@ def report_eval(
     metric: Annotated[list[str] | None, typer.Option("--metric", help="name=baseline:candidate (repeat).")] = None,
     dataset: Annotated[str, typer.Option("--dataset")] = "",
     summary: Annotated[str, typer.Option("--summary")] = "",
-    url: Annotated[str, typer.Option("--url")] = "",
+    url: Annotated[str, typer.Option("--url", help="Per-example results in the experiment service's results format.")] = "",
     actor: Actor = "",
     request_id: RequestId = None,
 ) -> None:
-    """Report an evaluation: baseline vs candidate, with a verdict."""
+    """Report an evaluation from your own harness: --url links its per-example results, which the engine's gate judges."""
     payload = ReportEvaluation(
         actor=actor or default_actor(), verdict=verdict, metrics=tuple(parse_metric(m) for m in metric or []),
         dataset=dataset, summary=summary, url=url,
     )
     command(workflow_id, feature, "report_evaluation", payload, request_id)
+
+
+def _feature_only(workflow_id: str, feature: str | None, what: str) -> None:
+    if feature is None and not ops.is_feature_id(workflow_id):
+        ops.check_id(workflow_id)
+        raise Fail(f"{what} belongs to a feature: add --feature <name> (or use the feature's workflow id)")
+
+
+@app.command()
+def approve(
+    workflow_id: WorkflowId, reason: Annotated[str, typer.Option("--reason", help="Why the candidate may roll out.")],
+    feature: Feature = None, actor: Actor = "", request_id: RequestId = None,
+) -> None:
+    """Pass an inconclusive evaluation gate (the feature's DRI): the feature rolls out."""
+    _feature_only(workflow_id, feature, "an evaluation")
+    command(workflow_id, feature, "approve", Approve(actor=actor or default_actor(), reason=reason), request_id)
+
+
+@app.command()
+def reject(
+    workflow_id: WorkflowId, reason: Annotated[str, typer.Option("--reason", help="Why the candidate needs a new prompt version.")],
+    feature: Feature = None, actor: Actor = "", request_id: RequestId = None,
+) -> None:
+    """Fail an inconclusive evaluation gate (the feature's DRI): back to implement."""
+    _feature_only(workflow_id, feature, "an evaluation")
+    command(workflow_id, feature, "reject", Reject(actor=actor or default_actor(), reason=reason), request_id)
+
+
+@app.command()
+def evaluate(
+    workflow_id: WorkflowId,
+    rerun: Annotated[bool, typer.Option("--rerun", help="Run the harness and the gate again.")] = False,
+    feature: Feature = None,
+    reason: Annotated[str, typer.Option("--reason")] = "",
+    actor: Actor = "",
+    request_id: RequestId = None,
+) -> None:
+    """Run a feature's evaluation again (after a harness error, or to settle an inconclusive gate)."""
+    if not rerun:
+        raise Fail("the evaluation runs by itself when a feature enters evaluate; pass --rerun to run it again")
+    _feature_only(workflow_id, feature, "an evaluation")
+    command(workflow_id, feature, "rerun_evaluation", RerunEvaluation(actor=actor or default_actor(), reason=reason), request_id)
 
 
 @app.command("report-rollout")
@@ -321,6 +376,7 @@ def main(argv: list[str] | None = None) -> None:
     from model_migration import services  # registers worker, dev-server, sandbox, demo
 
     services.register(app)
+    __import__("model_migration.promptfoo_setup").promptfoo_setup.register(app)  # setup-promptfoo
     _exit(_run_app(argv))
 
 

@@ -47,6 +47,7 @@ ONE_DAY = timedelta(days=1)
 CLI_NAMES = {
     "complete_stage": "complete", "report_evaluation": "report-eval", "report_rollout": "report-rollout",
     "extend_deadline": "extend-deadline", "pause": "pause", "resume": "resume", "abort": "abort",
+    "approve": "approve", "reject": "reject", "rerun_evaluation": "evaluate --rerun",
 }
 
 
@@ -88,7 +89,9 @@ def tunables(day: timedelta = ONE_DAY, target: datetime | None = None) -> Tunabl
     )
     ladder = DEFAULT_LADDER if day == ONE_DAY else scaled_ladder(day)
     poll = max(timedelta(seconds=1), Tunables().merge_poll * factor)
-    return Tunables(plan=plan, ladder=ladder, merge_poll=poll)
+    # A rehearsal's harness is polled faster too, but never below a fifth of a second.
+    harness_poll = min(Tunables().evaluation_poll, max(timedelta(seconds=0.2), Tunables().evaluation_poll * factor))
+    return Tunables(plan=plan, ladder=ladder, merge_poll=poll, evaluation_poll=harness_poll)
 
 
 def build_input(

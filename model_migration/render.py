@@ -11,7 +11,7 @@ from rich.table import Table
 from model_migration.domain.notes import humanize_delta
 from model_migration.listing import Row
 from model_migration.trouble import GitLabTrouble
-from workflows.messages import FeatureStatus, MigrationStatus, Status
+from workflows.messages import FeatureStatus, GateRecord, MigrationStatus, Status
 
 
 def _when(at: datetime) -> str:
@@ -73,12 +73,48 @@ def _feature_details(console: Console, st: FeatureStatus) -> None:
     if st.rollout:
         steps = ", ".join(f"{'↓' if r.rollback else ''}{r.percentage}%" for r in st.rollout)
         console.print(f"rollout: {steps}")
-    for ev in st.evaluations:
-        console.print(f"evaluation: {ev.verdict} by @{ev.actor}" + (f" — {ev.summary}" if ev.summary else ""))
+    if not st.gates:
+        for ev in st.evaluations:
+            console.print(f"evaluation: {ev.verdict} by @{ev.actor}" + (f" — {ev.summary}" if ev.summary else ""))
+    for gate in st.gates:
+        _gate(console, gate)
+    if st.evaluation_loops:
+        console.print(f"evaluation loops: {st.evaluation_loops} of {st.max_evaluation_loops}")
     if st.escalations:
         console.print("escalations fired:")
         for e in st.escalations:
             console.print(f"  {_when(e.at)}  {e.kind} ({e.stage})")
+
+
+def _num(x: float | None, signed: bool = False) -> str:
+    return "—" if x is None else (f"{x:+.3g}" if signed else f"{x:.3g}")
+
+
+def _gate(console: Console, gate: GateRecord) -> None:
+    """One evaluation: its verdict and how it was reached, then the per-metric table."""
+    source = gate.results_url or str(gate.harness)
+    head = f"evaluation #{gate.attempt}: prompt {gate.prompt_version} via {source} — "
+    if gate.running:
+        console.print(head + "running", markup=False)
+        return
+    if gate.result is None:
+        console.print(head + f"no verdict: {gate.error}", markup=False, style="red")
+        return
+    result = gate.result
+    decided = f", {gate.decision}d by @{gate.decided_by}: {gate.reason}" if gate.decided_by else ""
+    team = f" (team said {gate.team_verdict})" if gate.team_verdict else ""
+    console.print(head + f"{result.verdict}{team}{decided} — {result.reason}", markup=False)
+    if gate.run_url:
+        console.print(f"  run: {gate.run_url}", markup=False)
+    table = Table("metric", "baseline", "candidate", "Δ", f"{result.confidence:.0%} CI", "margin", "Holm p", "result", box=None)
+    for m in result.metrics:
+        ci = f"[{_num(m.ci_low, True)}, {_num(m.ci_high, True)}]"
+        table.add_row(m.name, _num(m.baseline_mean), _num(m.candidate_mean), _num(m.delta, True), ci, f"−{m.margin:g}",
+                      _num(m.adjusted_p), str(m.decision))
+    for bar in result.bars:
+        holds = {True: "holds", False: "fails", None: "—"}[bar.holds]
+        table.add_row(bar.name, "", "", "", "", f"{bar.limit:g}", "" if bar.value is None else f"{bar.value:.3g}", holds)
+    console.print(table)
 
 
 def rows(console: Console, items: Sequence[Row], include_closed: bool = False) -> None:

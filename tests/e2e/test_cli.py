@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import requests
 from temporalio.testing import WorkflowEnvironment
 
 from model_migration.devserver import free_port
@@ -15,13 +16,17 @@ MIGRATION = "migration:anthropic/claude-sonnet-4-5/20250929"
 
 @pytest.fixture
 def cli(dev_env: WorkflowEnvironment, gitlab_sandbox) -> Iterator[Cli]:  # type: ignore[no-untyped-def]
+    # Harness runs finish at once, so the first poll already finds them complete.
+    config, headers = f"{gitlab_sandbox.url}/api/evaluation/-/config", {"PRIVATE-TOKEN": gitlab_sandbox.token}
+    assert requests.put(config, json={"run_seconds": 0}, headers=headers, timeout=10).ok
     runner = Cli(cli_env(dev_env, gitlab_sandbox))
     yield runner
     runner.kill_workers()
+    requests.put(config, json={}, headers=headers, timeout=10)
 
 
 def test_cli_runs_a_migration_end_to_end(cli: Cli) -> None:
-    """start, status, list, complete, report-eval, report-rollout and refusals, through real processes."""
+    """start, status, list, complete, the evaluation gate, report-rollout and refusals, through real processes."""
     cli.start_worker()
     started = cli("start", "--model", "claude_sonnet_4_5_20250929", "-f", "duo_chat", "--actor", "ai-lead")
     assert MIGRATION in started.stdout
@@ -39,8 +44,14 @@ def test_cli_runs_a_migration_end_to_end(cli: Cli) -> None:
     assert "not one of: init, implement, cleanup" in one_line_error(refused)
     bad_version = cli("complete", MIGRATION, "-f", "duo_chat", "--stage", "implement", "--prompt-version", "one", check=False)
     assert "not semver" in one_line_error(bad_version)
+    assert "belongs to a feature" in one_line_error(cli("approve", MIGRATION, "--reason", "fine", check=False))
     cli("complete", MIGRATION, "-f", "duo_chat", "--stage", "implement", "--prompt-version", "1.0.0-dev", "--actor", "achen")
-    cli("report-eval", MIGRATION, "-f", "duo_chat", "--verdict", "pass", "--metric", "correctness=3.1:3.4")
+    # The engine's gate passes the target model on the sandbox's simulator, and moves the feature on.
+    feature = wait_status(cli, f"{MIGRATION}:feature:duo_chat", lambda s: s["stage"] == "rollout", timeout=90)
+    assert feature["gates"][0]["result"]["verdict"] == "pass"
+    assert "pass --rerun" in one_line_error(cli("evaluate", MIGRATION, "-f", "duo_chat", check=False))
+    assert "not evaluate" in one_line_error(cli("evaluate", MIGRATION, "-f", "duo_chat", "--rerun", check=False))
+    assert "correctness" in cli("status", MIGRATION, "-f", "duo_chat").stdout
     cli("extend-deadline", MIGRATION, "-f", "duo_chat", "--stage", "rollout", "--date", "2099-01-01", "--reason", "change freeze")
     for pct in ("10", "50", "100"):
         cli("report-rollout", MIGRATION, "-f", "duo_chat", "-p", pct)
