@@ -9,6 +9,7 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
+import requests
 from pydantic import BaseModel
 from rich.console import Console
 from temporalio.client import Client
@@ -22,11 +23,16 @@ from model_migration.domain.deadlines import StagePlan
 from model_migration.domain.escalation import scaled_ladder
 from model_migration.domain.stages import FeatureStage
 from model_migration.settings import Settings
-from workflows.messages import CompleteStage, MetricResult, ReportEvaluation, ReportRollout, Status, Tunables, Verdict, feature_workflow_id
+from workflows.messages import CompleteStage, FeatureStatus, ReportRollout, Status, Tunables, feature_workflow_id
 
 MODEL, REPLACES = "claude_sonnet_4_5_20250929", "claude_3_7_sonnet_20250219"
 FEATURES = ("duo_chat", "code_generation", "code_explanation")
 LATE = "code_generation"  # this team finishes implement late, so escalations fire
+RETRIED = "code_explanation"  # this team's first prompt version fails the gate; the next one passes
+FIRST_VERSION, SECOND_VERSION = "1.0.0-dev", "1.0.1-dev"
+#: The sandbox's simulated models: the new model passes the gate on every feature, except with
+#: the first prompt version of RETRIED's feature, which plays a clearly worse model.
+SIMULATOR = {"run_seconds": 0.5, "profiles": {f"code_explanation.snippets.v2:{MODEL}@{FIRST_VERSION}": "fail"}}
 DEMO_TUNABLES = Tunables(
     plan=StagePlan(
         implement=timedelta(seconds=8), evaluate=timedelta(seconds=10),
@@ -35,7 +41,21 @@ DEMO_TUNABLES = Tunables(
     ladder=scaled_ladder(timedelta(seconds=2)),
     activity_timeout=timedelta(seconds=10),
     merge_poll=timedelta(seconds=1),
+    evaluation_poll=timedelta(seconds=0.2),
+    evaluation_heartbeat=timedelta(seconds=10),
 )
+
+
+class GateSummary(BaseModel):
+    """One evaluation of a feature: its verdict and the per-metric table behind it."""
+
+    attempt: int
+    prompt_version: str
+    harness: str
+    verdict: str
+    reason: str
+    metrics: list[dict[str, object]]
+    bars: list[dict[str, object]]
 
 
 class FeatureSummary(BaseModel):
@@ -43,6 +63,7 @@ class FeatureSummary(BaseModel):
     stage: FeatureStage
     outcome: str
     issue_url: str
+    gates: list[GateSummary] = []
 
 
 class Summary(BaseModel):
@@ -64,14 +85,16 @@ async def play_team(client: Client, migration: str, feature: str, say: Console) 
         say.print(f"  {feature}: the team is late with implement…")
         await _wait_for(client, wid, lambda s: len(s.escalations) >= 3)
     dri = st.pending_action.owner if st.pending_action else "team"
-    await ops.send(client, wid, "complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor=dri, prompt_version="1.0.0-dev"))
-    say.print(f"  {feature}: implement complete (prompt 1.0.0-dev)")
-    await ops.send(client, wid, "report_evaluation", ReportEvaluation(
-        actor=dri, verdict=Verdict.PASS, dataset=f"{feature}.demo.v1", summary="candidate matches or beats baseline",
-        metrics=(MetricResult(name="correctness", baseline=3.1, candidate=3.4),
-                 MetricResult(name="cosine_similarity", baseline=0.84, candidate=0.87)),
-    ))
-    say.print(f"  {feature}: evaluation passed")
+    for version in (FIRST_VERSION, SECOND_VERSION):
+        await ops.send(client, wid, "complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor=dri, prompt_version=version))
+        say.print(f"  {feature}: implement complete (prompt {version}); the engine runs the evaluation gate")
+        st = await _wait_for(client, wid, lambda s: bool(s.gates) and not s.gates[-1].running)
+        gate = st.gates[-1]
+        result = gate.result
+        verdict = result.verdict if result is not None else f"no verdict ({gate.error})"
+        say.print(f"  {feature}: gate verdict {verdict}" + (f" — {result.reason}" if result is not None else ""))
+        if st.stage != FeatureStage.IMPLEMENT:
+            break
     for pct in DEMO_TUNABLES.rollout_ladder:
         await ops.send(client, wid, "report_rollout", ReportRollout(actor=dri, percentage=pct))
         await asyncio.sleep(0.2)
@@ -127,6 +150,7 @@ async def run_demo(*, as_json: bool, keep: bool, state_dir: Path | None) -> int:
     try:
         client = await connect(settings, wait=30.0)
         worker_task = asyncio.create_task(worker_module.run(settings, client, stop, gitlab))
+        await asyncio.to_thread(_configure_simulator, box.url, token)
         request = ops.build_input(catalog, MODEL, REPLACES, list(FEATURES), actor="ai-framework", tune=DEMO_TUNABLES)
         migration = await ops.start(client, settings.task_queue, request)
         say.print(f"Started {migration}: {', '.join(FEATURES)}")
@@ -148,10 +172,32 @@ async def run_demo(*, as_json: bool, keep: bool, state_dir: Path | None) -> int:
     return 0 if all(f.stage == FeatureStage.DONE for f in summary.features) else 1
 
 
+def _configure_simulator(gitlab_url: str, token: str) -> None:
+    response = requests.put(f"{gitlab_url}/api/evaluation/-/config", json=SIMULATOR, headers={"PRIVATE-TOKEN": token}, timeout=10)
+    response.raise_for_status()
+
+
+def _gates(st: Status) -> list[GateSummary]:
+    if not isinstance(st, FeatureStatus):
+        return []
+    return [
+        GateSummary(
+            attempt=g.attempt, prompt_version=g.prompt_version, harness=str(g.harness),
+            verdict=str(g.result.verdict) if g.result else "none", reason=g.result.reason if g.result else g.error,
+            metrics=[m.model_dump(mode="json") for m in g.result.metrics] if g.result else [],
+            bars=[b.model_dump(mode="json") for b in g.result.bars] if g.result else [],
+        )
+        for g in st.gates
+    ]
+
+
 async def _summary(client: Client, migration: str, result: object, ui: str, gitlab: GitLabActivities) -> Summary:
     st = await ops.status(client, migration)
     features = [
-        FeatureSummary(name=f.feature, stage=f.stage, outcome=f.outcome or str(f.stage), issue_url=f.issue_url)
+        FeatureSummary(
+            name=f.feature, stage=f.stage, outcome=f.outcome or str(f.stage), issue_url=f.issue_url,
+            gates=_gates(await ops.status(client, feature_workflow_id(migration, f.feature))),
+        )
         for f in st.features
     ]
     return Summary(
@@ -171,7 +217,8 @@ def _print(say: Console, summary: Summary, as_json: bool) -> None:
     say.print(f"Tracking issue: {summary.tracking_issue_url}")
     say.print(f"Model config:   {summary.model_config_mr_url}")
     for f in summary.features:
-        say.print(f"  {f.name:<20} {f.outcome:<10} {f.issue_url}")
+        verdicts = " → ".join(f"{g.verdict} ({g.prompt_version})" for g in f.gates)
+        say.print(f"  {f.name:<20} {f.outcome:<10} {f.issue_url}  gate: {verdicts}")
     say.print(f"Escalations fired: {summary.escalations}")
     say.print(f"GitLab calls per feature: {summary.gitlab_calls_per_feature}")
     say.print(f"Temporal Web UI: {summary.temporal_ui_url}/namespaces/default/workflows")
