@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
+import requests
+
 import worker as worker_module
 from activities.gitlab import GitLabActivities
 from gitlab_sandbox.gitlab import GitLabSandbox
@@ -22,17 +24,22 @@ from model_migration import operations
 from model_migration.clients.gitlab import GitLabClient
 from model_migration.devserver import local_environment
 from model_migration.domain.stages import FeatureStage, MigrationStage
-from tests.temporal_fixtures import Engine
-from tests.workflows.support import CATALOG, REPLACED, SLOW, drive, model_for, start_feature, wait_issue
+from tests.conftest import SandboxInfo
+from tests.temporal_fixtures import Engine, _evaluation
+from tests.workflows.support import CATALOG, REPLACED, SLOW, TARGET, drive, model_for, start_feature, wait_issue
+from tests.workflows.test_evaluation_gate import ALWAYS_FAILS, KNOBS, settled
 from workflows.messages import (
     MIGRATION_REVISION,
     Abort,
+    Approve,
     CompleteStage,
     ExtendDeadline,
     MigrationInput,
     Pause,
+    RerunEvaluation,
     Resume,
     Status,
+    evaluation_workflow_id,
     feature_workflow_id,
 )
 
@@ -46,6 +53,29 @@ async def scenarios(engine: Engine, tag: str) -> dict[str, object]:
     await drive(happy)
     await happy.result()
     handles["feature_happy"] = happy
+    handles["evaluation_pass"] = engine.client.get_workflow_handle(evaluation_workflow_id(happy.id, 1))
+
+    # The gate's other ways (revision 4): fail, then inconclusive and approved, then a harness that errs, re-run.
+    gate = await start_feature(engine, f"{tag}e")
+    await wait_issue(gate)
+    for version, attempt in (("9.0.0-fail", 1), ("9.0.1-unsure", 2)):
+        await gate.execute_update("complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor="achen", prompt_version=version))
+        await settled(gate, attempt)
+    await gate.execute_update("approve", Approve(actor="achen", reason="recorded"))
+    await gate.execute_update("abort", Abort(actor="lead", reason="recorded"))
+    await gate.result()
+    handles["feature_gate_fail_approve"] = gate
+    erring = await start_feature(engine, f"{tag}f")
+    await wait_issue(erring)
+    implement = CompleteStage(stage=FeatureStage.IMPLEMENT, actor="achen", prompt_version="9.0.0-erroring")
+    await erring.execute_update("complete_stage", implement)
+    await settled(erring, 1)
+    await erring.execute_update("rerun_evaluation", RerunEvaluation(actor="achen", reason="recorded"))
+    await settled(erring, 2)
+    await erring.execute_update("abort", Abort(actor="lead", reason="recorded"))
+    await erring.result()
+    handles["feature_gate_harness_error"] = erring
+    handles["evaluation_harness_error"] = engine.client.get_workflow_handle(evaluation_workflow_id(erring.id, 1))
 
     other = await start_feature(engine, f"{tag}b", "code_generation")
     st = await wait_issue(other)
@@ -104,8 +134,12 @@ async def main(version: str) -> None:
         env = await local_environment()
         try:
             gitlab = GitLabActivities(lambda: GitLabClient(box.url, token, box.project_path))
+            profiles = {k: v for k, v in KNOBS.items() if not k.startswith(ALWAYS_FAILS)}  # code_review must pass here
+            knobs = {"run_seconds": 0, "profiles": {**profiles, f"{TARGET.gitlab_identifier}@9.0.1-unsure": "inconclusive"}}
+            requests.put(f"{box.url}/api/evaluation/-/config", json=knobs, headers={"PRIVATE-TOKEN": token}, timeout=10).raise_for_status()
+            evaluation = _evaluation(SandboxInfo(box.url, token, box.project_path, box.group_path, Path(tmp), ()), Path(tmp) / "results")
             with ThreadPoolExecutor(max_workers=8) as executor:
-                async with worker_module.build_worker(env.client, "record", gitlab, executor):
+                async with worker_module.build_worker(env.client, "record", gitlab, executor, evaluation=evaluation):
                     handles = await scenarios(Engine(env.client, "record", gitlab), secrets.token_hex(3))
             index_file = HISTORIES / "ids.json"
             index = json.loads(index_file.read_text()) if index_file.exists() else {}
