@@ -90,8 +90,10 @@ def tunables(day: timedelta = ONE_DAY, target: datetime | None = None) -> Tunabl
     ladder = DEFAULT_LADDER if day == ONE_DAY else scaled_ladder(day)
     poll = max(timedelta(seconds=1), Tunables().merge_poll * factor)
     # A rehearsal's harness is polled faster too, but never below a fifth of a second.
-    harness_poll = min(Tunables().evaluation_poll, max(timedelta(seconds=0.2), Tunables().evaluation_poll * factor))
-    return Tunables(plan=plan, ladder=ladder, merge_poll=poll, evaluation_poll=harness_poll)
+    defaults = Tunables()
+    harness_poll = min(defaults.evaluation_poll, max(timedelta(seconds=0.2), defaults.evaluation_poll * factor))
+    heartbeat = min(defaults.evaluation_heartbeat, max(timedelta(seconds=3), defaults.evaluation_heartbeat * factor))
+    return Tunables(plan=plan, ladder=ladder, merge_poll=poll, evaluation_poll=harness_poll, evaluation_heartbeat=heartbeat)
 
 
 def build_input(

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+import signal
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+import requests
 from temporalio.testing import WorkflowEnvironment
 
 from model_migration.clients.gitlab import GitLabClient
-from tests.e2e.cli import Cli, cli_env
+from tests.e2e.cli import Cli, catalog_with_models, cli_env
 from tests.e2e.test_cli import wait_status
 
 MIGRATION = "migration:anthropic/claude-haiku-4-5/20251001"
@@ -23,6 +25,18 @@ def cli(dev_env: WorkflowEnvironment, gitlab_sandbox) -> Iterator[Cli]:  # type:
     runner = Cli(cli_env(dev_env, gitlab_sandbox))
     yield runner
     runner.kill_workers()
+    simulate(gitlab_sandbox, {})
+
+
+def simulate(sandbox, config: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
+    """Configure the sandbox's simulated models (``{}``: the defaults)."""
+    headers = {"PRIVATE-TOKEN": sandbox.token}
+    assert requests.put(f"{sandbox.url}/api/evaluation/-/config", json=config, headers=headers, timeout=10).ok
+
+
+def registrations(sandbox) -> int:  # type: ignore[no-untyped-def]
+    return sum(1 for _, method, path, status, _ in sandbox.server.requests.entries()
+               if method == "POST" and path.endswith("/v1/experiments/register") and status == 200)
 
 
 def restart(cli: Cli) -> None:
@@ -32,6 +46,7 @@ def restart(cli: Cli) -> None:
 
 def test_sigkill_mid_migration_loses_and_duplicates_nothing(cli: Cli, gitlab_sandbox) -> None:  # type: ignore[no-untyped-def]
     """Kill the worker three times at different stages; the migration completes with one of everything."""
+    simulate(gitlab_sandbox, {"run_seconds": 0})
     cli.start_worker()
     # Named features: the model they run on today retired on the catalog's date, so --replaces is refused.
     cli("start", "--model", "claude_haiku_4_5_20251001", *(a for f in FEATURES for a in ("-f", f)), "--activity-timeout", "2")
@@ -42,9 +57,9 @@ def test_sigkill_mid_migration_loses_and_duplicates_nothing(cli: Cli, gitlab_san
     st = wait_status(cli, MIGRATION, lambda s: all(f["issue_url"] for f in s["features"]))
     for feature in FEATURES:
         cli("complete", MIGRATION, "-f", feature, "--stage", "implement", "--prompt-version", "1.0.0-dev")
-    restart(cli)  # transition notes and table updates in flight
+    restart(cli)  # transition notes, table updates and the evaluations in flight
     for feature in FEATURES:
-        cli("report-eval", MIGRATION, "-f", feature, "--verdict", "pass", "--metric", "correctness=3.0:3.2")
+        wait_status(cli, f"{MIGRATION}:feature:{feature}", lambda s: s["stage"] == "rollout", timeout=120)
         cli("report-rollout", MIGRATION, "-f", feature, "-p", "50")
     restart(cli)
     for feature in FEATURES:
@@ -66,3 +81,29 @@ def test_sigkill_mid_migration_loses_and_duplicates_nothing(cli: Cli, gitlab_san
         assert markers and max(markers.values()) == 1, (issue["title"], markers)
     feature_notes = [len(gl.list_notes(i["iid"])) for i in same_title if i["iid"] != tracking.iid]
     assert feature_notes == [5, 5]  # four transitions and the 50 % rollout note, once each
+
+
+def test_sigkill_mid_poll_resumes_the_same_experiment(cli: Cli, gitlab_sandbox, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A worker killed while its harness activity polls: the next worker polls the same run and registers none."""
+    catalog, (model,) = catalog_with_models(tmp_path / "catalog", "poll")
+    cli.env["MODEL_MIGRATION_CATALOG_DIR"] = str(catalog)
+    migration = f"migration:anthropic/claude-sonnet-4-5/{model.rsplit('_', 1)[1]}"
+    simulate(gitlab_sandbox, {"run_seconds": 8})  # long enough to be caught mid-poll
+    cli.start_worker()
+    cli("start", "--model", model, "-f", "duo_chat", "--day-seconds", "600")
+    wait_status(cli, migration, lambda s: s["config_mr_url"])
+    cli("complete", migration, "--stage", "init")
+    wait_status(cli, migration, lambda s: all(f["issue_url"] for f in s["features"]))
+    before = registrations(gitlab_sandbox)
+    cli("complete", migration, "-f", "duo_chat", "--stage", "implement", "--prompt-version", "1.0.0-dev")
+    feature = f"{migration}:feature:duo_chat"
+    wait_status(cli, feature, lambda s: registrations(gitlab_sandbox) > before and s["gates"])
+    cli.kill_workers()  # SIGKILL while the run is still running on the service
+    second = cli.start_worker()
+    st = wait_status(cli, feature, lambda s: s["stage"] == "rollout", timeout=120)
+    assert registrations(gitlab_sandbox) - before == 1
+    assert st["gates"][0]["result"]["verdict"] == "pass"
+    cli.kill_workers(signal.SIGTERM)
+    assert second.stderr is not None
+    log = second.stderr.read().decode()
+    assert '"experiment_resumed"' in log and '"experiment_registered"' not in log, log[-2000:]
