@@ -38,19 +38,23 @@ from temporalio.client import Client, WorkflowHandle  # noqa: E402
 from temporalio.service import RPCError  # noqa: E402
 
 import worker as worker_module  # noqa: E402
+from activities.evaluation import EvaluationActivities  # noqa: E402
 from activities.gitlab import GitLabActivities  # noqa: E402
 from bench import baseline  # noqa: E402
 from bench.baseline_payloads import BaselineInput, Step, StepResult  # noqa: E402
 from model_migration.catalog import load_catalog  # noqa: E402
+from model_migration.clients.experiments import ExperimentServiceClient  # noqa: E402
 from model_migration.clients.gitlab import GitLabClient, WaitGate  # noqa: E402
 from model_migration.clients.gitlab_labels import UserDirectory  # noqa: E402
+from model_migration.clients.harness import HarnessKind  # noqa: E402
+from model_migration.clients.results_store import LocalResultsStore  # noqa: E402
 from model_migration.devserver import free_port, local_environment  # noqa: E402
+from model_migration.domain.feature_state import GATE_REVISION as GATED  # noqa: E402
 from model_migration.domain.stages import FeatureStage  # noqa: E402
 from model_migration.logging import configure  # noqa: E402
 from workflows import attributes  # noqa: E402
 from workflows.feature import FeatureMigrationWorkflow  # noqa: E402
 from workflows.messages import (  # noqa: E402
-    FEATURE_REVISION,
     MIGRATION_REVISION,
     CommandResult,
     CompleteStage,
@@ -136,7 +140,10 @@ async def engine_one(b: Bench, serial: bool = False) -> WorkflowHandle:
     migration = f"migration:{model.key}"
     request = FeatureMigrationInput(
         migration_id=migration, feature=CATALOG.feature(feature), model=model, replaced=REPLACED,
-        tunables=Tunables(), planned_from=datetime.now(UTC), revision=FEATURE_REVISION,
+        # Revision 3: the team reports its evaluation, the same work the bare-Temporal baseline
+        # does. The engine's own evaluation (a child workflow, the harness, the gate) has no
+        # counterpart there; bench/gate.py measures the gate, and the tests the rest.
+        tunables=Tunables(), planned_from=datetime.now(UTC), revision=GATED - 1,
     )
     # Started as the parent starts its children: with the first search attributes.
     handle = await b.client.start_workflow(
@@ -243,7 +250,8 @@ async def whole_migration_calls(b: Bench, make: Callable[[], GitLabClient], feat
     model = TARGET.model_copy(update={"version": f"whole{b.tag}{n}", "name": f"{TARGET.name} whole{b.tag}{n}"})
     request = MigrationInput(
         model=model, replaced=REPLACED, features=tuple(CATALOG.feature(f) for f in FEATURES[:features]),
-        tunables=Tunables(merge_poll=timedelta(milliseconds=200)), planned_from=datetime.now(UTC),
+        tunables=Tunables(merge_poll=timedelta(milliseconds=200), evaluation_poll=timedelta(milliseconds=200)),
+        planned_from=datetime.now(UTC),
         revision=MIGRATION_REVISION,
     )
     before = b.gitlab_calls()
@@ -266,7 +274,13 @@ async def whole_migration_calls(b: Bench, make: Callable[[], GitLabClient], feat
             except RPCError:
                 pass  # not started yet
             await asyncio.sleep(0.05)
+        # The parent starts its features at the current revision: the engine's gate evaluates
+        # them (no GitLab call of its own: its verdict rides on the transition note).
         for name, arg in ENGINE_UPDATES:
+            if name == "report_evaluation":
+                while (await child.query("status", result_type=Status)).stage != FeatureStage.ROLLOUT:
+                    await asyncio.sleep(0.05)
+                continue
             await child.execute_update(name, arg, result_type=CommandResult)
 
     await asyncio.gather(*(drive(f) for f in FEATURES[:features]))
@@ -380,7 +394,9 @@ async def bench(args: argparse.Namespace, state: Path) -> dict[str, object]:
             b = Bench(env.client, f"bench-engine-{uuid.uuid4().hex[:6]}", f"bench-baseline-{uuid.uuid4().hex[:6]}", gitlab)
             with ThreadPoolExecutor(max_workers=args.threads) as engine_pool, \
                     ThreadPoolExecutor(max_workers=args.threads) as baseline_pool:
-                engine_worker = worker_module.build_worker(b.client, b.engine_queue, gitlab, engine_pool)
+                harness = {HarnessKind.EXPERIMENT_SERVICE: lambda: ExperimentServiceClient(f"{sandbox.url}/api/evaluation", token)}
+                evaluation = EvaluationActivities(harness, LocalResultsStore(state / "results"))
+                engine_worker = worker_module.build_worker(b.client, b.engine_queue, gitlab, engine_pool, evaluation=evaluation)
                 baseline_worker = baseline.build_worker(b.client, b.baseline_queue, baseline_pool)
                 async with engine_worker, baseline_worker:
                     say(f"warm-up: {args.warmup + 1} workflows of each kind")
