@@ -29,8 +29,9 @@ from model_migration.settings import Settings
 from workflows.evaluation import EvaluationWorkflow
 from workflows.feature import FeatureMigrationWorkflow
 from workflows.migration import ModelMigrationWorkflow
+from workflows.tournament import TournamentWorkflow
 
-WORKFLOWS = [ModelMigrationWorkflow, FeatureMigrationWorkflow, EvaluationWorkflow]
+WORKFLOWS = [ModelMigrationWorkflow, FeatureMigrationWorkflow, EvaluationWorkflow, TournamentWorkflow]
 log = structlog.get_logger("worker")
 
 

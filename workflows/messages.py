@@ -36,6 +36,7 @@ from model_migration.domain.feature_state import GateRecord
 from model_migration.domain.gate import GateResult
 from model_migration.domain.models import FeatureSpec, IssueRef, ModelDefinition
 from model_migration.domain.stages import AnyStage, FeatureStage, MigrationStage
+from model_migration.domain.tournament import TournamentResult
 from workflows.versions import FEATURE_REVISION, MIGRATION_REVISION
 
 #: The commands live in the domain, where the stage machines take them; they are wire types
@@ -45,7 +46,8 @@ __all__ = [
     "EvaluationInput", "EvaluationResult", "ExtendDeadline", "FeatureMigrationInput", "FeatureOutcome", "FeatureProgress",
     "FeatureStatus", "FiredEscalation", "GateRecord", "MetricResult", "MigrationInput", "MigrationResult", "MigrationStatus",
     "NextEscalation", "ParentCommand", "ParentCommandKind", "Pause", "PendingAction", "Reject", "ReportEvaluation", "ReportRollout",
-    "RerunEvaluation", "Resume", "RolloutStep", "Status", "Transition", "Tunables", "Verdict", "evaluation_workflow_id",
+    "RerunEvaluation", "Resume", "RolloutStep", "Status", "TournamentInput", "TournamentOutcome", "Transition", "Tunables",
+    "Verdict", "evaluation_workflow_id",
     "feature_workflow_id", "migration_id",
 ]
 
@@ -201,6 +203,35 @@ class EvaluationResult(BaseModel):
     error: str = ""
     #: Harness runs it took (a run whose examples errored too often is run again).
     attempts: int = 0
+
+
+class TournamentInput(BaseModel):
+    """Replacement candidates, each evaluated against the feature's current model on its dataset."""
+
+    model_config = FROZEN
+    feature: FeatureSpec
+    baseline: ModelDefinition
+    candidates: tuple[ModelDefinition, ...] = Field(min_length=1)
+    #: The prompt version each candidate is evaluated with.
+    prompt_version: str = "1.0.0-dev"
+    tunables: Tunables = Field(default_factory=Tunables)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> TournamentInput:
+        ids = [c.gitlab_identifier for c in self.candidates]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"a candidate is listed twice: {sorted(ids)}")
+        if self.baseline.gitlab_identifier in ids:
+            raise ValueError(f"{self.baseline.gitlab_identifier} is the baseline, not a candidate")
+        return self
+
+
+class TournamentOutcome(BaseModel):
+    """The ranking of the candidates that got a verdict, and why the others got none."""
+
+    model_config = FROZEN
+    result: TournamentResult | None = None
+    errors: dict[str, str] = Field(default_factory=dict)
 
 
 class FeatureOutcome(BaseModel):
