@@ -39,9 +39,11 @@ from workflows.messages import (
     RerunEvaluation,
     Resume,
     Status,
+    TournamentInput,
     evaluation_workflow_id,
     feature_workflow_id,
 )
+from workflows.tournament import TournamentWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -76,6 +78,15 @@ async def scenarios(engine: Engine, tag: str) -> dict[str, object]:
     await erring.result()
     handles["feature_gate_harness_error"] = erring
     handles["evaluation_harness_error"] = engine.client.get_workflow_handle(evaluation_workflow_id(erring.id, 1))
+    duo = CATALOG.feature("duo_chat")
+    candidates = tuple(CATALOG.model(m) for m in ("claude_sonnet_4_5_20250929", "claude_haiku_4_5_20251001", "code_gecko_002"))
+    tournament = await engine.client.start_workflow(
+        TournamentWorkflow.run, TournamentInput(feature=duo, baseline=CATALOG.model(duo.current_model), candidates=candidates,
+                                                tunables=SLOW),
+        id=f"tournament:{tag}", task_queue=engine.task_queue,
+    )
+    await tournament.result()
+    handles["tournament"] = tournament
 
     other = await start_feature(engine, f"{tag}b", "code_generation")
     st = await wait_issue(other)
