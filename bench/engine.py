@@ -75,6 +75,8 @@ CATALOG = load_catalog()
 TARGET = CATALOG.model("claude_sonnet_4_5_20250929")
 REPLACED = CATALOG.model("claude_3_7_sonnet_20250219")
 FEATURES = [f.name for f in CATALOG.features]
+#: The features on the replaced model: the target passes their gates, as it does in the demo.
+REPLACING = [f.name for f in CATALOG.features_on(REPLACED.gitlab_identifier)]
 ACTOR = "achen"
 ACCEPTED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
 SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
@@ -249,7 +251,7 @@ async def whole_migration_calls(b: Bench, make: Callable[[], GitLabClient], feat
     n = next(b.seq)
     model = TARGET.model_copy(update={"version": f"whole{b.tag}{n}", "name": f"{TARGET.name} whole{b.tag}{n}"})
     request = MigrationInput(
-        model=model, replaced=REPLACED, features=tuple(CATALOG.feature(f) for f in FEATURES[:features]),
+        model=model, replaced=REPLACED, features=tuple(CATALOG.feature(f) for f in REPLACING[:features]),
         tunables=Tunables(merge_poll=timedelta(milliseconds=200), evaluation_poll=timedelta(milliseconds=200)),
         planned_from=datetime.now(UTC),
         revision=MIGRATION_REVISION,
@@ -278,12 +280,14 @@ async def whole_migration_calls(b: Bench, make: Callable[[], GitLabClient], feat
         # them (no GitLab call of its own: its verdict rides on the transition note).
         for name, arg in ENGINE_UPDATES:
             if name == "report_evaluation":
-                while (await child.query("status", result_type=Status)).stage != FeatureStage.ROLLOUT:
+                while (st := await child.query("status", result_type=Status)).stage != FeatureStage.ROLLOUT:
+                    if st.stage != FeatureStage.EVALUATE:
+                        raise RuntimeError(f"{child.id} did not pass its gate: {st.gates[-1] if st.gates else st.stage}")
                     await asyncio.sleep(0.05)
                 continue
             await child.execute_update(name, arg, result_type=CommandResult)
 
-    await asyncio.gather(*(drive(f) for f in FEATURES[:features]))
+    await asyncio.gather(*(drive(f) for f in REPLACING[:features]))
     result = await parent.result()
     if result.stage != FeatureStage.DONE:
         raise RuntimeError(f"{parent.id} ended in {result.stage}")

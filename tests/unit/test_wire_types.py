@@ -26,7 +26,7 @@ from model_migration.domain.deadlines import StagePlan
 from model_migration.domain.evaluation import KNOWN_METRICS, EvaluationSpec
 from model_migration.domain.gate import GateConfig
 from model_migration.domain.models import FeatureSpec, ModelDefinition
-from workflows.messages import MigrationInput, Tunables
+from workflows.messages import MigrationInput, TournamentInput, Tunables
 
 WIRE_MODULES: tuple[ModuleType, ...] = (
     workflows.messages, model_migration.domain.commands, activities.payloads, model_migration.domain.models,
@@ -49,6 +49,13 @@ _positive = st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(da
 SPECIAL: dict[type[BaseModel], st.SearchStrategy[BaseModel]] = {
     MetricResult: st.builds(MetricResult, baseline=_finite, candidate=_finite),
     GateConfig: st.builds(GateConfig),  # its defaults: the gate's own rules are tested in test_gate
+    TournamentInput: st.builds(
+        TournamentInput, feature=st.deferred(lambda: model_of(FeatureSpec)),
+        baseline=st.deferred(lambda: model_of(ModelDefinition)).map(lambda m: m.model_copy(update={"gitlab_identifier": "baseline"})),
+        candidates=st.lists(st.deferred(lambda: model_of(ModelDefinition)), min_size=1, max_size=2).map(
+            lambda ms: tuple(m.model_copy(update={"gitlab_identifier": f"candidate-{i}"}) for i, m in enumerate(ms))),
+        tunables=st.deferred(lambda: model_of(Tunables)),
+    ),
     EvaluationSpec: st.builds(
         EvaluationSpec, margins=st.dictionaries(st.sampled_from(KNOWN_METRICS), st.floats(min_value=0.01, max_value=500), min_size=1),
     ),
