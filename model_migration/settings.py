@@ -33,6 +33,16 @@ class Settings(BaseSettings):
     #: The promptfoo provider that plays the models, e.g. ``file://provider.py``; default: each model's
     #: gateway provider id. The sandbox's simulator is ``file://<gitlab_sandbox>/promptfoo_provider.py``.
     promptfoo_provider: str | None = None
+    #: The grading provider of the promptfoo harness's judges (``llm-rubric``); default: promptfoo's
+    #: own. The sandbox's stand-in judge is ``file://<gitlab_sandbox>/promptfoo_grader.js``.
+    promptfoo_grader: str | None = None
+    #: The embedding provider of its similarity (``similar``); default: ``promptfoo_grader``'s, else promptfoo's own.
+    promptfoo_embedder: str | None = None
+    #: How many provider calls a promptfoo run makes at once (its ``-j``).
+    promptfoo_concurrency: int = 4
+    #: Where the promptfoo harness reads a dataset, ``<name>.jsonl`` with ``{id, input, reference}``
+    #: lines; the sandbox ships its own in ``<gitlab_sandbox>/datasets``.
+    datasets_dir: Path | None = None
 
     state_dir: Path = Path(".model-migration")
     catalog_dir: Path | None = None
