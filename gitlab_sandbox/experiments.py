@@ -17,6 +17,10 @@ A run takes ``run_seconds`` and then settles on the first ``state`` or ``results
 that: complete, or fail if a configured fault matches it or too many of its examples errored.
 The profiles, seed and fault are taken when the run is registered, so a later configuration
 change never alters a run already under way.
+
+The run itself (``plan_run``, ``settle``, ``results_document``) and the configuration
+(``configured_simulator``) are shared with the evaluation CI job (``evaluation_job``): one
+``PUT /-/config`` configures both harnesses, and both report the same results for a request.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from gitlab_sandbox import datasets
@@ -87,6 +93,80 @@ def validate(body: dict[str, Any]) -> list[dict[str, Any]]:
     return errors
 
 
+#: What a configuration that ``ModelSimulator`` cannot build raises.
+BAD_CONFIG = (ValueError, TypeError, KeyError)
+
+
+def configured_simulator(store: Store, overrides: Mapping[str, Any] | None = None) -> ModelSimulator:
+    """The simulator as configured now: the defaults, the operator's file, then the overrides last
+    ``PUT`` to ``/-/config`` (or ``overrides``, to try them). Raises one of ``BAD_CONFIG``."""
+    if overrides is None:
+        rows = store.select("experiment_config")
+        overrides = rows[-1]["overrides"] if rows else {}
+    return ModelSimulator(load_config(overrides=overrides))
+
+
+def plan_run(body: dict[str, Any], simulator: ModelSimulator) -> dict[str, Any]:
+    """A run of a request that ``validate`` passed, with the profiles, seed, tolerance and fault
+    the configuration gives it now. ``datasets.DatasetNotFound`` if the dataset does not ship."""
+    count = len(datasets.load(body["dataset"]))
+    candidate = {"model": body["model"], "prompt_version": body["prompt_version"]}
+    baseline = body.get("baseline")
+    if baseline:  # only the fields the service knows travel on
+        baseline = {"model": baseline["model"], "prompt_version": baseline["prompt_version"]}
+    sides = [("candidate", candidate)] + ([("baseline", baseline)] if baseline else [])
+    faults = (simulator.fault(body["dataset"], side["model"], side["prompt_version"]) for _, side in sides)
+    return {
+        "dataset": body["dataset"], "prompt_id": body["prompt_id"], "evaluators": list(dict.fromkeys(body["evaluators"])),
+        "candidate": candidate, "baseline": baseline or None, "example_count": count,
+        "run_seconds": float(simulator.config["run_seconds"]), "seed": simulator.seed,
+        "max_error_rate": float(simulator.config["max_error_rate"]), "fault": next((reason for reason in faults if reason), None),
+        "profiles": {name: simulator.profile(side["model"], side["prompt_version"], body["dataset"]).to_json() for name, side in sides},
+    }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Settled:
+    """How a run ended: ``complete`` with its digest and paired examples, or ``fail`` with a reason."""
+
+    state: str
+    reason: str | None = None
+    digest: str | None = None
+    examples: list[dict[str, Any]] | None = None
+
+
+def settle(run: dict[str, Any]) -> Settled:
+    """Score a planned run: deterministic in the run, so settling it again gives the same results."""
+    if run["fault"]:
+        return Settled("fail", reason=run["fault"])
+    dataset, seed = run["dataset"], run["seed"]
+    ids = [example.id for example in datasets.load(dataset)]
+    scored: dict[str, list[ExampleScores]] = {}
+    for side, profile in run["profiles"].items():
+        model, version = run[side]["model"], run[side]["prompt_version"]
+        scored[side] = [score_with(Profile.from_fields(profile), seed, dataset, i, model, version) for i in ids]
+    for side, scores in scored.items():
+        errored = sum(s.error for s in scores)
+        if errored / len(scores) > run["max_error_rate"]:
+            reason = (f"{side} {run[side]['model']} errored on {errored} of {len(scores)} examples "
+                      f"({errored / len(scores):.0%}), above the {run['max_error_rate']:.0%} tolerated (max_error_rate)")  # fmt: skip
+            return Settled("fail", reason=reason)
+    metrics = (*run["evaluators"], "latency_ms", "tokens", "error")
+
+    def measured(side: str, n: int) -> dict[str, Any] | None:
+        return {m: getattr(scored[side][n], m) for m in metrics} if side in scored else None
+
+    examples = [{"example_id": i, "candidate": measured("candidate", n), "baseline": measured("baseline", n)} for n, i in enumerate(ids)]
+    canonical = json.dumps(examples, sort_keys=True, separators=(",", ":")).encode()
+    return Settled("complete", digest=f"sha256:{hashlib.sha256(canonical).hexdigest()}", examples=examples)
+
+
+def results_document(run: dict[str, Any], digest: str, examples: list[dict[str, Any]]) -> dict[str, Any]:
+    """A complete run's results, the shape every harness of the sandbox reports them in."""
+    summary = {k: run[k] for k in ("dataset", "prompt_id", "evaluators", "candidate", "baseline")}
+    return {"state": "complete", **summary, "digest": digest, "examples": examples}
+
+
 class ExperimentsApi:
     SCHEMA = SCHEMA
 
@@ -102,14 +182,10 @@ class ExperimentsApi:
 
     # -- configuration -----------------------------------------------------------------------
 
-    def _overrides(self) -> dict[str, Any]:
-        rows = self.store.select("experiment_config")
-        return rows[-1]["overrides"] if rows else {}
-
     def _simulator(self, overrides: dict[str, Any] | None = None) -> ModelSimulator:
         try:
-            return ModelSimulator(load_config(overrides=self._overrides() if overrides is None else overrides))
-        except (ValueError, TypeError, KeyError) as err:
+            return configured_simulator(self.store, overrides)
+        except BAD_CONFIG as err:
             raise _detail(422, f"invalid simulator configuration: {err}") from None
 
     def get_config(self, req: Request) -> Response:
@@ -127,27 +203,15 @@ class ExperimentsApi:
         if errors:
             raise _detail(422, errors)
         body = req.body
+        simulator = self._simulator()
         try:
-            count = len(datasets.load(body["dataset"]))
+            run = plan_run(body, simulator)
         except datasets.DatasetNotFound:
             raise _detail(404, f"Dataset '{body['dataset']}' not found") from None
-        simulator = self._simulator()
-        candidate = {"model": body["model"], "prompt_version": body["prompt_version"]}
-        baseline = body.get("baseline")
-        if baseline:  # only the fields the service knows travel on
-            baseline = {"model": baseline["model"], "prompt_version": baseline["prompt_version"]}
-        sides = [("candidate", candidate)] + ([("baseline", baseline)] if baseline else [])
-        faults = (simulator.fault(body["dataset"], side["model"], side["prompt_version"]) for _, side in sides)
-        fault = next((reason for reason in faults if reason), None)
         experiment = {
             "request_id": uuid.uuid4().hex,  # a new run for every register, as the real service does
-            "dataset": body["dataset"], "prompt_id": body["prompt_id"], "evaluators": list(dict.fromkeys(body["evaluators"])),
-            "candidate": candidate, "baseline": baseline or None,
-            "example_count": count, "state": "running", "reason": None, "created_at": now_iso(), "finished_at": None,
-            "started": time.time(), "run_seconds": float(simulator.config["run_seconds"]),
-            "seed": simulator.seed, "max_error_rate": float(simulator.config["max_error_rate"]), "fault": fault,
-            "profiles": {name: simulator.profile(side["model"], side["prompt_version"], body["dataset"]).to_json() for name, side in sides},
-        }  # fmt: skip
+            **run, "state": "running", "reason": None, "created_at": now_iso(), "finished_at": None, "started": time.time(),
+        }
         self.store.insert("experiments", experiment, request_id=experiment["request_id"])
         return json_response({"request_id": experiment["request_id"]})
 
@@ -162,8 +226,8 @@ class ExperimentsApi:
             raise _detail(409, f"Experiment is {experiment['state']}{reason}", state=experiment["state"])
         stored = self.store.find("experiment_results", request_id=experiment["request_id"])
         assert stored is not None, "a complete experiment has its results"
-        summary = {k: experiment[k] for k in ("request_id", "state", "dataset", "prompt_id", "evaluators", "candidate", "baseline")}
-        return json_response({**summary, "digest": stored["digest"], "examples": stored["examples"]})
+        document = results_document(experiment, stored["digest"], stored["examples"])
+        return json_response({"request_id": experiment["request_id"], **document})
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -185,37 +249,14 @@ class ExperimentsApi:
             return experiment
 
     def _finish(self, experiment: dict[str, Any]) -> dict[str, Any]:
-        outcome: dict[str, Any] = {"finished_at": now_iso()}
-        if experiment["fault"]:
-            outcome.update(state="fail", reason=experiment["fault"])
-            return self.store.update("experiments", {**experiment, **outcome})
-        dataset, seed = experiment["dataset"], experiment["seed"]
-        ids = [example.id for example in datasets.load(dataset)]
-        scored: dict[str, list[ExampleScores]] = {}
-        for side, profile in experiment["profiles"].items():
-            model, version = experiment[side]["model"], experiment[side]["prompt_version"]
-            scored[side] = [score_with(Profile.from_fields(profile), seed, dataset, i, model, version) for i in ids]
-        for side, scores in scored.items():
-            errored = sum(s.error for s in scores)
-            if errored / len(scores) > experiment["max_error_rate"]:
-                reason = (f"{side} {experiment[side]['model']} errored on {errored} of {len(scores)} examples "
-                          f"({errored / len(scores):.0%}), above the {experiment['max_error_rate']:.0%} the service tolerates")  # fmt: skip
-                outcome.update(state="fail", reason=reason)
-                return self.store.update("experiments", {**experiment, **outcome})
-        metrics = (*experiment["evaluators"], "latency_ms", "tokens", "error")
-
-        def measured(side: str, n: int) -> dict[str, Any] | None:
-            return {m: getattr(scored[side][n], m) for m in metrics} if side in scored else None
-
-        examples = [
-            {"example_id": i, "candidate": measured("candidate", n), "baseline": measured("baseline", n)} for n, i in enumerate(ids)
-        ]
-        canonical = json.dumps(examples, sort_keys=True, separators=(",", ":")).encode()
-        digest = f"sha256:{hashlib.sha256(canonical).hexdigest()}"
-        # If-absent: a process stopped between this write and the state's leaves the results in place,
-        # and the next poll settles the run again on the same (deterministic) results.
-        self.store.insert_if_absent("experiment_results", {"digest": digest, "examples": examples}, request_id=experiment["request_id"])
-        outcome.update(state="complete", digest=digest)
+        settled = settle(experiment)
+        outcome: dict[str, Any] = {"finished_at": now_iso(), "state": settled.state, "reason": settled.reason}
+        if settled.state == "complete":
+            # If-absent: a process stopped between this write and the state's leaves the results in place,
+            # and the next poll settles the run again on the same (deterministic) results.
+            results = {"digest": settled.digest, "examples": settled.examples}
+            self.store.insert_if_absent("experiment_results", results, request_id=experiment["request_id"])
+            outcome["digest"] = settled.digest
         return self.store.update("experiments", {**experiment, **outcome})
 
     def _state_json(self, experiment: dict[str, Any], base_url: str) -> dict[str, Any]:

@@ -22,10 +22,11 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
+from gitlab_sandbox.evaluation_job import EVALUATION_PROJECT, evaluation_jobs, seed_ci_config
 from gitlab_sandbox.faults import ADMIN, FaultInjector, RateLimiter, SandboxAdmin
 from gitlab_sandbox.gitlab_api import BOT_USERNAME
 from gitlab_sandbox.modules import full_schema, register_all
-from gitlab_sandbox.pipelines import JobSpec, configure_jobs
+from gitlab_sandbox.pipelines import SEEDED_VARIABLES_ROLE, VARIABLES_ROLE, JobSpec, configure_jobs
 from gitlab_sandbox.routing import ApiError, Request, Response, Router, json_response
 from gitlab_sandbox.store import Store, now_iso
 
@@ -252,8 +253,9 @@ def _parse_body(raw: bytes, content_type: str) -> dict[str, Any]:
     return body
 
 
-def seed(store: Store, *, project_path: str, group_path: str, usernames: Iterable[str]) -> None:
-    """Create the bot, the users, the groups and the project once; a restart changes nothing."""
+def seed(store: Store, *, project_path: str, group_path: str, usernames: Iterable[str], projects: Iterable[str] = ()) -> None:
+    """Create the bot, the users, the groups and the projects (``project_path`` and ``projects``)
+    once; a restart changes nothing."""
     now = now_iso()
     bot = {"is_admin": True, "bot": True}
     people = [(BOT_USERNAME, "Model Migration Bot", bot)]
@@ -261,7 +263,11 @@ def seed(store: Store, *, project_path: str, group_path: str, usernames: Iterabl
     for username, name, extra in people:
         data = {"username": username, "name": name, "state": "active", "created_at": now, **extra}
         store.insert_if_absent("users", data, username=username)
+    for path in dict.fromkeys([project_path, *projects]):
+        _seed_project(store, path, group_path, now)
 
+
+def _seed_project(store: Store, project_path: str, group_path: str, now: str) -> None:
     namespace, _, project_name = project_path.rpartition("/")
     if not namespace:
         raise ValueError(f"project path {project_path!r} needs a group, e.g. 'group/project'")
@@ -289,8 +295,11 @@ def seed(store: Store, *, project_path: str, group_path: str, usernames: Iterabl
         "name_with_namespace": project_path.replace("/", " / "),
         "namespace_id": group["id"],
         "created_at": now,
+        VARIABLES_ROLE: SEEDED_VARIABLES_ROLE,
     }
-    store.insert_if_absent("projects", data, path_with_namespace=project_path)
+    project = store.insert_if_absent("projects", data, path_with_namespace=project_path)
+    if VARIABLES_ROLE not in project:  # seeded before the setting existed
+        store.update("projects", {**project, VARIABLES_ROLE: SEEDED_VARIABLES_ROLE})
 
 
 class GitLabSandbox:
@@ -316,6 +325,7 @@ class GitLabSandbox:
         rate_window: float = 60,
         jobs: dict[str, list[JobSpec]] | None = None,
         guest_token: str | None = None,
+        evaluation_project: str | None = EVALUATION_PROJECT,
     ) -> None:
         if not token:
             raise ValueError("the GitLab sandbox needs a token")
@@ -326,6 +336,8 @@ class GitLabSandbox:
         self.group_path = group_path
         self.usernames = tuple(usernames)
         self.jobs = jobs  # CI jobs per project path; see sandbox.pipelines
+        #: Seeded with its .gitlab-ci.yml, its pipelines run the evaluation job (None: not seeded).
+        self.evaluation_project = evaluation_project
         self._token = token
         self._server: _Server | None = None
         self._store: Store | None = None
@@ -430,14 +442,19 @@ class GitLabSandbox:
             if self._server is not None:
                 raise RuntimeError("the GitLab sandbox is already running")
             store = Store(self.state_file, schema=full_schema())
-            configure_jobs(store, self.jobs)
+            # The caller's jobs win, also for the evaluation project.
+            configure_jobs(store, {**evaluation_jobs(store, self.evaluation_project), **(self.jobs or {})})
             try:
+                extra = (self.evaluation_project,) if self.evaluation_project else ()
                 seed(
                     store,
                     project_path=self.project_path,
                     group_path=self.group_path,
                     usernames=self.usernames,
+                    projects=extra,
                 )
+                for path in extra:
+                    seed_ci_config(store, path)
                 self._faults.stopping.clear()
                 app = GitLabApp(
                     store, self._token, faults=self._faults, limiter=self._limiter,

@@ -4,6 +4,11 @@ A pipeline runs the jobs configured for its project (``GitLabSandbox(jobs={path:
 or ``DEFAULT_JOBS`` (one built-in ``echo_variables`` job), so every pipeline does something.
 Creating one returns at once; ``pipeline_runner`` moves it on in the background and each
 status change is announced on ``store.events`` as GitLab's pipeline webhook payload.
+
+Pipeline variables are refused as GitLab refuses them: a project's
+``ci_pipeline_variables_minimum_override_role`` says who may pass them, and a project stored
+without it is treated as GitLab.com treats new projects since 17.7: ``no_one_allowed``. The
+projects the sandbox seeds carry ``developer``; ``PUT /projects/:id`` changes it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from gitlab_sandbox.pipeline_runner import FINISHED, JobSpec, PipelineRunner, ec
 from gitlab_sandbox.routing import ApiError, Request, Response, Router, json_response, paged_json
 from gitlab_sandbox.store import ID_BASES, Store, now_iso
 
-__all__ = ["DEFAULT_JOBS", "JobSpec", "PipelinesApi", "configure_jobs", "echo_variables"]
+__all__ = ["DEFAULT_JOBS", "SEEDED_VARIABLES_ROLE", "VARIABLES_ROLE", "JobSpec", "PipelinesApi", "configure_jobs", "echo_variables"]
 
 # Ids apart from iids and from each other, like every other sandbox table.
 ID_BASES.setdefault("pipelines", 1_400_000_000)
@@ -50,6 +55,15 @@ CREATE TABLE IF NOT EXISTS ci_artifacts (
     id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL UNIQUE, data TEXT NOT NULL);
 """
 
+#: The project setting that says who may pass pipeline variables, and its values, least open first.
+VARIABLES_ROLE = "ci_pipeline_variables_minimum_override_role"
+VARIABLES_ROLES = ("no_one_allowed", "owner", "maintainer", "developer")
+#: GitLab.com's default for new projects in new namespaces (GitLab 17.7 on).
+DEFAULT_VARIABLES_ROLE = "no_one_allowed"
+#: What the sandbox's seeded projects carry, as their owners would have set it.
+SEEDED_VARIABLES_ROLE = "developer"
+_VARIABLES_REFUSED = {"message": {"base": ["Insufficient permissions to set pipeline variables"]}}
+
 #: What a project without configured jobs runs.
 DEFAULT_JOBS = (JobSpec("echo_variables", handler=echo_variables),)
 _CONFIG: weakref.WeakKeyDictionary[Store, dict[str, tuple[JobSpec, ...]]] = (
@@ -75,6 +89,7 @@ class PipelinesApi:
 
     def register(self, router: Router) -> None:
         add = router.add
+        add("PUT", PROJECT, self.update_project)
         add("POST", f"{PROJECT}/pipeline", self.create)
         add("POST", f"{PROJECT}/trigger/pipeline", self.trigger)
         add("GET", f"{PROJECT}/pipelines", self.list)
@@ -164,6 +179,10 @@ class PipelinesApi:
 
     def _start(self, req: Request, variables: list[dict[str, str]], source: str) -> Response:
         project = self.api.project(req)
+        # The token's user owns every sandbox project, so only no_one_allowed stops it. GitLab
+        # checks this before the ref, and for triggered pipelines too (as the trigger's owner).
+        if variables and project.get(VARIABLES_ROLE, DEFAULT_VARIABLES_ROLE) == "no_one_allowed":
+            raise ApiError(400, _VARIABLES_REFUSED)
         self.repo.init(project)
         if not req.get("ref"):
             raise ApiError.missing("ref")
@@ -188,6 +207,23 @@ class PipelinesApi:
         body = self.pipeline_json(project, pipeline, req.base_url)
         self.runner.start(project, pipeline["id"], specs)
         return json_response(body, 201)
+
+    def update_project(self, req: Request) -> Response:
+        """``PUT /projects/:id`` for the one project setting the sandbox keeps; any other is refused
+        by name rather than silently dropped."""
+        project = self.api.project(req)
+        others = sorted(set(req.body) - {VARIABLES_ROLE, "id"})
+        if others:
+            raise ApiError(400, {"error": f"the sandbox keeps only {VARIABLES_ROLE} of a project, not: {', '.join(others)}"})
+        if not req.has(VARIABLES_ROLE):
+            raise ApiError(400, {"error": f"{VARIABLES_ROLE} is missing, at least one parameter must be provided"})
+        role = req.get(VARIABLES_ROLE)
+        if role not in VARIABLES_ROLES:
+            raise ApiError.not_valid_value(VARIABLES_ROLE)
+        with self.store.lock:
+            project = self.store.update("projects", {**self.api.project(req), VARIABLES_ROLE: role})
+        rendered = Renderer(self.store, req.base_url).project(project)
+        return json_response({**rendered, "restrict_user_defined_variables": True, VARIABLES_ROLE: role})
 
     def _pipeline(self, req: Request, project: dict[str, Any]) -> dict[str, Any]:
         pipeline_id = int(req.match["pipeline_id"])
