@@ -162,6 +162,10 @@ class RepositoryMixin:
     def job_artifact(self, job_id: int, path: str) -> bytes:
         return bytes(self._project.jobs.get(job_id, lazy=True).artifact(path))
 
+    @gitlab_call("read the log of job {job_id}")
+    def job_trace(self, job_id: int) -> str:
+        return bytes(self._project.jobs.get(job_id, lazy=True).trace()).decode(errors="replace")
+
 
 def _branch(data: dict[str, Any]) -> Branch:
     commit = data.get("commit") or {}
