@@ -17,14 +17,18 @@ from temporalio.worker import Interceptor, Worker
 from activities.evaluation import EvaluationActivities
 from activities.gitlab import GitLabActivities
 from activities.notify import NotifyActivities
+from model_migration.catalog import load_catalog
 from model_migration.clients.experiments import ExperimentServiceClient
 from model_migration.clients.gitlab import GitLabClient, WaitGate
 from model_migration.clients.gitlab_labels import UserDirectory
 from model_migration.clients.harness import Harness, HarnessKind, ImportedResults
 from model_migration.clients.notifier import LogNotifier
+from model_migration.clients.pipeline_harness import pipeline_harness_factory
+from model_migration.clients.promptfoo_harness import promptfoo_harness_factory
 from model_migration.clients.results_store import LocalResultsStore
 from model_migration.domain.errors import DomainError, ErrorType, GitLabError
 from model_migration.domain.models import User
+from model_migration.promptfoo_setup import check_promptfoo, installed_version
 from model_migration.settings import Settings
 from workflows.evaluation import EvaluationWorkflow
 from workflows.feature import FeatureMigrationWorkflow
@@ -35,7 +39,7 @@ WORKFLOWS = [ModelMigrationWorkflow, FeatureMigrationWorkflow, EvaluationWorkflo
 log = structlog.get_logger("worker")
 
 
-def gitlab_factory(settings: Settings, gate: WaitGate | None = None) -> Callable[[], GitLabClient]:
+def gitlab_factory(settings: Settings, gate: WaitGate | None = None, users: UserDirectory | None = None) -> Callable[[], GitLabClient]:
     """Builds one client per activity thread; all of them share one ``WaitGate``, so that a
     429 told to one thread holds every other thread's requests too, and one ``UserDirectory``,
     so that a user is looked up once per worker, not once per thread."""
@@ -45,28 +49,41 @@ def gitlab_factory(settings: Settings, gate: WaitGate | None = None) -> Callable
             "no GitLab token: set MODEL_MIGRATION_GITLAB_TOKEN (or start the sandbox, which writes one)"
         )
     shared = gate if gate is not None else WaitGate()
-    users = UserDirectory()
+    directory = users if users is not None else UserDirectory()
 
     def make() -> GitLabClient:
         return GitLabClient(
             settings.gitlab_url, token, settings.gitlab_project, settings.gitlab_group,
-            timeout=settings.gitlab_timeout, gate=shared, users=users,
+            timeout=settings.gitlab_timeout, gate=shared, users=directory,
         )
 
     return make
 
 
-def evaluation_activities(settings: Settings) -> EvaluationActivities | None:
-    """The harness activity, on the experiment service with the GitLab token (the sandbox's
-    service takes it); results go to a directory in the state dir."""
+def evaluation_activities(settings: Settings, gate: WaitGate, users: UserDirectory) -> EvaluationActivities | None:
+    """The harness and gate activities; results go to a directory in the state dir.
+
+    The experiment service, the CI pipeline harness (pipelines of ``evaluation_project``) and
+    teams' published results are always there; promptfoo when it is installed. A catalog that
+    names promptfoo for a feature makes a missing promptfoo stop the start with one line:
+    that feature could never be evaluated, and no other harness stands in for it."""
     token = settings.resolved_gitlab_token()
     if token is None:
         return None
     url = settings.resolved_evaluation_url()
     harnesses: dict[HarnessKind, Callable[[], Harness]] = {
-        HarnessKind.EXPERIMENT_SERVICE: lambda: ExperimentServiceClient(url, token),
+        HarnessKind.EXPERIMENT_SERVICE: lambda: ExperimentServiceClient(url, token, gate=gate),
+        HarnessKind.CI_PIPELINE: pipeline_harness_factory(settings, gate, users),
         HarnessKind.IMPORTED: lambda: ImportedResults({settings.gitlab_url: token, url: token}),
     }
+    needs_promptfoo = [f.name for f in load_catalog(settings.catalog_dir).features if f.evaluation.harness == HarnessKind.PROMPTFOO]
+    if needs_promptfoo:
+        try:
+            check_promptfoo(settings)
+        except DomainError as err:
+            raise DomainError(f"{', '.join(needs_promptfoo)} evaluate with promptfoo: {err.message}", type=err.type) from None
+    if needs_promptfoo or installed_version(settings.resolved_promptfoo_dir()) is not None:
+        harnesses[HarnessKind.PROMPTFOO] = promptfoo_harness_factory(settings)
     return EvaluationActivities(harnesses, LocalResultsStore(settings.state_dir / "results"))
 
 
@@ -137,10 +154,11 @@ async def run(
     Raises ``GitLabError`` (one line, no token) before starting when GitLab cannot be reached
     or refuses the token; the command line then exits non-zero."""
     stop = stop or asyncio.Event()
-    make = gitlab_factory(settings)
+    gate, users = WaitGate(), UserDirectory()
+    make = gitlab_factory(settings, gate, users)
     me = await asyncio.to_thread(check_gitlab, make)
     gitlab = gitlab or GitLabActivities(make)
-    evaluation = evaluation_activities(settings)
+    evaluation = evaluation_activities(settings, gate, users)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:

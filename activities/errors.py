@@ -6,15 +6,16 @@ from datetime import timedelta
 
 from temporalio.exceptions import ApplicationError
 
-from model_migration.domain.errors import DomainError, ErrorType, GitLabError
+from model_migration.domain.errors import DomainError, ErrorType
 
 
 def to_application_error(err: DomainError) -> ApplicationError:
     # One rule for every domain error: the enum says which types are never retried.
     retryable = ErrorType(err.type) not in ErrorType.non_retryable()
     delay = None
-    if isinstance(err, GitLabError) and err.retry_after:
-        delay = timedelta(seconds=err.retry_after)
+    retry_after = getattr(err, "retry_after", None)  # GitLab's, or a harness's, Retry-After
+    if isinstance(retry_after, (int, float)) and retry_after > 0:
+        delay = timedelta(seconds=retry_after)
     return ApplicationError(
         err.message,
         type=ErrorType(err.type).value,

@@ -74,8 +74,8 @@ async def skip_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
 
 
-def _activities(sandbox) -> GitLabActivities:  # type: ignore[no-untyped-def]
-    gate, users = WaitGate(), UserDirectory()  # one per engine, as the worker shares them among its threads' clients
+def _activities(sandbox, gate: WaitGate) -> GitLabActivities:  # type: ignore[no-untyped-def]
+    users = UserDirectory()  # one per engine, as the worker shares it (and the gate) among its threads' clients
 
     def make() -> GitLabClient:
         return GitLabClient(sandbox.url, sandbox.token, sandbox.project_path, sandbox.group_path, gate=gate, users=users)
@@ -83,22 +83,23 @@ def _activities(sandbox) -> GitLabActivities:  # type: ignore[no-untyped-def]
     return GitLabActivities(make)
 
 
-def _evaluation(sandbox, results: Path) -> EvaluationActivities:  # type: ignore[no-untyped-def]
-    """The harnesses on the sandbox: its experiment service."""
+def _evaluation(sandbox, results: Path, gate: WaitGate) -> EvaluationActivities:  # type: ignore[no-untyped-def]
+    """The harnesses on the sandbox: its experiment service, and teams' published results."""
     service = f"{sandbox.url}/api/evaluation"
     token = SecretStr(sandbox.token)
     harnesses: dict[HarnessKind, Callable[[], Harness]] = {
-        HarnessKind.EXPERIMENT_SERVICE: lambda: ExperimentServiceClient(service, token),
+        HarnessKind.EXPERIMENT_SERVICE: lambda: ExperimentServiceClient(service, token, gate=gate),
         HarnessKind.IMPORTED: lambda: ImportedResults({sandbox.url: token}),
     }
     return EvaluationActivities(harnesses, LocalResultsStore(results))
 
 
 async def _engine(env: WorkflowEnvironment, sandbox, results: Path) -> AsyncIterator[Engine]:  # type: ignore[no-untyped-def]
-    gitlab = _activities(sandbox)
+    gate = WaitGate()
+    gitlab = _activities(sandbox, gate)
     queue = f"test-{uuid.uuid4().hex[:8]}"
     with ThreadPoolExecutor(max_workers=16) as executor:
-        async with worker_module.build_worker(env.client, queue, gitlab, executor, evaluation=_evaluation(sandbox, results)):
+        async with worker_module.build_worker(env.client, queue, gitlab, executor, evaluation=_evaluation(sandbox, results, gate)):
             yield Engine(env.client, queue, gitlab)
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import requests
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, ValidationError
 
+from model_migration.clients.gitlab import WaitGate, wait_key
 from model_migration.domain.errors import DomainError, ErrorType
 from model_migration.domain.gate import PairedExample, SideResult
 
@@ -49,15 +50,24 @@ class ExperimentState(BaseModel):
 
 
 class HarnessError(DomainError):
-    """The harness refused, failed or could not be reached; ``type`` says whether to retry."""
+    """The harness refused, failed or could not be reached; ``type`` says whether to retry, and
+    ``retry_after`` (seconds) when the service said how long to wait."""
+
+    def __init__(self, message: str, *, type: ErrorType | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, type=type)
+        self.retry_after = retry_after
 
 
 class ExperimentServiceClient:
     """One service, one token. ``base_url`` is the service's root, e.g. ``<gitlab>/api/evaluation``."""
 
-    def __init__(self, base_url: str, token: SecretStr | str, *, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, token: SecretStr | str, *, timeout: float = 10.0, gate: WaitGate | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
+        # A 429 or "0 remaining" holds every client of the worker that talks to this origin with
+        # this token: the sandbox (and a GitLab-hosted service) counts these requests with GitLab's.
+        self._gate = gate if gate is not None else WaitGate()
+        self._gate_key = wait_key(self.base_url, secret)
         self._session = requests.Session()
         self._session.headers["PRIVATE-TOKEN"] = secret
         self._session.trust_env = False  # no .netrc or proxies picked up behind the token's back
@@ -88,11 +98,15 @@ class ExperimentServiceClient:
         return parse_results(answer, f"experiment {request_id}")
 
     def _call(self, method: str, path: str, what: str, **kwargs: Any) -> dict[str, Any]:
+        wait = self._gate.remaining(self._gate_key)
+        if wait > 0:
+            raise HarnessError(f"cannot {what}: told to wait, retry in {wait:.1f}s", type=ErrorType.HARNESS_UNAVAILABLE, retry_after=wait)
         try:
             response = self._session.request(method, self.base_url + path, timeout=self._timeout, **kwargs)
         except requests.RequestException as err:
             message = f"cannot {what}: {type(err).__name__} reaching {self.base_url}"
             raise HarnessError(message, type=ErrorType.HARNESS_UNAVAILABLE) from None
+        self._gate.observe(self._gate_key, response.status_code, response.headers)
         if response.ok:
             body: dict[str, Any] = response.json()
             return body
@@ -104,7 +118,8 @@ class ExperimentServiceClient:
             raise HarnessError(f"the evaluation service refused the token ({status}); check it", type=ErrorType.HARNESS_REFUSED)
         if status in (400, 404, 422):
             raise HarnessError(f"cannot {what}: {detail}", type=ErrorType.HARNESS_REFUSED)
-        raise HarnessError(f"cannot {what}: the service answered {status}", type=ErrorType.HARNESS_UNAVAILABLE)
+        wait = self._gate.remaining(self._gate_key) if status == 429 else None
+        raise HarnessError(f"cannot {what}: the service answered {status}", type=ErrorType.HARNESS_UNAVAILABLE, retry_after=wait or None)
 
 
 def parse_results(answer: object, what: str) -> tuple[PairedExample, ...]:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import date
 from typing import Any
+from urllib.parse import urlsplit
 
 import gitlab
 import gitlab.exceptions
@@ -66,6 +67,14 @@ class WaitGate:
             reset = headers.get("RateLimit-Reset")
             if reset and reset.strip().isdigit():
                 self.hold(key, float(reset))
+
+
+def wait_key(url: str, secret: str) -> str:
+    """What a ``WaitGate`` holds: one server (its origin) with one token. Services under the same
+    origin with the same token (the sandbox's experiment service beside its GitLab API) share
+    GitLab's rate limit, so they share the wait too."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower() + "#" + hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
 class _Gitlab(gitlab.Gitlab):
@@ -167,7 +176,7 @@ class GitLabClient(EpicsMixin, RepositoryMixin, FlagsMixin, LabelsMixin):
             timeout=timeout,
             on_request=self._count_request,
             gate=gate if gate is not None else WaitGate(),
-            gate_key=f"{url}#{hashlib.sha256(secret.encode()).hexdigest()[:16]}",
+            gate_key=wait_key(url, secret),
         )
         # Lazy: no request until a sub-resource is used; the path is URL-encoded for us.
         self._project = self._gl.projects.get(project, lazy=True)

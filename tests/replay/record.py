@@ -21,7 +21,7 @@ import worker as worker_module
 from activities.gitlab import GitLabActivities
 from gitlab_sandbox.gitlab import GitLabSandbox
 from model_migration import operations
-from model_migration.clients.gitlab import GitLabClient
+from model_migration.clients.gitlab import GitLabClient, WaitGate
 from model_migration.devserver import local_environment
 from model_migration.domain.stages import FeatureStage, MigrationStage
 from tests.conftest import SandboxInfo
@@ -148,7 +148,8 @@ async def main(version: str) -> None:
             profiles = {k: v for k, v in KNOBS.items() if not k.startswith(ALWAYS_FAILS)}  # code_review must pass here
             knobs = {"run_seconds": 0, "profiles": {**profiles, f"{TARGET.gitlab_identifier}@9.0.1-unsure": "inconclusive"}}
             requests.put(f"{box.url}/api/evaluation/-/config", json=knobs, headers={"PRIVATE-TOKEN": token}, timeout=10).raise_for_status()
-            evaluation = _evaluation(SandboxInfo(box.url, token, box.project_path, box.group_path, Path(tmp), ()), Path(tmp) / "results")
+            info = SandboxInfo(box.url, token, box.project_path, box.group_path, Path(tmp), ())
+            evaluation = _evaluation(info, Path(tmp) / "results", WaitGate())
             with ThreadPoolExecutor(max_workers=8) as executor:
                 async with worker_module.build_worker(env.client, "record", gitlab, executor, evaluation=evaluation):
                     handles = await scenarios(Engine(env.client, "record", gitlab), secrets.token_hex(3))

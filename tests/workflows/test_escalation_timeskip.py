@@ -56,8 +56,9 @@ async def test_commands_that_leave_the_deadline_keep_the_timer(
     skip_env: WorkflowEnvironment, skip_engine: Engine, unique: str,
 ) -> None:
     """Rollout steps do not move the rollout deadline, so they add no timer; the reminder and
-    the due notice still fire on time afterwards."""
-    handle = await start_feature(skip_engine, unique, "duo_chat", Tunables(), as_parent=False)
+    the due notice still fire on time afterwards. (Revision 3: the team reports its evaluation, so
+    the stages move on the test's commands alone.)"""
+    handle = await start_feature(skip_engine, unique, "duo_chat", Tunables(), as_parent=False, revision=3)
     await wait_issue(handle)
 
     async def quiet() -> None:
