@@ -16,7 +16,8 @@ from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
 from model_migration.clients.gitlab import GitLabClient
-from model_migration.domain.errors import ErrorType, GitLabError
+from model_migration.clients.harness import HarnessKind
+from model_migration.domain.errors import DomainError, ErrorType, GitLabError
 from model_migration.settings import Settings
 
 if TYPE_CHECKING:
@@ -100,3 +101,28 @@ def test_worker_command_exits_non_zero_with_one_line(dev_env: WorkflowEnvironmen
     # The last line, whether the command line writes it plain or as a JSON log line.
     assert wanted in done.stderr.strip().splitlines()[-1]
     assert BAD_TOKEN not in done.stderr + done.stdout
+
+
+def test_a_catalog_that_names_promptfoo_needs_it_installed(gitlab_sandbox: SandboxInfo, tmp_path: Path) -> None:
+    """A feature evaluated by promptfoo with no promptfoo installed stops the start with one line naming the fix."""
+    from model_migration.catalog import default_catalog_dir
+    from model_migration.clients.gitlab import WaitGate
+    from model_migration.clients.gitlab_labels import UserDirectory
+
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    (catalog / "models.yml").write_text((default_catalog_dir() / "models.yml").read_text())
+    features = (default_catalog_dir() / "features.yml").read_text()
+    line = "  dataset: duo_chat.questions.v3\n"
+    features = features.replace(line, line + "  evaluation: {harness: promptfoo}\n", 1)
+    (catalog / "features.yml").write_text(features)
+    settings = _settings(gitlab_sandbox).model_copy(update={"catalog_dir": catalog, "promptfoo_dir": tmp_path / "no-promptfoo"})
+    with pytest.raises(DomainError) as caught:
+        worker_module.evaluation_activities(settings, WaitGate(), UserDirectory())
+    assert caught.value.message.startswith("duo_chat evaluate with promptfoo: ")
+    assert "model-migration setup-promptfoo" in caught.value.message and "\n" not in caught.value.message
+    # The shipped catalog names no promptfoo feature: the worker starts without it, and has no promptfoo harness.
+    plain = worker_module.evaluation_activities(
+        _settings(gitlab_sandbox).model_copy(update={"promptfoo_dir": tmp_path / "no-promptfoo"}), WaitGate(), UserDirectory(),
+    )
+    assert plain is not None and HarnessKind.PROMPTFOO not in plain._harnesses  # noqa: SLF001

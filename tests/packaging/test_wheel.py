@@ -47,8 +47,9 @@ def test_wheel_ships_the_catalog_and_the_sandbox(tmp_path: Path) -> None:
 
     probe = textwrap.dedent(
         """
-        import catalog, gitlab_sandbox, model_migration
+        import catalog, gitlab_sandbox, model_migration, pathlib
         from gitlab_sandbox import datasets
+        assert (pathlib.Path(gitlab_sandbox.__file__).parent / "promptfoo_grader.js").is_file(), "the promptfoo grader"
         from model_migration.catalog import load_catalog
         c = load_catalog()
         print(model_migration.__file__)
