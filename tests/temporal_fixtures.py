@@ -23,9 +23,11 @@ from model_migration.clients.experiments import ExperimentServiceClient
 from model_migration.clients.gitlab import GitLabClient, WaitGate
 from model_migration.clients.gitlab_labels import UserDirectory
 from model_migration.clients.harness import Harness, HarnessKind, ImportedResults
+from model_migration.clients.pipeline_harness import pipeline_harness_factory
 from model_migration.clients.results_store import LocalResultsStore
 from model_migration.converter import data_converter
 from model_migration.devserver import free_port, local_environment
+from model_migration.settings import Settings
 from model_migration.temporal import binary, register_search_attributes
 
 T = TypeVar("T")
@@ -84,11 +86,14 @@ def _activities(sandbox, gate: WaitGate) -> GitLabActivities:  # type: ignore[no
 
 
 def _evaluation(sandbox, results: Path, gate: WaitGate) -> EvaluationActivities:  # type: ignore[no-untyped-def]
-    """The harnesses on the sandbox: its experiment service, and teams' published results."""
+    """The harnesses on the sandbox: its experiment service, its evaluation project's pipelines,
+    and teams' published results."""
     service = f"{sandbox.url}/api/evaluation"
     token = SecretStr(sandbox.token)
+    settings = Settings(gitlab_url=sandbox.url, gitlab_token=token, gitlab_project=sandbox.project_path, gitlab_group=sandbox.group_path)
     harnesses: dict[HarnessKind, Callable[[], Harness]] = {
         HarnessKind.EXPERIMENT_SERVICE: lambda: ExperimentServiceClient(service, token, gate=gate),
+        HarnessKind.CI_PIPELINE: pipeline_harness_factory(settings, gate),
         HarnessKind.IMPORTED: lambda: ImportedResults({sandbox.url: token}),
     }
     return EvaluationActivities(harnesses, LocalResultsStore(results))

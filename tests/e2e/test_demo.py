@@ -19,6 +19,8 @@ def test_the_demo_evaluates_every_feature_and_one_fails_once(tmp_path: Path) -> 
     assert [f["stage"] for f in summary["features"]] == ["done"] * 3
     verdicts = {f["name"]: [g["verdict"] for g in f["gates"]] for f in summary["features"]}
     assert verdicts == {"duo_chat": ["pass"], "code_generation": ["pass"], "code_explanation": ["fail", "pass"]}
+    harnesses = {f["name"]: {g["harness"] for g in f["gates"]} for f in summary["features"]}
+    assert harnesses["code_generation"] == {"ci_pipeline"} and harnesses["duo_chat"] == {"experiment_service"}  # from the catalog
     for feature in summary["features"]:
         for gate in feature["gates"]:
             names = {m["name"] for m in gate["metrics"]}
