@@ -65,7 +65,12 @@ class LocalResultsStore(ResultsStore):
         try:
             examples = _EXAMPLES.validate_json(path.read_bytes())
         except FileNotFoundError:
-            raise ResultsStoreError(f"no evaluation results stored under {digest[:12]}…") from None
+            # Another worker ran the harness and kept the results in its own directory: running the
+            # harness again can help (HARNESS_ERRORS); sharing the state dir between workers is the fix.
+            raise ResultsStoreError(
+                f"no evaluation results stored under {digest[:12]}… in {self.directory}: workers must share their state dir",
+                type=ErrorType.HARNESS_ERRORS,
+            ) from None
         except (ValidationError, json.JSONDecodeError, UnicodeDecodeError):
             raise ResultsStoreError(f"the evaluation results under {digest[:12]}… are unreadable") from None
         if examples_digest(examples) != digest:

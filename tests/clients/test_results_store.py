@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from model_migration.clients.results_store import LocalResultsStore, ResultsStoreError
+from model_migration.domain.errors import ErrorType
 from model_migration.domain.gate import GateConfig, MetricSpec, PairedExample, SideResult, evaluate_gate, examples_digest
 
 
@@ -64,8 +65,10 @@ def test_changed_or_cut_results_are_refused(tmp_path: Path) -> None:
 def test_unknown_or_path_like_digests_are_refused(tmp_path: Path) -> None:
     """Only a stored digest is read; anything path-like is refused before the file system sees it."""
     store = LocalResultsStore(tmp_path)
-    with pytest.raises(ResultsStoreError, match="no evaluation results"):
+    with pytest.raises(ResultsStoreError, match="no evaluation results") as missing:
         store.get("0" * 64)
+    assert missing.value.type == ErrorType.HARNESS_ERRORS  # another worker's results: the evaluation runs the harness again
     for bad in ("../etc/passwd", "abc", "0" * 63 + "/"):
-        with pytest.raises(ResultsStoreError, match="is not a results digest"):
+        with pytest.raises(ResultsStoreError, match="is not a results digest") as refused:
             store.get(bad)
+        assert refused.value.type == ErrorType.HARNESS_REFUSED
