@@ -118,8 +118,8 @@ class ExperimentServiceClient:
             raise HarnessError(f"the evaluation service refused the token ({status}); check it", type=ErrorType.HARNESS_REFUSED)
         if status in (400, 404, 422):
             raise HarnessError(f"cannot {what}: {detail}", type=ErrorType.HARNESS_REFUSED)
-        wait = self._gate.remaining(self._gate_key) if status == 429 else None
-        raise HarnessError(f"cannot {what}: the service answered {status}", type=ErrorType.HARNESS_UNAVAILABLE, retry_after=wait or None)
+        told = self._gate.remaining(self._gate_key) if status == 429 else 0.0
+        raise HarnessError(f"cannot {what}: the service answered {status}", type=ErrorType.HARNESS_UNAVAILABLE, retry_after=told or None)
 
 
 def parse_results(answer: object, what: str) -> tuple[PairedExample, ...]:

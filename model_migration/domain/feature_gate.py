@@ -57,7 +57,8 @@ def started_detail(s: FeatureState) -> str:
     )
 
 
-def _check_waiting(s: FeatureState, what: str) -> GateRecord:
+def _check_waiting(s: FeatureState, what: str) -> GateRecord | None:
+    """The feature waits in evaluate with no evaluation running; its last evaluation, if any."""
     if s.stage != FeatureStage.EVALUATE:
         raise CommandRejected(f"cannot {what}: the feature is in {s.stage}, not evaluate")
     if not s.gated:
@@ -65,7 +66,7 @@ def _check_waiting(s: FeatureState, what: str) -> GateRecord:
     gate = s.gate
     if gate is not None and gate.running:
         raise CommandRejected(f"cannot {what}: evaluation #{gate.attempt} is still running")
-    return gate if gate is not None else GateRecord(attempt=0, prompt_version="", harness=HarnessKind.IMPORTED, started_at=datetime.min)
+    return gate
 
 
 def report_evaluation(s: FeatureState, cmd: ReportEvaluation, now: datetime) -> Decision:
@@ -98,7 +99,7 @@ def _decide_open(s: FeatureState, what: str, actor: str, reason: str) -> GateRec
     actor_given(s, actor)
     active(s, blocked_counts=True)
     gate = _check_waiting(s, what)
-    if not gate.awaiting_decision:
+    if gate is None or not gate.awaiting_decision:
         raise CommandRejected(f"cannot {what}: no inconclusive evaluation is waiting for a decision")
     if not reason.strip():
         raise CommandRejected(f"to {what} needs a reason")
