@@ -38,20 +38,17 @@ from temporalio.client import Client, WorkflowHandle  # noqa: E402
 from temporalio.service import RPCError  # noqa: E402
 
 import worker as worker_module  # noqa: E402
-from activities.evaluation import EvaluationActivities  # noqa: E402
 from activities.gitlab import GitLabActivities  # noqa: E402
 from bench import baseline  # noqa: E402
 from bench.baseline_payloads import BaselineInput, Step, StepResult  # noqa: E402
 from model_migration.catalog import load_catalog  # noqa: E402
-from model_migration.clients.experiments import ExperimentServiceClient  # noqa: E402
 from model_migration.clients.gitlab import GitLabClient, WaitGate  # noqa: E402
 from model_migration.clients.gitlab_labels import UserDirectory  # noqa: E402
-from model_migration.clients.harness import HarnessKind  # noqa: E402
-from model_migration.clients.results_store import LocalResultsStore  # noqa: E402
 from model_migration.devserver import free_port, local_environment  # noqa: E402
 from model_migration.domain.feature_state import GATE_REVISION as GATED  # noqa: E402
 from model_migration.domain.stages import FeatureStage  # noqa: E402
 from model_migration.logging import configure  # noqa: E402
+from model_migration.settings import Settings  # noqa: E402
 from workflows import attributes  # noqa: E402
 from workflows.feature import FeatureMigrationWorkflow  # noqa: E402
 from workflows.messages import (  # noqa: E402
@@ -59,6 +56,7 @@ from workflows.messages import (  # noqa: E402
     CommandResult,
     CompleteStage,
     FeatureMigrationInput,
+    FeatureStatus,
     MetricResult,
     MigrationInput,
     ReportEvaluation,
@@ -281,8 +279,9 @@ async def whole_migration_calls(b: Bench, make: Callable[[], GitLabClient], feat
         for name, arg in ENGINE_UPDATES:
             if name == "report_evaluation":
                 while (st := await child.query("status", result_type=Status)).stage != FeatureStage.ROLLOUT:
-                    if st.stage != FeatureStage.EVALUATE:
-                        raise RuntimeError(f"{child.id} did not pass its gate: {st.gates[-1] if st.gates else st.stage}")
+                    gate = st.gates[-1] if isinstance(st, FeatureStatus) and st.gates else None
+                    if st.stage != FeatureStage.EVALUATE or (gate is not None and not gate.running):
+                        raise RuntimeError(f"{child.id} did not pass its gate: {gate or st.stage}")
                     await asyncio.sleep(0.05)
                 continue
             await child.execute_update(name, arg, result_type=CommandResult)
@@ -398,8 +397,10 @@ async def bench(args: argparse.Namespace, state: Path) -> dict[str, object]:
             b = Bench(env.client, f"bench-engine-{uuid.uuid4().hex[:6]}", f"bench-baseline-{uuid.uuid4().hex[:6]}", gitlab)
             with ThreadPoolExecutor(max_workers=args.threads) as engine_pool, \
                     ThreadPoolExecutor(max_workers=args.threads) as baseline_pool:
-                harness = {HarnessKind.EXPERIMENT_SERVICE: lambda: ExperimentServiceClient(f"{sandbox.url}/api/evaluation", token)}
-                evaluation = EvaluationActivities(harness, LocalResultsStore(state / "results"))
+                # The worker's own harnesses (the experiment service, the evaluation project's pipelines), on the sandbox.
+                settings = Settings(gitlab_url=sandbox.url, gitlab_token=token, gitlab_project=sandbox.project_path,
+                                    gitlab_group=sandbox.group_path, state_dir=state)
+                evaluation = worker_module.evaluation_activities(settings, gate, users)
                 engine_worker = worker_module.build_worker(b.client, b.engine_queue, gitlab, engine_pool, evaluation=evaluation)
                 baseline_worker = baseline.build_worker(b.client, b.baseline_queue, baseline_pool)
                 async with engine_worker, baseline_worker:
