@@ -373,10 +373,10 @@ def _fail(message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from model_migration import services  # registers worker, dev-server, sandbox, demo
+    from model_migration import promptfoo_setup, services  # worker, dev-server, sandbox, demo; setup-promptfoo
 
     services.register(app)
-    __import__("model_migration.promptfoo_setup").promptfoo_setup.register(app)  # setup-promptfoo
+    promptfoo_setup.register(app)
     _exit(_run_app(argv))
 
 
