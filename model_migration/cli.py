@@ -156,6 +156,33 @@ def start(
 
 
 @app.command()
+def plan(
+    model: Annotated[str, typer.Option("--model", "-m", help="The model being retired: identifier, key or name.")],
+    cutoff: Annotated[str, typer.Option("--cutoff", help="The provider's cutoff (retirement) date, YYYY-MM-DD.")],
+    lead_weeks: Annotated[int, typer.Option("--lead-weeks", help="Weeks between the epic's due date and the cutoff (2–4).")] = 4,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Plan as if today were this date (YYYY-MM-DD).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Plan a deprecation backwards from its cutoff, without starting anything (AI Framework)."""
+    from model_migration.catalog import load_catalog
+    from model_migration.domain.deprecation import backward_plan, escalation_calendar
+
+    catalog = load_catalog(settings().catalog_dir)
+    retiring = catalog.model(model)
+    today = parse_when(as_of).date() if as_of else datetime.now(UTC).date()
+    features = tuple(catalog.features_on(retiring.gitlab_identifier))
+    planned = backward_plan(retiring.gitlab_identifier, parse_when(cutoff).date(), features, today, timedelta(weeks=lead_weeks))
+    calendar = escalation_calendar(planned)
+    if as_json:
+        body = planned.model_dump(mode="json")
+        body.update(feasible=planned.feasible, shortfall_days=planned.shortfall_days, summary=planned.summary(),
+                    calendar=[e.model_dump(mode="json") for e in calendar])
+        print(json.dumps(body, indent=2))
+    else:
+        render.deprecation_plan(out, planned, calendar)
+
+
+@app.command()
 def status(workflow_id: WorkflowId, feature: Feature = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show a migration's or a feature's timeline."""
     target = ops.target_id(workflow_id, feature)

@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 from rich.console import Console
 from rich.table import Table
 
+from model_migration.domain.deprecation import BackwardPlan, CalendarEntry
 from model_migration.domain.notes import humanize_delta
+from model_migration.domain.stages import FeatureStage
 from model_migration.listing import Row
 from model_migration.trouble import GitLabTrouble
 from workflows.messages import FeatureStatus, GateRecord, MigrationStatus, Status
@@ -115,6 +117,23 @@ def _gate(console: Console, gate: GateRecord) -> None:
         holds = {True: "holds", False: "fails", None: "—"}[bar.holds]
         table.add_row(bar.name, "", "", "", "", f"{bar.limit:g}", "" if bar.value is None else f"{bar.value:.3g}", holds)
     console.print(table)
+
+
+def deprecation_plan(console: Console, plan: BackwardPlan, calendar: Sequence[CalendarEntry]) -> None:
+    """The backward plan: due date, each affected feature's latest stage starts, the escalation calendar."""
+    style = "green" if plan.feasible else "red"
+    console.print(plan.summary(), style=style, markup=False, highlight=False)
+    table = Table("feature", "maturity", "group", "DRI", "harness", "implement", "evaluate by", "roll out by", "clean up by",
+                  title=f"latest starts, for the epic due {plan.due}")
+    for f in plan.features:
+        starts = [str(f.window(s).latest_start) for s in (FeatureStage.EVALUATE, FeatureStage.ROLLOUT, FeatureStage.CLEANUP)]
+        implement = f"{f.implement_days} days" + (f" ({f.shortfall_days} short)" if f.shortfall_days else "")
+        table.add_row(f.title, f.maturity, f.group, f"@{f.dri}", str(f.harness), implement, *starts)
+    console.print(table)
+    calendar_table = Table("date", "escalation", "to", "label", title="escalation calendar")
+    for e in calendar:
+        calendar_table.add_row(str(e.on), e.name, str(e.audience), (e.label or "") + (" + notifier" if e.notify else ""))
+    console.print(calendar_table)
 
 
 def rows(console: Console, items: Sequence[Row], include_closed: bool = False) -> None:
