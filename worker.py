@@ -167,6 +167,9 @@ async def run(
             break
     with ThreadPoolExecutor(max_workers=32) as executor:
         worker = build_worker(client, settings.task_queue, gitlab, executor, evaluation=evaluation)
+        if not settings.initiative_epic:
+            log.info("initiative_epic_unset", detail="migrations are not filed under an initiative epic; "
+                     "set MODEL_MIGRATION_INITIATIVE_EPIC=<group>&<iid> to file them")
         log.info("worker_started", task_queue=settings.task_queue, temporal=settings.temporal_address,
                  gitlab=settings.gitlab_url, project=settings.gitlab_project, gitlab_user=me.username)
         async with worker:

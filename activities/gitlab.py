@@ -14,6 +14,7 @@ from temporalio import activity
 from activities.errors import to_application_error
 from activities.payloads import (
     Activity,
+    AddToEpicInput,
     ConfigMergeRequestInput,
     EnsureIssueInput,
     EnsureLabelsInput,
@@ -60,6 +61,8 @@ class IssueTracker(Protocol):
     def read_file(self, path: str, ref: str = "main") -> str | None: ...
 
     def ensure_labels(self, names: list[str]) -> list[str]: ...
+
+    def add_issue_to_epic(self, epic_iid: int, issue_id: int, group: str | None = None) -> int: ...
 
 
 class GitLabActivities:
@@ -155,10 +158,15 @@ class GitLabActivities:
             mr = client.get_merge_request(request.iid)
             return MergeRequestRef(iid=mr.iid, web_url=mr.web_url, state=mr.state)
 
+    @activity.defn(name=Activity.ADD_TO_EPIC)
+    def add_to_epic(self, request: AddToEpicInput) -> None:
+        with self._call(Activity.ADD_TO_EPIC) as client:
+            client.add_issue_to_epic(request.epic_iid, request.issue_id, group=request.group)
+
     def all(self) -> list[Callable[..., object]]:
         return [
             self.ensure_issue, self.update_issue, self.post_note, self.ensure_issue_link,
-            self.ensure_model_config_mr, self.merge_request_state, self.ensure_labels,
+            self.ensure_model_config_mr, self.merge_request_state, self.ensure_labels, self.add_to_epic,
         ]
 
 

@@ -13,6 +13,7 @@ from temporalio import activity
 
 from activities.payloads import (
     Activity,
+    AddToEpicInput,
     ConfigMergeRequestInput,
     EnsureIssueInput,
     EnsureLabelsInput,
@@ -59,6 +60,11 @@ def ensure_labels(request: EnsureLabelsInput) -> EnsureLabelsResult:
 @activity.defn(name=Activity.ENSURE_ISSUE_LINK)
 def ensure_issue_link(request: IssueLinkInput) -> None:
     raise Declared(Activity.ENSURE_ISSUE_LINK)
+
+
+@activity.defn(name=Activity.ADD_TO_EPIC)
+def add_to_epic(request: AddToEpicInput) -> None:
+    raise Declared(Activity.ADD_TO_EPIC)
 
 
 @activity.defn(name=Activity.ENSURE_CONFIG_MR)

@@ -29,6 +29,7 @@ class Activity(StrEnum):
     ENSURE_LABELS = "ensure_labels"
     RUN_EXPERIMENT = "run_experiment"
     JUDGE_GATE = "judge_gate"
+    ADD_TO_EPIC = "add_to_epic"
 
 
 class EnsureIssueInput(BaseModel):
@@ -158,3 +159,12 @@ class JudgeGateInput(BaseModel):
     dataset: str = ""
     baseline: str = ""
     candidate: str = ""
+
+
+class AddToEpicInput(BaseModel):
+    """Put an issue (by its global id) in an epic of any group; already there is fine."""
+
+    model_config = FROZEN
+    group: str
+    epic_iid: int
+    issue_id: int

@@ -148,7 +148,9 @@ def start(
     day = timedelta(seconds=day_seconds) if day_seconds is not None else timedelta(days=1)
     target = parse_when(target_date) if target_date else None
     tune = ops.tunables(day).model_copy(update={"activity_timeout": timedelta(seconds=activity_timeout)})
-    request = ops.build_input(catalog, model, replaces, features or [], target=target, actor=actor, tune=tune)
+    request = ops.build_input(
+        catalog, model, replaces, features or [], target=target, actor=actor, tune=tune, initiative=s.initiative_epic,
+    )
     ops.preflight(request, datetime.now(UTC).date())
     workflow_id = run(lambda c: ops.start(c, s.task_queue, request, rerun=rerun))
     again = " again" if rerun else ""

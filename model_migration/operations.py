@@ -24,6 +24,7 @@ from model_migration.domain.compat import compatibility_problems
 from model_migration.domain.deadlines import StagePlan, check_plan
 from model_migration.domain.errors import CommandRejected, DomainError, ErrorType
 from model_migration.domain.escalation import DEFAULT_LADDER, scaled_ladder
+from model_migration.domain.models import EpicRef
 from model_migration.domain.requests import command_digest
 from model_migration.trouble import GitLabTrouble, gitlab_trouble
 from workflows import attributes
@@ -106,8 +107,12 @@ def build_input(
     now: datetime | None = None,
     actor: str = "ai-framework",
     tune: Tunables | None = None,
+    initiative: str | None = None,
 ) -> MigrationInput:
-    """Validate a start request against the catalog; raise one clear error if it does not fit."""
+    """Validate a start request against the catalog; raise one clear error if it does not fit.
+
+    ``initiative`` is the initiative epic's reference (``<group>&<iid>``) the tracking issue is
+    filed under."""
     target_model = catalog.model(model)
     replaced = catalog.model(replaces) if replaces else None
     if replaced is not None and replaced.gitlab_identifier == target_model.gitlab_identifier:
@@ -128,9 +133,13 @@ def build_input(
     if target is not None:
         tune = tune.model_copy(update={"plan": tune.plan.model_copy(update={"target": target})})
     check_plan(now or datetime.now(UTC), tune.plan)
+    try:
+        epic = EpicRef.parse(initiative) if initiative else None
+    except ValueError as err:
+        raise UserError(f"MODEL_MIGRATION_INITIATIVE_EPIC: {err}") from None
     return MigrationInput(
         model=target_model, replaced=replaced, features=tuple(specs), tunables=tune, started_by=actor,
-        revision=MIGRATION_REVISION,
+        revision=MIGRATION_REVISION, initiative_epic=epic,
     )
 
 

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     #: Where the promptfoo harness reads a dataset, ``<name>.jsonl`` with ``{id, input, reference}``
     #: lines; the sandbox ships its own in ``<gitlab_sandbox>/datasets``.
     datasets_dir: Path | None = None
+    #: A Slack (or Slack-compatible) incoming webhook that notices are posted to, besides the log; a secret.
+    slack_webhook_url: SecretStr | None = None
+
+    #: GitLab's "AI Model Version Migration Initiative" epic, ``<group path>&<iid>``: every
+    #: migration's tracking issue is filed under it. Unset: not filed (the worker says so at start).
+    initiative_epic: str | None = None
 
     state_dir: Path = Path(".model-migration")
     catalog_dir: Path | None = None

@@ -34,7 +34,7 @@ from model_migration.domain.escalation import DEFAULT_LADDER, EscalationKind, Es
 from model_migration.domain.evaluation import EvaluationSpec, HarnessKind
 from model_migration.domain.feature_state import GateRecord
 from model_migration.domain.gate import GateResult
-from model_migration.domain.models import FeatureSpec, IssueRef, ModelDefinition
+from model_migration.domain.models import EpicRef, FeatureSpec, IssueRef, ModelDefinition
 from model_migration.domain.stages import AnyStage, FeatureStage, MigrationStage
 from model_migration.domain.tournament import TournamentResult
 from workflows.versions import FEATURE_REVISION, MIGRATION_REVISION
@@ -136,6 +136,8 @@ class MigrationInput(BaseModel):
     rerun: int = Field(default=0, ge=0)
     #: The behaviour this run was started with; see ``workflows/versions.py``.
     revision: int = Field(default=1, ge=1)
+    #: GitLab's "AI Model Version Migration Initiative" epic: the tracking issue is filed under it.
+    initiative_epic: EpicRef | None = None
 
     @model_validator(mode="after")
     def _features_once(self) -> MigrationInput:

@@ -64,6 +64,7 @@ class ModelMigrationWorkflow:
     async def run(self, input: MigrationInput) -> MigrationResult:
         self._publish(first=True)
         await self._gitlab(self.gitlab.ensure)
+        await self._gitlab(self.gitlab.file_under_initiative)
         self.problems = compatibility_problems(input.model, input.features)
         if self.problems:
             self.gitlab.journal.note(Note(body=templates.compatibility_note(self.problems)))

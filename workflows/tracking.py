@@ -10,12 +10,19 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities import interface
-    from activities.payloads import ConfigMergeRequestInput, EnsureIssueInput, MergeRequestInput, MergeRequestRef, UpdateIssueInput
+    from activities.payloads import (
+        AddToEpicInput,
+        ConfigMergeRequestInput,
+        EnsureIssueInput,
+        MergeRequestInput,
+        MergeRequestRef,
+        UpdateIssueInput,
+    )
     from model_migration.domain import gateway, templates
     from model_migration.domain.models import IssueDraft, IssueRef
     from workflows.common import Journal, call
     from workflows.messages import FeatureProgress, MigrationInput
-    from workflows.versions import TABLE_DIFF_PATCH
+    from workflows.versions import INITIATIVE_REVISION, TABLE_DIFF_PATCH
 
 MODELS_YML = "ai_gateway/model_selection/models.yml"
 FIRST_PROMPT_VERSION = "1.0.0-dev"
@@ -31,6 +38,7 @@ class TrackingIssue:
         self.issue: IssueRef | None = None
         self.config_mr: MergeRequestRef | None = None
         self.written_body = ""
+        self.filed = False
 
     @property
     def _timeout(self) -> timedelta:
@@ -58,6 +66,16 @@ class TrackingIssue:
             marker=f"{self.key}:tracking", labels=list(LABELS), due_date=self.eta.date(),
         )
         self.issue = await call(interface.ensure_issue, EnsureIssueInput(draft=draft), self._timeout)
+
+    async def file_under_initiative(self) -> None:
+        """Put the tracking issue in the initiative epic (revision 4, when one is configured)."""
+        epic = self.input.initiative_epic
+        if epic is None or self.input.revision < INITIATIVE_REVISION or self.filed:
+            return
+        assert self.issue is not None
+        request = AddToEpicInput(group=epic.group, epic_iid=epic.iid, issue_id=self.issue.id)
+        await call(interface.add_to_epic, request, self._timeout)
+        self.filed = True
 
     async def update_table(self) -> None:
         assert self.issue is not None

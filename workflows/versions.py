@@ -54,4 +54,7 @@ FEATURE_REVISION = 4
 #: 3. Stricter command rules (an empty actor, init completed twice); its features start at
 #:    ``FEATURE_REVISION``; a rerun's markers carry its number. (Runs started before the
 #:    migration input had a revision read as 1, and start their features at revision 2.)
-MIGRATION_REVISION = 3
+#: 4. The tracking issue is filed under the initiative epic named in the input, if any.
+MIGRATION_REVISION = 4
+#: The migration revision from which ``initiative_epic`` is honoured.
+INITIATIVE_REVISION = 4

@@ -35,7 +35,9 @@ class EpicsMixin:
     group_path: str | None
     _project_id_cache: int | None = None
 
-    def _group(self) -> Any:
+    def _group(self, path: str | None = None) -> Any:
+        if path:
+            return self._gl.groups.get(path, lazy=True)
         if not self.group_path:
             raise GitLabError(
                 "epics live in a group, and this GitLab client has none; set the group path",
@@ -104,12 +106,12 @@ class EpicsMixin:
         return _epic(self._group().epics.update(iid, changes))
 
     @gitlab_call("add issue {issue_id} to epic &{epic_iid}")
-    def add_issue_to_epic(self, epic_iid: int, issue_id: int) -> int:
+    def add_issue_to_epic(self, epic_iid: int, issue_id: int, group: str | None = None) -> int:
         """Put the issue (by its global ``id``, not its iid) in the epic; the ``epic_issue_id``.
 
-        An issue in another epic moves here. Already in this one (GitLab answers 409): the
-        existing ``epic_issue_id``."""
-        epic = self._group().epics.get(epic_iid, lazy=True)
+        ``group`` is the epic's group, when it is not the client's. An issue in another epic
+        moves here. Already in this one (GitLab answers 409): the existing ``epic_issue_id``."""
+        epic = self._group(group).epics.get(epic_iid, lazy=True)
         try:
             return int(epic.issues.create({"issue_id": issue_id}).epic_issue_id)
         except gitlab.exceptions.GitlabCreateError as exc:

@@ -102,6 +102,24 @@ class FeatureSpec(BaseModel):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
 
 
+class EpicRef(BaseModel):
+    """An epic by GitLab's reference, ``<group path>&<iid>``."""
+
+    model_config = FROZEN
+    group: str
+    iid: int = Field(ge=1)
+
+    @classmethod
+    def parse(cls, text: str) -> EpicRef:
+        group, sep, iid = text.strip().rpartition("&")
+        if not sep or not group or not iid.isdigit() or int(iid) < 1:
+            raise ValueError(f"{text!r} is not an epic reference: use <group path>&<iid>, e.g. gitlab-org&12345")
+        return cls(group=group, iid=int(iid))
+
+    def __str__(self) -> str:
+        return f"{self.group}&{self.iid}"
+
+
 class IssueRef(BaseModel):
     model_config = FROZEN
     id: int = 0

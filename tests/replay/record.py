@@ -23,6 +23,7 @@ from gitlab_sandbox.gitlab import GitLabSandbox
 from model_migration import operations
 from model_migration.clients.gitlab import GitLabClient, WaitGate
 from model_migration.devserver import local_environment
+from model_migration.domain.models import EpicDraft, EpicRef
 from model_migration.domain.stages import FeatureStage, MigrationStage
 from tests.conftest import SandboxInfo
 from tests.temporal_fixtures import Engine, _evaluation
@@ -109,12 +110,15 @@ async def scenarios(engine: Engine, tag: str) -> dict[str, object]:
     handles["feature_escalated"] = late
 
     model = model_for(f"{tag}c")
+    gl = engine.gitlab_client()
+    initiative = gl.ensure_epic(EpicDraft(title="AI Model Version Migration Initiative", description="", marker=f"initiative:{tag}"))
     request = MigrationInput(
         model=model,
         replaced=REPLACED,
         features=(CATALOG.feature("duo_chat"), CATALOG.feature("code_explanation")),
         tunables=SLOW,
         revision=MIGRATION_REVISION,
+        initiative_epic=EpicRef(group=gl.group_path or "", iid=initiative.iid),
     )
     parent = engine.client.get_workflow_handle(await operations.start(engine.client, engine.task_queue, request))
     while not (await parent.query("status", result_type=Status)).config_mr_url:
@@ -144,7 +148,7 @@ async def main(version: str) -> None:
         box.start()
         env = await local_environment()
         try:
-            gitlab = GitLabActivities(lambda: GitLabClient(box.url, token, box.project_path))
+            gitlab = GitLabActivities(lambda: GitLabClient(box.url, token, box.project_path, box.group_path))
             profiles = {k: v for k, v in KNOBS.items() if not k.startswith(ALWAYS_FAILS)}  # code_review must pass here
             knobs = {"run_seconds": 0, "profiles": {**profiles, f"{TARGET.gitlab_identifier}@9.0.1-unsure": "inconclusive"}}
             requests.put(f"{box.url}/api/evaluation/-/config", json=knobs, headers={"PRIVATE-TOKEN": token}, timeout=10).raise_for_status()
