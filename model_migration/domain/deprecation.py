@@ -20,6 +20,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from model_migration.domain.catalog import Catalog
 from model_migration.domain.errors import DomainError, ErrorType
 from model_migration.domain.evaluation import HarnessKind
 from model_migration.domain.models import FeatureSpec
@@ -229,3 +230,49 @@ def escalation_calendar(plan: BackwardPlan, steps: tuple[CalendarStep, ...] = DE
             if day >= plan.today:
                 entries.append(CalendarEntry(on=day, name=step.name, audience=step.audience, label=step.label, notify=step.notify))
     return tuple(sorted(entries, key=lambda e: e.on))
+
+
+# -- the deprecation's input ---------------------------------------------------------------------
+
+
+class DeprecationRequest(BaseModel):
+    """What AI Framework (or the deprecation watch) asks for: retire ``model`` by ``cutoff``."""
+
+    model_config = FROZEN
+    model: str  # a gitlab_identifier from the catalog
+    deprecation_date: date
+    cutoff: date
+    announcement_url: str = ""
+    recommended: str | None = None
+    candidates: tuple[str, ...] = ()
+    lead_time: timedelta = MAX_LEAD
+
+
+def check_request(request: DeprecationRequest, catalog: Catalog, today: date) -> tuple[FeatureSpec, ...]:
+    """The affected features, or the first problem as one line; nothing is started before this passes.
+
+    A cutoff closer than the lead time plus the minimum work is not refused: the deprecation
+    starts in late mode (see ``BackwardPlan.feasible``)."""
+    if request.cutoff <= today:
+        raise DeprecationError(f"the cutoff {request.cutoff} is not after today ({today}): there is nothing left to plan")
+    if request.deprecation_date > request.cutoff:
+        raise DeprecationError(f"the deprecation date {request.deprecation_date} is after the cutoff {request.cutoff}")
+    check_lead_time(request.lead_time)
+    try:
+        retiring = catalog.model(request.model)
+    except DomainError as err:
+        raise DeprecationError(err.message) from None
+    features = tuple(catalog.features_on(retiring.gitlab_identifier))
+    if not features:
+        raise DeprecationError(f"no catalog feature uses {retiring.gitlab_identifier}: nothing to replace")
+    named = [request.recommended] if request.recommended else []
+    for candidate in (*named, *request.candidates):
+        try:
+            model = catalog.model(candidate)
+        except DomainError:
+            raise DeprecationError(f"unknown replacement candidate {candidate!r}") from None
+        if model.gitlab_identifier == retiring.gitlab_identifier:
+            raise DeprecationError(f"{candidate} is the model being retired, not a replacement")
+    if request.announcement_url and not request.announcement_url.startswith(("http://", "https://")):
+        raise DeprecationError(f"announcement {request.announcement_url!r} is not an http(s) URL")
+    return features

@@ -7,7 +7,14 @@ from datetime import date, timedelta
 import pytest
 
 from model_migration.catalog import load_catalog
-from model_migration.domain.deprecation import DeprecationError, PlanRules, backward_plan, escalation_calendar
+from model_migration.domain.deprecation import (
+    DeprecationError,
+    DeprecationRequest,
+    PlanRules,
+    backward_plan,
+    check_request,
+    escalation_calendar,
+)
 from model_migration.domain.evaluation import HarnessKind
 from model_migration.domain.stages import FeatureStage
 
@@ -93,3 +100,41 @@ def test_the_calendar_runs_from_t_minus_14_to_the_cutoff() -> None:
 def test_rules_refuse_a_zero_stage() -> None:
     with pytest.raises(ValueError, match="longer than zero"):
         PlanRules(bake=timedelta(0))
+
+
+GOOD = DeprecationRequest(
+    model=SONNET_37, deprecation_date=date(2025, 10, 28), cutoff=date(2026, 2, 19),
+    announcement_url="https://docs.anthropic.com/en/docs/resources/model-deprecations",
+    recommended="claude_sonnet_4_5_20250929", candidates=("claude_sonnet_4_20250514", "claude_haiku_4_5_20251001"),
+)
+
+
+def test_a_good_request_names_every_affected_feature() -> None:
+    assert check_request(GOOD, CATALOG, date(2025, 11, 1)) == ON_SONNET_37
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"cutoff": date(2025, 10, 31)}, "is not after today"),
+        ({"model": "gpt-17"}, "unknown model 'gpt-17'"),
+        ({"model": "code_gecko_002"}, "no catalog feature uses code_gecko_002"),
+        ({"lead_time": timedelta(weeks=6)}, "outside GitLab's 2–4 weeks"),
+        ({"candidates": ("claude-9",)}, "unknown replacement candidate 'claude-9'"),
+        ({"candidates": (SONNET_37,)}, "is the model being retired"),
+        ({"recommended": SONNET_37}, "is the model being retired"),
+        ({"deprecation_date": date(2026, 3, 1)}, "is after the cutoff"),
+        ({"announcement_url": "ftp://example.com"}, "not an http(s) URL"),
+    ],
+)
+def test_each_bad_request_is_one_line(change: dict[str, object], expected: str) -> None:
+    with pytest.raises(DeprecationError, match=expected.replace("(", r"\(").replace(")", r"\)")) as caught:
+        check_request(GOOD.model_copy(update=change), CATALOG, date(2025, 11, 1))
+    assert "\n" not in caught.value.message
+
+
+def test_a_cutoff_too_close_for_the_work_is_accepted_in_late_mode() -> None:
+    """Not refused: the plan says it is short, and the deprecation escalates on day 0."""
+    today = date(2026, 1, 20)
+    features = check_request(GOOD, CATALOG, today)
+    assert not backward_plan(SONNET_37, GOOD.cutoff, features, today).feasible
