@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
+from gitlab_sandbox.ai_gateway import PREFIX as AI_GATEWAY
 from gitlab_sandbox.evaluation_job import EVALUATION_PROJECT, evaluation_jobs, seed_ci_config
 from gitlab_sandbox.faults import ADMIN, FaultInjector, RateLimiter, SandboxAdmin
 from gitlab_sandbox.gitlab_api import BOT_USERNAME
@@ -41,7 +42,8 @@ class GitLabApp:
 
     Around every ``/api/`` request: the per-token rate limit (``RateLimit-*`` headers on every
     answer, 429 past the budget), then any injected fault. ``/-/sandbox/`` (the fault and rate
-    limit controls) needs the token too, and is never limited or faulted.
+    limit controls) needs the token too, and is never limited or faulted. The AI gateway's paths
+    (``/ai-gateway/``) need no token and are not limited, but faults apply to them.
     """
 
     def __init__(
@@ -72,7 +74,8 @@ class GitLabApp:
 
     def handle(self, req: Request) -> Response:
         if not req.path.startswith("/api/"):
-            return self._answer(req, admin=req.path.startswith(f"{ADMIN}/"))
+            # The AI gateway is a service of its own: no GitLab token or rate limit, but faults, as the API gets.
+            return self._answer(req, admin=req.path.startswith(f"{ADMIN}/"), faults=req.path.startswith(f"{AI_GATEWAY}/"))
         # As nginx in front of GitLab does: python-gitlab asks for "/features//name".
         req.path = re.sub("/{2,}", "/", req.path).rstrip("/")
         token_key = hashlib.sha256(self._given(req).encode()).hexdigest()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from gitlab_sandbox.ai_gateway import AiGatewayApi
 from gitlab_sandbox.epics import GitLabEpics
 from gitlab_sandbox.experiments import ExperimentsApi
 from gitlab_sandbox.flags import FlagsApi
@@ -31,7 +32,8 @@ class Module(Protocol):
 
 #: Registration order matters only where two patterns could match one path.
 MODULES: list[type[Any]] = [
-    GitLabApi, GitLabEpics, GitLabHooks, RepositoryApi, MergeRequestsApi, PipelinesApi, FlagsApi, ExperimentsApi, GitLabWeb
+    GitLabApi, GitLabEpics, GitLabHooks, RepositoryApi, MergeRequestsApi, PipelinesApi, FlagsApi, ExperimentsApi, AiGatewayApi,
+    GitLabWeb,  # last: its project pages catch every other path
 ]
 
 
