@@ -20,6 +20,8 @@ class ErrorType(StrEnum):
     HARNESS_ERRORS = "HarnessErrors"  # too many failed examples for a verdict: retried, then escalated
     HARNESS_REFUSED = "HarnessRefused"  # the evaluation harness refused the request (auth, unknown dataset): never retried
     HARNESS_UNAVAILABLE = "HarnessUnavailable"  # 429, 5xx, connection problems, a run not finished: retried
+    NOTIFIER_REFUSED = "NotifierRefused"  # the chat webhook refused the message (bad payload, revoked hook, gone channel): never retried
+    NOTIFIER_UNAVAILABLE = "NotifierUnavailable"  # 429, 5xx, connection problems: retried
 
     @classmethod
     def non_retryable(cls) -> list[str]:
@@ -31,6 +33,7 @@ class ErrorType(StrEnum):
             cls.COMMAND_REJECTED,
             cls.INVALID_INPUT,
             cls.HARNESS_REFUSED,
+            cls.NOTIFIER_REFUSED,
         ]
 
 
