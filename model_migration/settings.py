@@ -45,8 +45,6 @@ class Settings(BaseSettings):
     datasets_dir: Path | None = None
     #: A Slack (or Slack-compatible) incoming webhook that notices are posted to, besides the log; a secret.
     slack_webhook_url: SecretStr | None = None
-    #: A Slack (or Slack-compatible) incoming webhook that notices are posted to, besides the log; a secret.
-    slack_webhook_url: SecretStr | None = None
 
     #: GitLab's "AI Model Version Migration Initiative" epic, ``<group path>&<iid>``: every
     #: migration's tracking issue is filed under it. Unset: not filed (the worker says so at start).
