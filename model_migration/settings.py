@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     gitlab_timeout: float = 10.0
     #: The experiment service (the evaluation harness); default: the one the GitLab sandbox serves.
     evaluation_url: str | None = None
+    #: The AI gateway whose ``/v1/models/definitions`` the deprecation watch reads (GitLab.com's is
+    #: ``https://cloud.gitlab.com/ai``); default: the one the GitLab sandbox serves.
+    ai_gateway_url: str | None = None
     #: The project whose pipelines run the ``ci_pipeline`` harness.
     evaluation_project: str = "gitlab-org/modelops/ai-evaluation/prompt-library"
     #: The ref those pipelines run on.
@@ -60,6 +63,9 @@ class Settings(BaseSettings):
 
     def resolved_evaluation_url(self) -> str:
         return self.evaluation_url or f"{self.gitlab_url.rstrip('/')}/api/evaluation"
+
+    def resolved_ai_gateway_url(self) -> str:
+        return self.ai_gateway_url or f"{self.gitlab_url.rstrip('/')}/ai-gateway"
 
     def sandbox_token_file(self) -> Path:
         return self.state_dir / "sandbox.token"

@@ -22,6 +22,8 @@ class ErrorType(StrEnum):
     HARNESS_UNAVAILABLE = "HarnessUnavailable"  # 429, 5xx, connection problems, a run not finished: retried
     NOTIFIER_REFUSED = "NotifierRefused"  # the chat webhook refused the message (bad payload, revoked hook, gone channel): never retried
     NOTIFIER_UNAVAILABLE = "NotifierUnavailable"  # 429, 5xx, connection problems: retried
+    AI_GATEWAY_REFUSED = "AiGatewayRefused"  # its model definitions: a 4xx (a wrong URL) or JSON of another shape: never retried
+    AI_GATEWAY_UNAVAILABLE = "AiGatewayUnavailable"  # 429, 5xx, connection problems, a page instead of JSON: retried
 
     @classmethod
     def non_retryable(cls) -> list[str]:
@@ -34,6 +36,7 @@ class ErrorType(StrEnum):
             cls.INVALID_INPUT,
             cls.HARNESS_REFUSED,
             cls.NOTIFIER_REFUSED,
+            cls.AI_GATEWAY_REFUSED,
         ]
 
 
