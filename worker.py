@@ -22,7 +22,7 @@ from model_migration.clients.experiments import ExperimentServiceClient
 from model_migration.clients.gitlab import GitLabClient, WaitGate
 from model_migration.clients.gitlab_labels import UserDirectory
 from model_migration.clients.harness import Harness, HarnessKind, ImportedResults
-from model_migration.clients.notifier import LogNotifier
+from model_migration.clients.notifier import LogNotifier, notifier_from
 from model_migration.clients.pipeline_harness import pipeline_harness_factory
 from model_migration.clients.promptfoo_harness import promptfoo_harness_factory
 from model_migration.clients.results_store import LocalResultsStore
@@ -166,7 +166,8 @@ async def run(
         except (NotImplementedError, RuntimeError):  # not the main thread
             break
     with ThreadPoolExecutor(max_workers=32) as executor:
-        worker = build_worker(client, settings.task_queue, gitlab, executor, evaluation=evaluation)
+        notify = NotifyActivities(notifier_from(settings))
+        worker = build_worker(client, settings.task_queue, gitlab, executor, notify=notify, evaluation=evaluation)
         if not settings.initiative_epic:
             log.info("initiative_epic_unset", detail="migrations are not filed under an initiative epic; "
                      "set MODEL_MIGRATION_INITIATIVE_EPIC=<group>&<iid> to file them")

@@ -225,9 +225,11 @@ def test_the_url_never_shows(receiver: Receiver, caplog: pytest.LogCaptureFixtur
     with capture_logs() as logs:
         for url in (secret_url, secret_url, secret_url, secret_url, unreachable):
             notifier = SlackWebhookNotifier(url)
-            with pytest.raises(ApplicationError) as info:
+            try:  # a refusal completes the activity, its error in the log (which is checked below too)
                 ActivityEnvironment().run(NotifyActivities(notifier).notify, NotifyInput(**NOTICE.model_dump()))
-            texts += [str(info.value), repr(info.value), repr(info.value.__cause__), repr(info.value.__context__), repr(notifier)]
+            except ApplicationError as err:
+                texts += [str(err), repr(err), repr(err.__cause__), repr(err.__context__)]
+            texts.append(repr(notifier))
         for bad in (f"ftp://127.0.0.1{receiver.path}", f"http://127.0.0.1:1{receiver.path} with spaces", f"http://[::1{receiver.path}"):
             with pytest.raises(DomainError) as refused:
                 SlackWebhookNotifier(SecretStr(bad))
@@ -273,8 +275,6 @@ def test_each_notifier_gets_its_own_log() -> None:
     [
         (Answer(429, "rate_limited", {"Retry-After": "7"}), ErrorType.NOTIFIER_UNAVAILABLE, False, timedelta(seconds=7)),
         (Answer(503, "rollup_error"), ErrorType.NOTIFIER_UNAVAILABLE, False, None),
-        (Answer(404, "no_service"), ErrorType.NOTIFIER_REFUSED, True, None),
-        (Answer(400, "invalid_payload"), ErrorType.NOTIFIER_REFUSED, True, None),
     ],
 )
 def test_activity_raises_typed_application_errors(
@@ -287,6 +287,18 @@ def test_activity_raises_typed_application_errors(
     err = info.value
     assert (err.type, err.non_retryable, err.next_retry_delay) == (kind.value, non_retryable, delay)
     assert err.__cause__ is None and err.__suppress_context__
+
+
+@pytest.mark.parametrize("answer", [Answer(404, "no_service"), Answer(400, "invalid_payload")])
+def test_a_refusal_does_not_fail_the_sender(receiver: Receiver, answer: Answer) -> None:
+    """A refused notice is kept in the log and logged as an error; the activity completes, so the workflow goes on."""
+    receiver.answer(answer)
+    log = LogNotifier()
+    with capture_logs() as logs:
+        ActivityEnvironment().run(NotifyActivities(slack(receiver, fallback=log)).notify, NotifyInput(**NOTICE.model_dump()))
+    assert list(log.sent) == [NOTICE]
+    refused = [entry for entry in logs if entry["event"] == "notice_refused"]
+    assert len(refused) == 1 and refused[0]["log_level"] == "error" and refused[0]["error_type"] == ErrorType.NOTIFIER_REFUSED.value
 
 
 def test_activity_succeeds_when_slack_says_ok(receiver: Receiver) -> None:
