@@ -6,6 +6,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from typing import Protocol
 
 import structlog
@@ -16,18 +17,21 @@ from activities.payloads import (
     Activity,
     AddToEpicInput,
     ConfigMergeRequestInput,
+    EnsureEpicInput,
     EnsureIssueInput,
     EnsureLabelsInput,
     EnsureLabelsResult,
+    EpicInfo,
     IssueLinkInput,
     MergeRequestInput,
     MergeRequestRef,
     NoteRef,
     PostNoteInput,
+    UpdateEpicInput,
     UpdateIssueInput,
 )
 from model_migration.domain.errors import DomainError
-from model_migration.domain.models import Branch, Commit, Issue, IssueDraft, IssueRef, MergeRequest, Note
+from model_migration.domain.models import Branch, Commit, Epic, EpicDraft, Issue, IssueDraft, IssueRef, MergeRequest, Note
 
 log = structlog.get_logger("activities.gitlab")
 
@@ -63,6 +67,13 @@ class IssueTracker(Protocol):
     def ensure_labels(self, names: list[str]) -> list[str]: ...
 
     def add_issue_to_epic(self, epic_iid: int, issue_id: int, group: str | None = None) -> int: ...
+
+    def ensure_epic(self, draft: EpicDraft) -> Epic: ...
+
+    def update_epic(
+        self, iid: int, *, title: str | None = None, description: str | None = None, due_date: date | None = None,
+        add_labels: list[str] | None = None, remove_labels: list[str] | None = None, state_event: str | None = None,
+    ) -> Epic: ...
 
 
 class GitLabActivities:
@@ -163,10 +174,26 @@ class GitLabActivities:
         with self._call(Activity.ADD_TO_EPIC) as client:
             client.add_issue_to_epic(request.epic_iid, request.issue_id, group=request.group)
 
+    @activity.defn(name=Activity.ENSURE_EPIC)
+    def ensure_epic(self, request: EnsureEpicInput) -> EpicInfo:
+        with self._call(Activity.ENSURE_EPIC) as client:
+            epic = client.ensure_epic(request.draft)
+            return EpicInfo(id=epic.id, iid=epic.iid, web_url=epic.web_url)
+
+    @activity.defn(name=Activity.UPDATE_EPIC)
+    def update_epic(self, request: UpdateEpicInput) -> EpicInfo:
+        with self._call(Activity.UPDATE_EPIC) as client:
+            epic = client.update_epic(
+                request.iid, title=request.title, description=request.description, due_date=request.due_date,
+                add_labels=list(request.add_labels) or None, remove_labels=list(request.remove_labels) or None,
+                state_event=request.state_event,
+            )
+            return EpicInfo(id=epic.id, iid=epic.iid, web_url=epic.web_url)
+
     def all(self) -> list[Callable[..., object]]:
         return [
-            self.ensure_issue, self.update_issue, self.post_note, self.ensure_issue_link,
-            self.ensure_model_config_mr, self.merge_request_state, self.ensure_labels, self.add_to_epic,
+            self.ensure_issue, self.update_issue, self.post_note, self.ensure_issue_link, self.ensure_model_config_mr,
+            self.merge_request_state, self.ensure_labels, self.add_to_epic, self.ensure_epic, self.update_epic,
         ]
 
 

@@ -15,9 +15,11 @@ from activities.payloads import (
     Activity,
     AddToEpicInput,
     ConfigMergeRequestInput,
+    EnsureEpicInput,
     EnsureIssueInput,
     EnsureLabelsInput,
     EnsureLabelsResult,
+    EpicInfo,
     ExperimentRun,
     IssueLinkInput,
     JudgeGateInput,
@@ -27,6 +29,7 @@ from activities.payloads import (
     NotifyInput,
     PostNoteInput,
     RunExperimentInput,
+    UpdateEpicInput,
     UpdateIssueInput,
 )
 from model_migration.domain.gate import GateResult
@@ -65,6 +68,16 @@ def ensure_issue_link(request: IssueLinkInput) -> None:
 @activity.defn(name=Activity.ADD_TO_EPIC)
 def add_to_epic(request: AddToEpicInput) -> None:
     raise Declared(Activity.ADD_TO_EPIC)
+
+
+@activity.defn(name=Activity.ENSURE_EPIC)
+def ensure_epic(request: EnsureEpicInput) -> EpicInfo:
+    raise Declared(Activity.ENSURE_EPIC)
+
+
+@activity.defn(name=Activity.UPDATE_EPIC)
+def update_epic(request: UpdateEpicInput) -> EpicInfo:
+    raise Declared(Activity.UPDATE_EPIC)
 
 
 @activity.defn(name=Activity.ENSURE_CONFIG_MR)

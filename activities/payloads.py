@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from model_migration.domain.evaluation import HarnessKind
 from model_migration.domain.gate import GateConfig
-from model_migration.domain.models import IssueDraft
+from model_migration.domain.models import EpicDraft, IssueDraft
 
 FROZEN = ConfigDict(frozen=True)
 
@@ -30,6 +30,8 @@ class Activity(StrEnum):
     RUN_EXPERIMENT = "run_experiment"
     JUDGE_GATE = "judge_gate"
     ADD_TO_EPIC = "add_to_epic"
+    ENSURE_EPIC = "ensure_epic"
+    UPDATE_EPIC = "update_epic"
 
 
 class EnsureIssueInput(BaseModel):
@@ -168,3 +170,30 @@ class AddToEpicInput(BaseModel):
     group: str
     epic_iid: int
     issue_id: int
+
+
+class EnsureEpicInput(BaseModel):
+    """An epic of the client's group, found again by its draft's marker on a retry."""
+
+    model_config = FROZEN
+    draft: EpicDraft
+
+
+class EpicInfo(BaseModel):
+    model_config = FROZEN
+    id: int
+    iid: int
+    web_url: str = ""
+
+
+class UpdateEpicInput(BaseModel):
+    """Only the given fields change: setting a value twice is harmless."""
+
+    model_config = FROZEN
+    iid: int
+    title: str | None = None
+    description: str | None = None
+    due_date: date | None = None
+    add_labels: tuple[str, ...] = ()
+    remove_labels: tuple[str, ...] = ()
+    state_event: str | None = None

@@ -5,17 +5,18 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import uuid
+from datetime import date
 
 import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.gitlab import GitLabActivities
-from activities.payloads import EnsureIssueInput, EnsureLabelsInput, EnsureLabelsResult, PostNoteInput
+from activities.payloads import EnsureEpicInput, EnsureIssueInput, EnsureLabelsInput, EnsureLabelsResult, PostNoteInput, UpdateEpicInput
 from gitlab_sandbox.gitlab import GitLabSandbox
 from model_migration.clients.gitlab import GitLabClient
 from model_migration.domain.errors import ErrorType
-from model_migration.domain.models import IssueDraft, marker_comment
+from model_migration.domain.models import EpicDraft, IssueDraft, marker_comment
 
 
 def client_for(sandbox, token: str | None = None) -> GitLabClient:  # type: ignore[no-untyped-def]
@@ -131,3 +132,23 @@ def test_a_closing_note_closes_the_issue_once(gitlab_sandbox) -> None:  # type: 
     assert gl.get_issue(issue.iid).state == "closed"
     [note] = [n for n in gl.list_notes(issue.iid) if marker in n.body]
     assert "/close" not in note.body  # the quick action was carried out, not left as text
+
+
+def test_the_deprecation_epic_is_created_once_and_updated(gitlab_sandbox) -> None:  # type: ignore[no-untyped-def]
+    """ensure_epic finds its epic again on a retry; update_epic sets the title, labels and fixed due date."""
+    def grouped() -> GitLabClient:
+        return GitLabClient(gitlab_sandbox.url, gitlab_sandbox.token, gitlab_sandbox.project_path, gitlab_sandbox.group_path)
+
+    acts = GitLabActivities(grouped)
+    unique = uuid.uuid4().hex[:8]
+    request = EnsureEpicInput(draft=EpicDraft(
+        title=f"Replace discontinued Model {unique} with TBD", description="the plan", marker=f"deprecation:test/{unique}:epic",
+        labels=["AI Model Migration", "group::ai framework"], due_date=date(2026, 1, 22),
+    ))
+    first, again = env(1).run(acts.ensure_epic, request), env(2).run(acts.ensure_epic, request)
+    assert first == again and first.web_url.startswith("http")
+    title = f"Replace discontinued Model {unique} with Claude Sonnet 4.5"
+    env().run(acts.update_epic, UpdateEpicInput(iid=first.iid, title=title, due_date=date(2026, 2, 5), add_labels=("priority::1",)))
+    epic = grouped().get_epic(first.iid)
+    assert epic.title == title and epic.due_date == date(2026, 2, 5) and epic.due_date_is_fixed
+    assert {"AI Model Migration", "group::ai framework", "priority::1"} <= set(epic.labels)
