@@ -177,8 +177,7 @@ class GitLabActivities:
     @activity.defn(name=Activity.ENSURE_EPIC)
     def ensure_epic(self, request: EnsureEpicInput) -> EpicInfo:
         with self._call(Activity.ENSURE_EPIC) as client:
-            epic = client.ensure_epic(request.draft)
-            return EpicInfo(id=epic.id, iid=epic.iid, web_url=epic.web_url)
+            return _epic_info(client.ensure_epic(request.draft))
 
     @activity.defn(name=Activity.UPDATE_EPIC)
     def update_epic(self, request: UpdateEpicInput) -> EpicInfo:
@@ -188,13 +187,17 @@ class GitLabActivities:
                 add_labels=list(request.add_labels) or None, remove_labels=list(request.remove_labels) or None,
                 state_event=request.state_event,
             )
-            return EpicInfo(id=epic.id, iid=epic.iid, web_url=epic.web_url)
+            return _epic_info(epic)
 
     def all(self) -> list[Callable[..., object]]:
         return [
             self.ensure_issue, self.update_issue, self.post_note, self.ensure_issue_link, self.ensure_model_config_mr,
             self.merge_request_state, self.ensure_labels, self.add_to_epic, self.ensure_epic, self.update_epic,
         ]
+
+
+def _epic_info(epic: Epic) -> EpicInfo:
+    return EpicInfo(id=epic.id, iid=epic.iid, web_url=epic.web_url)
 
 
 def _appended(existing: str | None, entry: str) -> str:

@@ -258,14 +258,20 @@ def _feature_only(workflow_id: str, feature: str | None, what: str) -> None:
         raise Fail(f"{what} belongs to a feature: add --feature <name> (or use the feature's workflow id)")
 
 
+def _decide(update: str, workflow_id: str, feature: str | None, actor: str, reason: str, request_id: str | None) -> None:
+    """approve or reject: the DRI's decision on an inconclusive gate, with a reason."""
+    _feature_only(workflow_id, feature, "an evaluation")
+    payload = (Approve if update == "approve" else Reject)(actor=actor or default_actor(), reason=reason)
+    command(workflow_id, feature, update, payload, request_id)
+
+
 @app.command()
 def approve(
     workflow_id: WorkflowId, reason: Annotated[str, typer.Option("--reason", help="Why the candidate may roll out.")],
     feature: Feature = None, actor: Actor = "", request_id: RequestId = None,
 ) -> None:
     """Pass an inconclusive evaluation gate (the feature's DRI): the feature rolls out."""
-    _feature_only(workflow_id, feature, "an evaluation")
-    command(workflow_id, feature, "approve", Approve(actor=actor or default_actor(), reason=reason), request_id)
+    _decide("approve", workflow_id, feature, actor, reason, request_id)
 
 
 @app.command()
@@ -274,8 +280,7 @@ def reject(
     feature: Feature = None, actor: Actor = "", request_id: RequestId = None,
 ) -> None:
     """Fail an inconclusive evaluation gate (the feature's DRI): back to implement."""
-    _feature_only(workflow_id, feature, "an evaluation")
-    command(workflow_id, feature, "reject", Reject(actor=actor or default_actor(), reason=reason), request_id)
+    _decide("reject", workflow_id, feature, actor, reason, request_id)
 
 
 @app.command()
