@@ -15,7 +15,7 @@ from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities import interface
-    from activities.payloads import EnsureIssueInput, EnsureLabelsInput, IssueLinkInput, UpdateIssueInput
+    from activities.payloads import AddToEpicInput, EnsureIssueInput, EnsureLabelsInput, IssueLinkInput, UpdateIssueInput
     from model_migration.domain import feature as machine
     from model_migration.domain.deadlines import plan_due_dates
     from model_migration.domain.errors import CommandRejected
@@ -70,6 +70,8 @@ class FeatureMigrationWorkflow:
         self._publish(first=True)
         try:
             await self._gitlab(self._ensure_issue)
+            if self.input.epic is not None:  # a deprecation's feature: only runs started with an epic
+                await self._gitlab(self._file_under_epic)
             if self.input.tracking_issue is not None and workflow.patched(ISSUE_LINK_PATCH):
                 await self._gitlab(self._link_to_tracking_issue)
             while True:
@@ -171,6 +173,11 @@ class FeatureMigrationWorkflow:
             draft = views.rollout_issue_draft(self.key, self.input, self.state)
             self.issue = await call(interface.ensure_issue, EnsureIssueInput(draft=draft), self._timeout)
             self.progress_dirty = True
+
+    async def _file_under_epic(self) -> None:
+        assert self.issue is not None and self.input.epic is not None
+        request = AddToEpicInput(group=self.input.epic.group, epic_iid=self.input.epic.iid, issue_id=self.issue.id)
+        await call(interface.add_to_epic, request, self._timeout)
 
     async def _link_to_tracking_issue(self) -> None:
         assert self.issue is not None and self.input.tracking_issue is not None

@@ -42,7 +42,8 @@ from workflows.versions import FEATURE_REVISION, MIGRATION_REVISION
 #: The commands live in the domain, where the stage machines take them; they are wire types
 #: too, so senders import every payload from here.
 __all__ = [
-    "FEATURE_PROGRESS", "FEATURE_REVISION", "MIGRATION_REVISION", "Abort", "Approve", "CommandResult", "CompleteStage",
+    "DEPRECATION_PROGRESS", "FEATURE_PROGRESS",
+    "FEATURE_REVISION", "MIGRATION_REVISION", "Abort", "Approve", "CommandResult", "CompleteStage",
     "EvaluationInput", "EvaluationResult", "ExtendDeadline", "FeatureMigrationInput", "FeatureOutcome", "FeatureProgress",
     "FeatureStatus", "FiredEscalation", "GateRecord", "MetricResult", "MigrationInput", "MigrationResult", "MigrationStatus",
     "NextEscalation", "ParentCommand", "ParentCommandKind", "Pause", "PendingAction", "Reject", "ReportEvaluation", "ReportRollout",
@@ -57,6 +58,8 @@ DEFAULT_ROLLOUT_LADDER = (1, 10, 25, 50, 75, 100)
 
 #: The signal a feature child sends its parent; one name shared by sender and receiver.
 FEATURE_PROGRESS = "feature_progress"
+#: The signal a deprecation's migration sends its parent: every feature's progress.
+DEPRECATION_PROGRESS = "deprecation_progress"
 
 
 def migration_id(model: ModelDefinition) -> str:
@@ -138,6 +141,11 @@ class MigrationInput(BaseModel):
     revision: int = Field(default=1, ge=1)
     #: GitLab's "AI Model Version Migration Initiative" epic: the tracking issue is filed under it.
     initiative_epic: EpicRef | None = None
+    #: Set by a deprecation: its epic holds the tracking issue and every feature issue instead
+    #: (the deprecation epic is itself a child of the initiative epic).
+    deprecation_epic: EpicRef | None = None
+    #: Set by a deprecation: the workflow told of every feature's progress.
+    parent_id: str | None = None
 
     @model_validator(mode="after")
     def _features_once(self) -> MigrationInput:
@@ -166,6 +174,8 @@ class FeatureMigrationInput(BaseModel):
     revision: int = Field(default=1, ge=1)
     #: As ``MigrationInput.rerun``; the parent passes its own.
     rerun: int = Field(default=0, ge=0)
+    #: The epic the feature issue is filed under (a deprecation's), if any.
+    epic: EpicRef | None = None
 
 
 class EvaluationInput(BaseModel):
@@ -283,6 +293,8 @@ class FeatureProgress(BaseModel):
     eta: datetime | None = None
     escalations: int = 0
     outcome: str = ""
+    #: The feature issue's iid, once it exists (0 before).
+    issue_iid: int = 0
 
 
 

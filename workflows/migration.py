@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import handle, marker_base, notify, until_done, validate
     from workflows.feature import FeatureMigrationWorkflow
     from workflows.messages import (
+        DEPRECATION_PROGRESS,
         FEATURE_PROGRESS,
         Abort,
         CommandResult,
@@ -118,7 +119,7 @@ class ModelMigrationWorkflow:
                 replaced=self.input.replaced, tunables=self.input.tunables,
                 tracking_issue=self.gitlab.issue, parent_id=self.id, started_by=self.input.started_by,
                 planned_from=workflow.now(), revision=FEATURE_REVISION if self.input.revision >= 3 else 2,
-                rerun=self.input.rerun,
+                rerun=self.input.rerun, epic=self.input.deprecation_epic,
             )
             handles.append(await workflow.start_child_workflow(
                 FeatureMigrationWorkflow.run, child, id=feature_workflow_id(self.id, feature.name),
@@ -131,6 +132,7 @@ class ModelMigrationWorkflow:
             await self._forward_commands()
             if self.table_dirty:
                 self.table_dirty = False
+                await self._tell_parent()
                 await self._gitlab(self.gitlab.update_table)
         for outcome in results.result():
             self.outcomes[outcome.feature] = outcome
@@ -138,6 +140,16 @@ class ModelMigrationWorkflow:
                 update={"stage": outcome.stage, "outcome": outcome.outcome, "issue_url": outcome.issue_url}
             )
         await self._gitlab(self.gitlab.update_table)
+
+    async def _tell_parent(self) -> None:
+        """A deprecation's migration tells its parent where every feature is (inputs with a parent only)."""
+        if self.input.parent_id is None:
+            return
+        parent = workflow.get_external_workflow_handle(self.input.parent_id)
+        try:
+            await parent.signal(DEPRECATION_PROGRESS, list(self.children.values()))
+        except Exception as err:  # a parent that is gone needs nothing
+            workflow.logger.info("progress not passed to %s: %s", self.input.parent_id, err)
 
     async def _forward_commands(self) -> None:
         while self.forward:

@@ -68,8 +68,9 @@ class TrackingIssue:
         self.issue = await call(interface.ensure_issue, EnsureIssueInput(draft=draft), self._timeout)
 
     async def file_under_initiative(self) -> None:
-        """Put the tracking issue in the initiative epic (revision 4, when one is configured)."""
-        epic = self.input.initiative_epic
+        """Put the tracking issue in the initiative epic (revision 4, when one is configured), or in
+        the deprecation's epic that started this migration, itself a child of the initiative."""
+        epic = self.input.deprecation_epic or self.input.initiative_epic
         if epic is None or self.input.revision < INITIATIVE_REVISION or self.filed:
             return
         assert self.issue is not None

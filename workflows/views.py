@@ -62,7 +62,7 @@ def blocked_action(reason: str) -> PendingAction:
 def feature_progress(s: FeatureState, issue: IssueRef | None) -> FeatureProgress:
     return FeatureProgress(
         feature=s.feature.name, stage=s.stage, issue_url=issue.web_url if issue else "",
-        eta=s.deadlines[FeatureStage.CLEANUP], escalations=len(s.fired), outcome=s.outcome,
+        eta=s.deadlines[FeatureStage.CLEANUP], escalations=len(s.fired), outcome=s.outcome, issue_iid=issue.iid if issue else 0,
     )
 
 

@@ -6,7 +6,7 @@ fields and gives new fields defaults: a rolling deploy never breaks an older wor
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -116,15 +116,19 @@ class ParentCommandKind(StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     ABORT = "abort"
+    #: A deprecation's cutoff moved: the current and later stages move by ``shift``.
+    SHIFT = "shift"
 
 
 class ParentCommand(BaseModel):
-    """The parent passes pause, resume and abort on to its children (a signal)."""
+    """The parent passes pause, resume and abort on to its children (a signal); a deprecation
+    sends ``shift`` when its cutoff moves."""
 
     model_config = FROZEN
     kind: ParentCommandKind
     actor: str
     reason: str = ""
+    shift: timedelta | None = None
 
 
 # -- records ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ disagree. No clock, no I/O: ``now`` is an argument and effects are data (``featu
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -227,7 +227,17 @@ def _parent_command(s: FeatureState, cmd: ParentCommand, now: datetime) -> Decis
         return _resume(s, Resume(actor=cmd.actor, note=cmd.reason), now)
     if cmd.kind == ParentCommandKind.ABORT:
         return _abort(s, Abort(actor=cmd.actor, reason=cmd.reason or "the migration was aborted"), now)
+    if cmd.kind == ParentCommandKind.SHIFT and cmd.shift:
+        return _shift(s, cmd.shift, cmd.actor, cmd.reason, now)
     return Decision(state=s)
+
+
+def _shift(s: FeatureState, shift: timedelta, actor: str, reason: str, now: datetime) -> Decision:
+    """The current and later stages' due dates move by ``shift``; the current stage's ladder starts over."""
+    s = s.model_copy(update={"deadlines": deadlines.shift_from(s.deadlines, s.stage, shift), "escalation": EscalationState()})
+    detail = f"{s.stage} now due {s.due():%Y-%m-%d %H:%M} UTC: {reason}"
+    body = templates.command_note(command="extend_deadline", actor=actor, at=now, detail=detail)
+    return Decision(state=s, effects=(Note(body=body, due_date=s.due().date()), Publish(), TellParent()), message=detail)
 
 
 def _escalate(s: FeatureState, event: Escalate, now: datetime) -> Decision:

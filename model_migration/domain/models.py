@@ -6,12 +6,15 @@ older workers still decode newer payloads.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_migration.domain.evaluation import EvaluationSpec
+
+_EPIC_URL = re.compile(r"/groups/(?P<group>[^?#]+?)/-/epics/(?P<iid>\d+)/?$")
 
 #: Unknown fields are ignored, so a payload from a newer worker or CLI still decodes here.
 #: (The catalog loader refuses unknown keys itself: a typo there must not pass unseen.)
@@ -115,6 +118,14 @@ class EpicRef(BaseModel):
         if not sep or not group or not iid.isdigit() or int(iid) < 1:
             raise ValueError(f"{text!r} is not an epic reference: use <group path>&<iid>, e.g. gitlab-org&12345")
         return cls(group=group, iid=int(iid))
+
+    @classmethod
+    def from_web_url(cls, url: str) -> EpicRef:
+        """From an epic's ``web_url``, ``<base>/groups/<group path>/-/epics/<iid>``."""
+        found = _EPIC_URL.search(url)
+        if found is None:
+            raise ValueError(f"{url!r} is not an epic's URL")
+        return cls(group=found["group"], iid=int(found["iid"]))
 
     def __str__(self) -> str:
         return f"{self.group}&{self.iid}"
