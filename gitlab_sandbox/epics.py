@@ -1,9 +1,15 @@
-"""Group epics, epic issues and issue links, in GitLab REST v4's shapes.
+"""Group epics, their notes and child epics, epic issues and issue links, in GitLab REST v4's shapes.
 
 An issue belongs to at most one epic: adding it to another epic moves it, adding it to the same
 epic again is a 409, as in GitLab. An issue link is stored once per pair of issues, and
 ``is_blocked_by`` is stored as the reverse ``blocks``, so each side lists the link from its own
 point of view. Epic labels are plain names: the sandbox has no group labels.
+
+Epic notes are addressed by the epic's global id, not its iid, as in GitLab; quick actions in
+them are not carried out, and stay in the note as text. A parent epic may be in any group (as
+since GitLab 15.10); GitLab's refusals are kept: the epic itself, its current parent again, one
+of its descendants, a tree deeper than 7 levels, a parent with 100 children already, a public
+epic under a confidential one (nor does a confidential epic keep public child epics or issues).
 """
 
 from __future__ import annotations
@@ -20,13 +26,16 @@ from gitlab_sandbox.store import ID_BASES, Store, now_iso
 ID_BASES.setdefault("epics", 5_300_000)
 ID_BASES.setdefault("epic_issues", 8_100_000)
 ID_BASES.setdefault("issue_links", 4_700_000)
+ID_BASES.setdefault("epic_notes", 2_700_000_000)  # GitLab's notes share one sequence: well above issue notes'
 
 GROUP = rf"{API}/groups/(?P<group>[^/]+)"
 EPIC = rf"{GROUP}/(?:-/)?epics/(?P<epic_iid>\d+)"
+EPIC_NOTES = rf"{GROUP}/epics/(?P<epic_id>\d+)/notes"  # the epic's global id
 _EPIC_UPDATE_KEYS = (
     "add_labels", "confidential", "description", "due_date_fixed", "due_date_is_fixed", "labels",
-    "remove_labels", "start_date_fixed", "start_date_is_fixed", "state_event", "title",
+    "parent_id", "remove_labels", "start_date_fixed", "start_date_is_fixed", "state_event", "title",
 )  # fmt: skip
+MAX_DEPTH, MAX_CHILDREN, MAX_NOTE = 7, 100, 1_000_000
 _LINK_TYPES = ("relates_to", "blocks", "is_blocked_by")
 _ALREADY_ASSIGNED = {"message": "Issue(s) already assigned"}
 
@@ -49,6 +58,9 @@ class GitLabEpics:
     CREATE TABLE IF NOT EXISTS issue_links (
         id INTEGER PRIMARY KEY, source_id INTEGER NOT NULL, target_id INTEGER NOT NULL,
         data TEXT NOT NULL, UNIQUE (source_id, target_id));
+    CREATE TABLE IF NOT EXISTS epic_notes (
+        id INTEGER PRIMARY KEY, epic_id INTEGER NOT NULL, data TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS epic_notes_by_epic ON epic_notes (epic_id);
     """
 
     def __init__(self, store: Store) -> None:
@@ -61,6 +73,11 @@ class GitLabEpics:
         add("POST", f"{GROUP}/(?:-/)?epics", self.create_epic)
         add("GET", EPIC, self.get_epic)
         add("PUT", EPIC, self.update_epic)
+        add("GET", f"{EPIC}/epics", self.list_child_epics)
+        add("POST", rf"{EPIC}/epics/(?P<child_epic_id>\d+)", self.assign_child_epic)
+        add("GET", EPIC_NOTES, self.list_epic_notes)
+        add("POST", EPIC_NOTES, self.create_epic_note)
+        add("GET", rf"{EPIC_NOTES}/(?P<note_id>\d+)", self.get_epic_note)
         add("GET", f"{EPIC}/issues", self.list_epic_issues)
         add("POST", f"{EPIC}/issues", self.add_epic_issue)  # issue_id in the body
         add("POST", rf"{EPIC}/issues/(?P<issue_id>\d+)", self.add_epic_issue)  # python-gitlab's
@@ -91,11 +108,12 @@ class GitLabEpics:
     ) -> dict[str, Any]:
         iid, path = epic["iid"], group["full_path"]
         api = f"{req.base_url}{API}/groups/{group['id']}"
+        parent = self.store.find("epics", id=epic["parent_id"]) if epic.get("parent_id") else None
         due = epic["due_date_fixed"] if epic["due_date_is_fixed"] else None
         start = epic["start_date_fixed"] if epic["start_date_is_fixed"] else None
         return {
             "id": epic["id"], "iid": iid, "group_id": group["id"],
-            "parent_id": None, "parent_iid": None,
+            "parent_id": parent and parent["id"], "parent_iid": parent and parent["iid"],
             "title": epic["title"], "description": epic["description"], "state": epic["state"],
             "confidential": epic["confidential"],
             "web_url": f"{req.base_url}/groups/{path}/-/epics/{iid}",
@@ -113,7 +131,8 @@ class GitLabEpics:
             "upvotes": 0, "downvotes": 0, "color": "#1068bf",
             "_links": {
                 "self": f"{api}/epics/{iid}", "epic_issues": f"{api}/epics/{iid}/issues",
-                "group": api, "parent": None,
+                "group": api,
+                "parent": parent and f"{req.base_url}{API}/groups/{parent['group_id']}/epics/{parent['iid']}",
             },
         }  # fmt: skip
 
@@ -162,6 +181,7 @@ class GitLabEpics:
         }  # fmt: skip
         _apply_dates(req, data)
         with self.store.lock:  # the next iid, atomically
+            data.update(self._parent_from(req, data))
             taken = [e["iid"] for e in self.store.select("epics", group_id=group["id"])]
             iid = max(taken, default=0) + 1
             epic = self.store.insert("epics", {**data, "iid": iid}, group_id=group["id"], iid=iid)
@@ -184,7 +204,9 @@ class GitLabEpics:
             epic["labels"] = relabel(labels, req.get_list("add_labels") or [], req.get_list("remove_labels") or [])
             if req.has("confidential"):
                 epic["confidential"] = bool(req.get_bool("confidential"))
+                self._check_confidential(epic)
             _apply_dates(req, epic)
+            epic.update(self._parent_from(req, epic))
             now = now_iso()
             if state_event == "close" and epic["state"] != "closed":
                 epic.update(state="closed", closed_at=now)
@@ -193,6 +215,107 @@ class GitLabEpics:
             epic["updated_at"] = now
             self.store.update("epics", epic)
         return json_response(self.render_epic(req, group, epic))
+
+    # -- child epics -------------------------------------------------------------------------
+
+    def list_child_epics(self, req: Request) -> Response:
+        parent = self.epic(req, self.group(req))
+        children = [e for e in self.store.select("epics") if e.get("parent_id") == parent["id"]]
+        children.sort(key=lambda child: (child["relative_position"], -child["id"]))
+        return json_response([self.render_epic(req, self._group_of(child), child) for child in children])
+
+    def assign_child_epic(self, req: Request) -> Response:
+        """The Epic Links API: the parent by its group and iid, the child by its global id."""
+        parent = self.epic(req, self.group(req))
+        with self.store.lock:
+            child = self.store.find("epics", id=int(req.match["child_epic_id"]))
+            if child is None:
+                raise ApiError(404, {"message": "No matching epic found. Make sure that you are adding a valid epic URL."})
+            child.update(self._placed_under(child, parent), updated_at=now_iso())
+            self.store.update("epics", child)
+        return json_response(self.render_epic(req, self._group_of(child), child), 201)
+
+    def _parent_from(self, req: Request, child: dict[str, Any]) -> dict[str, Any]:
+        """The epics API's ``parent_id`` (a global id) for ``child`` (without an id: a new epic), as
+        fields to store; none given, none. GitLab ignores an unknown parent; refused here,
+        so that no caller believes it was set."""
+        parent_id = req.get_int("parent_id")
+        if parent_id is None:
+            return {}
+        parent = self.store.find("epics", id=parent_id)
+        if parent is None:
+            raise ApiError.not_found("Parent epic")
+        try:
+            return self._placed_under(child, parent)
+        except ApiError as refused:  # the epics API says it as a validation error (GitLab 17: on base)
+            raise ApiError.validation({"base": [refused.body["message"]]}) from None
+
+    def _placed_under(self, child: dict[str, Any], parent: dict[str, Any]) -> dict[str, Any]:
+        """``parent_id`` and the first place among the parent's children, or the Epic Links API's 409."""
+        epics = {epic["id"]: epic for epic in self.store.select("epics")}
+        reason = parent_refusal(epics, child, parent)
+        if reason:
+            raise ApiError(409, {"message": reason})
+        siblings = [e["relative_position"] for e in epics.values() if e.get("parent_id") == parent["id"]]
+        return {"parent_id": parent["id"], "relative_position": min(siblings, default=1 << 30) - 513}
+
+    def _check_confidential(self, epic: dict[str, Any]) -> None:
+        """GitLab keeps what is in a confidential epic confidential: its child epics and issues."""
+        if not epic["confidential"]:
+            return
+        issues = [self.store.find("issues", id=link["issue_id"]) for link in self.store.select("epic_issues", epic_id=epic["id"])]
+        children = [e for e in self.store.select("epics") if e.get("parent_id") == epic["id"]]
+        problems = [
+            f"Cannot make the epic confidential if it contains non-confidential {what}"
+            for what, items in (("issues", issues), ("child epics", children)) if any(x and not x["confidential"] for x in items)
+        ]  # fmt: skip
+        if problems:
+            raise ApiError.validation({"confidential": problems})
+
+    def _group_of(self, epic: dict[str, Any]) -> dict[str, Any]:
+        group = self.store.find("groups", id=epic["group_id"])
+        assert group is not None, "epics belong to a stored group"
+        return group
+
+    # -- epic notes --------------------------------------------------------------------------
+
+    def epic_by_id(self, req: Request, group: dict[str, Any]) -> dict[str, Any]:
+        found = self.store.find("epics", id=int(req.match["epic_id"]), group_id=group["id"])
+        if found is None:
+            raise ApiError.not_found("Epic")
+        return found
+
+    def list_epic_notes(self, req: Request) -> Response:
+        epic = self.epic_by_id(req, self.group(req))
+        order_by = req.get_choice("order_by", ("created_at", "updated_at"), "created_at")
+        descending = req.get_choice("sort", ("asc", "desc"), "desc") == "desc"
+        notes = sorted(self.store.select("epic_notes", epic_id=epic["id"]), key=lambda n: (n[order_by], n["id"]), reverse=descending)
+        return paged_json(req, notes, lambda note: self.render_note(req, epic, note))
+
+    def create_epic_note(self, req: Request) -> Response:
+        epic = self.epic_by_id(req, self.group(req))
+        if not req.has("body"):
+            raise ApiError.missing("body")
+        body = str(req.get("body") or "")
+        if not body.strip() or len(body) > MAX_NOTE:  # GitLab's words: bad_request!("Note #{note.errors.messages}")
+            problem = f"is too long (maximum is {MAX_NOTE} characters)" if body.strip() else "can't be blank"
+            raise ApiError(400, {"message": f'400 Bad request - Note {{:note=>["{problem}"]}}'})
+        now = now_iso()
+        with self.store.lock:  # a note touches its epic, as in GitLab
+            self.store.update("epics", {**(self.store.find("epics", id=epic["id"]) or epic), "updated_at": now})
+            data = {"body": body, "author_id": self.api.me()["id"], "created_at": now, "updated_at": now}
+            note = self.store.insert("epic_notes", data, epic_id=epic["id"])
+        return json_response(self.render_note(req, epic, note), 201)
+
+    def get_epic_note(self, req: Request) -> Response:
+        epic = self.epic_by_id(req, self.group(req))
+        note = self.store.find("epic_notes", id=int(req.match["note_id"]), epic_id=epic["id"])
+        if note is None:
+            raise ApiError.not_found("Note")
+        return json_response(self.render_note(req, epic, note))
+
+    def render_note(self, req: Request, epic: dict[str, Any], note: dict[str, Any]) -> dict[str, Any]:
+        return Renderer(self.store, req.base_url).note(epic, note, "Epic")
 
     # -- issues in an epic -------------------------------------------------------------------
 
@@ -355,3 +478,33 @@ def _apply_dates(req: Request, epic: dict[str, Any]) -> None:
         if req.has(f"{which}_date_fixed"):
             fixed = req.get_date(f"{which}_date_fixed")
             epic[f"{which}_date_fixed"] = fixed.isoformat() if fixed else None
+
+
+def parent_refusal(epics: dict[int, dict[str, Any]], child: dict[str, Any], parent: dict[str, Any]) -> str | None:
+    """Why GitLab refuses ``parent`` for ``child`` (without an id: an epic being created), in its words."""
+    ancestors = [parent]
+    while ancestors[-1].get("parent_id") in epics and len(ancestors) <= len(epics):
+        ancestors.append(epics[ancestors[-1]["parent_id"]])
+    if child.get("id") == parent["id"]:
+        reason = "An epic cannot be added to itself."
+    elif child.get("id") and child.get("parent_id") == parent["id"]:
+        reason = "It is already assigned to the parent epic."
+    elif any(epic["id"] == child.get("id") for epic in ancestors):
+        reason = "It is already an ancestor of the parent epic."
+    elif len(ancestors) + _levels(epics, child) > MAX_DEPTH:
+        reason = f"One or more epics would exceed the maximum depth ({MAX_DEPTH}) from its most distant ancestor."
+    elif sum(epic.get("parent_id") == parent["id"] for epic in epics.values()) >= MAX_CHILDREN:
+        return "You cannot add any more epics. This epic already has maximum number of child epics."
+    elif parent["confidential"] and not child["confidential"]:
+        return "A non-confidential epic cannot be assigned to a confidential parent epic"
+    else:
+        return None
+    return f"This epic cannot be added. {reason}"
+
+
+def _levels(epics: dict[int, dict[str, Any]], epic: dict[str, Any]) -> int:
+    """How many levels the tree under ``epic`` has, ``epic`` included."""
+    if not epic.get("id"):
+        return 1
+    children = [other for other in epics.values() if other.get("parent_id") == epic["id"]]
+    return 1 + max((_levels(epics, child) for child in children), default=0)

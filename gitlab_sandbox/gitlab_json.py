@@ -170,7 +170,8 @@ class Renderer:
             },
         }
 
-    def note(self, issue: dict[str, Any], note: dict[str, Any]) -> dict[str, Any]:
+    def note(self, noteable: dict[str, Any], note: dict[str, Any], noteable_type: str = "Issue") -> dict[str, Any]:
+        """A note on an issue, or on an epic (``noteable_type="Epic"``: no project)."""
         return {
             "id": note["id"],
             "type": None,
@@ -180,10 +181,10 @@ class Renderer:
             "created_at": note["created_at"],
             "updated_at": note["updated_at"],
             "system": note.get("system", False),
-            "noteable_id": issue["id"],
-            "noteable_type": "Issue",
-            "project_id": issue["project_id"],
-            "noteable_iid": issue["iid"],
+            "noteable_id": noteable["id"],
+            "noteable_type": noteable_type,
+            "project_id": noteable.get("project_id"),
+            "noteable_iid": noteable["iid"],
             "resolvable": False,
             "confidential": False,
             "internal": False,
