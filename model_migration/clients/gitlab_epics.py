@@ -15,7 +15,7 @@ from model_migration.clients.gitlab_errors import gitlab_call
 from model_migration.clients.gitlab_shapes import issue as to_issue
 from model_migration.clients.gitlab_shapes import with_marker
 from model_migration.domain.errors import ErrorType, GitLabError
-from model_migration.domain.models import Epic, EpicDraft, Hook, Issue, IssueLink, marker_comment
+from model_migration.domain.models import Epic, EpicDraft, EpicRef, Hook, Issue, IssueLink, marker_comment
 
 #: Webhook event switches, as GitLab names them without the ``_events`` suffix.
 HOOK_EVENTS = (
@@ -104,6 +104,31 @@ class EpicsMixin:
         if not changes:
             return self.get_epic(iid)
         return _epic(self._group().epics.update(iid, changes))
+
+    @gitlab_call("note on epic &{epic_iid}")
+    def post_epic_note(self, epic_iid: int, body: str, marker: str) -> int:
+        """The id of the epic's note carrying ``marker``; without one yet, ``body`` is posted with
+        it. GitLab's epic notes API wants the epic's global id, so the epic is read first."""
+        notes = self._group().epics.get(epic_iid).notes
+        wanted = marker_comment(marker)
+        for found in notes.list(iterator=True, per_page=100, sort="asc", order_by="created_at"):
+            if not found.attributes.get("system") and wanted in (found.attributes.get("body") or ""):
+                return int(found.id)
+        return int(notes.create({"body": with_marker(body, marker)}).id)
+
+    @gitlab_call("file epic &{epic_iid} under {parent}")
+    def set_epic_parent(self, epic_iid: int, parent: EpicRef) -> Epic:
+        """Make the epic a child of ``parent``, an epic of any group; already its child, the two
+        reads are all. GitLab's Epic Links API takes the parent by group and iid, the child by global id.
+        An epic under another parent moves; GitLab refuses a cycle with a 409 (GITLAB_CONFLICT)."""
+        child = self._group().epics.get(epic_iid).attributes
+        above = self._group(parent.group).epics.get(parent.iid).attributes
+        if child.get("parent_id") == above["id"]:
+            return _epic(child)
+        answer = self._gl.http_post(f"/groups/{above['group_id']}/epics/{parent.iid}/epics/{child['id']}")
+        if not isinstance(answer, dict):
+            raise gitlab.exceptions.GitlabParsingError(error_message="GitLab did not answer with a JSON object")
+        return _epic(answer)
 
     @gitlab_call("add issue {issue_id} to epic &{epic_iid}")
     def add_issue_to_epic(self, epic_iid: int, issue_id: int, group: str | None = None) -> int:

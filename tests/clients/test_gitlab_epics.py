@@ -12,7 +12,7 @@ import pytest
 
 from model_migration.clients.gitlab import GitLabClient
 from model_migration.domain.errors import ErrorType, GitLabError
-from model_migration.domain.models import EpicDraft, marker_comment
+from model_migration.domain.models import EpicDraft, EpicRef, marker_comment
 from tests.clients.gitlab_helpers import draft, unique
 
 if TYPE_CHECKING:
@@ -126,6 +126,78 @@ def test_epic_errors_map_to_domain_errors(gitlab_client: GitLabClient) -> None:
         no_group.find_epic("anything", "marker")
     assert groupless.value.type == ErrorType.GITLAB_INVALID
     assert no_group.calls == 0
+
+
+# -- epic notes and child epics --------------------------------------------------------------
+
+
+def test_post_epic_note_twice_posts_one_note_with_the_marker(
+    gitlab_client: GitLabClient, gitlab_sandbox: SandboxInfo
+) -> None:
+    """A second post_epic_note finds the first note by its marker; a closed epic takes notes too."""
+    epic = gitlab_client.create_epic(epic_draft())
+    gitlab_client.update_epic(epic.iid, state_event="close")
+    marker = unique("epic-note")
+    first = gitlab_client.post_epic_note(epic.iid, "Cutoff moved to 2026-02-05.", marker)
+    before = gitlab_client.calls
+    assert gitlab_client.post_epic_note(epic.iid, "Cutoff moved to 2026-02-05.", marker) == first
+    assert gitlab_client.calls - before == 2  # the epic (for its global id) and its notes: no POST
+    other = gitlab_client.post_epic_note(epic.iid, "Another note.", unique("epic-note"))
+    assert other != first
+    remote = python_gitlab(gitlab_sandbox).groups.get(gitlab_sandbox.group_path).epics.get(epic.iid)
+    notes = remote.notes.list(sort="asc", get_all=True)
+    assert [n.id for n in notes] == [first, other]
+    assert notes[0].body == f"Cutoff moved to 2026-02-05.\n\n{marker_comment(marker)}"
+    assert (notes[0].noteable_type, notes[0].noteable_id, notes[0].noteable_iid) == ("Epic", epic.id, epic.iid)
+
+
+def test_post_epic_note_refusals_map_to_domain_errors(gitlab_client: GitLabClient) -> None:
+    """An unknown epic is NOT_FOUND; a body over GitLab's 1,000,000 characters is INVALID, and nothing is posted."""
+    with pytest.raises(GitLabError) as missing:
+        gitlab_client.post_epic_note(999_999, "hello", unique("m"))
+    assert (missing.value.type, missing.value.status) == (ErrorType.GITLAB_NOT_FOUND, 404)
+    assert "note on epic &999999" in missing.value.message
+    epic = gitlab_client.create_epic(epic_draft())
+    with pytest.raises(GitLabError) as too_long:
+        gitlab_client.post_epic_note(epic.iid, "x" * 1_000_000, unique("m"))  # the marker tips it over
+    assert (too_long.value.type, too_long.value.status) == (ErrorType.GITLAB_INVALID, 400)
+    assert "is too long" in too_long.value.message
+    assert gitlab_client._group().epics.get(epic.iid).notes.list(get_all=True) == []
+
+
+def test_set_epic_parent_files_once_and_moves(gitlab_client: GitLabClient, gitlab_sandbox: SandboxInfo) -> None:
+    """The child lands under the parent once (a repeat sends no POST) and moves to a parent in a subgroup."""
+    parent, child = gitlab_client.create_epic(epic_draft()), gitlab_client.create_epic(epic_draft())
+    under = EpicRef(group=gitlab_client.group_path or "", iid=parent.iid)
+    assert gitlab_client.set_epic_parent(child.iid, under).id == child.id
+    before = gitlab_client.calls
+    assert gitlab_client.set_epic_parent(child.iid, under).iid == child.iid
+    assert gitlab_client.calls - before == 2  # the two reads
+    remote = python_gitlab(gitlab_sandbox)
+    assert remote.groups.get(gitlab_sandbox.group_path).epics.get(child.iid).parent_iid == parent.iid
+    subgroup = gitlab_sandbox.project_path.rpartition("/")[0]
+    elsewhere = GitLabClient(gitlab_client.url, gitlab_client._gl.private_token, gitlab_sandbox.project_path, subgroup)
+    initiative = elsewhere.create_epic(epic_draft())
+    gitlab_client.set_epic_parent(child.iid, EpicRef(group=subgroup, iid=initiative.iid))
+    moved = remote.groups.get(gitlab_sandbox.group_path).epics.get(child.iid)
+    assert (moved.parent_id, moved.parent_iid) == (initiative.id, initiative.iid)
+    assert moved._links["parent"].endswith(f"/groups/{initiative.group_id}/epics/{initiative.iid}")
+
+
+def test_set_epic_parent_refuses_itself_and_cycles(gitlab_client: GitLabClient) -> None:
+    """An epic under itself, or under its own descendant, is GitLab's 409: CONFLICT, nothing changed."""
+    group = gitlab_client.group_path or ""
+    top, middle = gitlab_client.create_epic(epic_draft()), gitlab_client.create_epic(epic_draft())
+    gitlab_client.set_epic_parent(middle.iid, EpicRef(group=group, iid=top.iid))
+    for parent, reason in ((top, "cannot be added to itself"), (middle, "already an ancestor of the parent")):
+        with pytest.raises(GitLabError) as refused:
+            gitlab_client.set_epic_parent(top.iid, EpicRef(group=group, iid=parent.iid))
+        assert (refused.value.type, refused.value.status) == (ErrorType.GITLAB_CONFLICT, 409)
+        assert reason in refused.value.message
+    assert gitlab_client._group().epics.get(top.iid).parent_id is None
+    with pytest.raises(GitLabError) as unknown:
+        gitlab_client.set_epic_parent(middle.iid, EpicRef(group=group, iid=999_999))
+    assert unknown.value.type == ErrorType.GITLAB_NOT_FOUND
 
 
 # -- issue links and labels ------------------------------------------------------------------
