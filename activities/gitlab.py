@@ -22,16 +22,18 @@ from activities.payloads import (
     EnsureLabelsInput,
     EnsureLabelsResult,
     EpicInfo,
+    FileEpicInput,
     IssueLinkInput,
     MergeRequestInput,
     MergeRequestRef,
     NoteRef,
+    PostEpicNoteInput,
     PostNoteInput,
     UpdateEpicInput,
     UpdateIssueInput,
 )
 from model_migration.domain.errors import DomainError
-from model_migration.domain.models import Branch, Commit, Epic, EpicDraft, Issue, IssueDraft, IssueRef, MergeRequest, Note
+from model_migration.domain.models import Branch, Commit, Epic, EpicDraft, EpicRef, Issue, IssueDraft, IssueRef, MergeRequest, Note
 
 log = structlog.get_logger("activities.gitlab")
 
@@ -74,6 +76,10 @@ class IssueTracker(Protocol):
         self, iid: int, *, title: str | None = None, description: str | None = None, due_date: date | None = None,
         add_labels: list[str] | None = None, remove_labels: list[str] | None = None, state_event: str | None = None,
     ) -> Epic: ...
+
+    def post_epic_note(self, epic_iid: int, body: str, marker: str) -> int: ...
+
+    def set_epic_parent(self, epic_iid: int, parent: EpicRef) -> Epic: ...
 
 
 class GitLabActivities:
@@ -189,10 +195,22 @@ class GitLabActivities:
             )
             return _epic_info(epic)
 
+    @activity.defn(name=Activity.POST_EPIC_NOTE)
+    def post_epic_note(self, request: PostEpicNoteInput) -> int:
+        """The note's id; a retry finds the note by its marker and posts nothing."""
+        with self._call(Activity.POST_EPIC_NOTE) as client:
+            return client.post_epic_note(request.epic_iid, request.body, request.marker)
+
+    @activity.defn(name=Activity.FILE_EPIC_UNDER)
+    def file_epic_under(self, request: FileEpicInput) -> EpicInfo:
+        with self._call(Activity.FILE_EPIC_UNDER) as client:
+            return _epic_info(client.set_epic_parent(request.epic_iid, request.parent))
+
     def all(self) -> list[Callable[..., object]]:
         return [
             self.ensure_issue, self.update_issue, self.post_note, self.ensure_issue_link, self.ensure_model_config_mr,
             self.merge_request_state, self.ensure_labels, self.add_to_epic, self.ensure_epic, self.update_epic,
+            self.post_epic_note, self.file_epic_under,
         ]
 
 

@@ -21,12 +21,14 @@ from activities.payloads import (
     EnsureLabelsResult,
     EpicInfo,
     ExperimentRun,
+    FileEpicInput,
     IssueLinkInput,
     JudgeGateInput,
     MergeRequestInput,
     MergeRequestRef,
     NoteRef,
     NotifyInput,
+    PostEpicNoteInput,
     PostNoteInput,
     RunExperimentInput,
     UpdateEpicInput,
@@ -78,6 +80,16 @@ def ensure_epic(request: EnsureEpicInput) -> EpicInfo:
 @activity.defn(name=Activity.UPDATE_EPIC)
 def update_epic(request: UpdateEpicInput) -> EpicInfo:
     raise Declared(Activity.UPDATE_EPIC)
+
+
+@activity.defn(name=Activity.POST_EPIC_NOTE)
+def post_epic_note(request: PostEpicNoteInput) -> int:
+    raise Declared(Activity.POST_EPIC_NOTE)
+
+
+@activity.defn(name=Activity.FILE_EPIC_UNDER)
+def file_epic_under(request: FileEpicInput) -> EpicInfo:
+    raise Declared(Activity.FILE_EPIC_UNDER)
 
 
 @activity.defn(name=Activity.ENSURE_CONFIG_MR)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from model_migration.domain.evaluation import HarnessKind
 from model_migration.domain.gate import GateConfig
-from model_migration.domain.models import EpicDraft, IssueDraft
+from model_migration.domain.models import EpicDraft, EpicRef, IssueDraft
 
 FROZEN = ConfigDict(frozen=True)
 
@@ -32,6 +32,8 @@ class Activity(StrEnum):
     ADD_TO_EPIC = "add_to_epic"
     ENSURE_EPIC = "ensure_epic"
     UPDATE_EPIC = "update_epic"
+    POST_EPIC_NOTE = "post_epic_note"
+    FILE_EPIC_UNDER = "file_epic_under"
 
 
 class EnsureIssueInput(BaseModel):
@@ -197,3 +199,20 @@ class UpdateEpicInput(BaseModel):
     add_labels: tuple[str, ...] = ()
     remove_labels: tuple[str, ...] = ()
     state_event: str | None = None
+
+
+class PostEpicNoteInput(BaseModel):
+    """A note on an epic of the client's group, found again by ``marker`` on a retry."""
+
+    model_config = FROZEN
+    epic_iid: int
+    body: str
+    marker: str
+
+
+class FileEpicInput(BaseModel):
+    """Put an epic of the client's group under ``parent``, an epic of any group; already there is fine."""
+
+    model_config = FROZEN
+    epic_iid: int
+    parent: EpicRef

@@ -12,11 +12,20 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.gitlab import GitLabActivities
-from activities.payloads import EnsureEpicInput, EnsureIssueInput, EnsureLabelsInput, EnsureLabelsResult, PostNoteInput, UpdateEpicInput
+from activities.payloads import (
+    EnsureEpicInput,
+    EnsureIssueInput,
+    EnsureLabelsInput,
+    EnsureLabelsResult,
+    FileEpicInput,
+    PostEpicNoteInput,
+    PostNoteInput,
+    UpdateEpicInput,
+)
 from gitlab_sandbox.gitlab import GitLabSandbox
 from model_migration.clients.gitlab import GitLabClient
 from model_migration.domain.errors import ErrorType
-from model_migration.domain.models import EpicDraft, IssueDraft, marker_comment
+from model_migration.domain.models import EpicDraft, EpicRef, IssueDraft, marker_comment
 
 
 def client_for(sandbox, token: str | None = None) -> GitLabClient:  # type: ignore[no-untyped-def]
@@ -152,3 +161,50 @@ def test_the_deprecation_epic_is_created_once_and_updated(gitlab_sandbox) -> Non
     epic = grouped().get_epic(first.iid)
     assert epic.title == title and epic.due_date == date(2026, 2, 5) and epic.due_date_is_fixed
     assert {"AI Model Migration", "group::ai framework", "priority::1"} <= set(epic.labels)
+
+
+def grouped_client(sandbox, group: str | None = None) -> GitLabClient:  # type: ignore[no-untyped-def]
+    return GitLabClient(sandbox.url, sandbox.token, sandbox.project_path, group or sandbox.group_path)
+
+
+def epic_in(acts: GitLabActivities, name: str) -> int:
+    unique = uuid.uuid4().hex[:8]
+    draft = EpicDraft(title=f"{name} {unique}", description="the plan", marker=f"deprecation:test/{unique}:epic")
+    return env().run(acts.ensure_epic, EnsureEpicInput(draft=draft)).iid
+
+
+def test_epic_note_lost_answer_then_retry_posts_once(gitlab_sandbox) -> None:  # type: ignore[no-untyped-def]
+    """Attempt 1 writes the note but loses GitLab's answer (retryable); attempt 2 finds it by its marker."""
+    acts = GitLabActivities(lambda: grouped_client(gitlab_sandbox))
+    iid = epic_in(acts, "Replace discontinued Model")
+    marker = f"deprecation:test/{uuid.uuid4().hex[:8]}:note:1"
+    request = PostEpicNoteInput(epic_iid=iid, body="Replacement chosen: Claude Sonnet 4.5.", marker=marker)
+    gitlab_sandbox.server.inject_fault(r"/epics/\d+/notes$", "drop_after_write", method="POST", count=1)
+    with pytest.raises(ApplicationError) as lost:
+        env(1).run(acts.post_epic_note, request)
+    assert lost.value.type == ErrorType.GITLAB_TRANSIENT and not lost.value.non_retryable
+    sent = acts.calls["post_epic_note"]
+    note_id = env(2).run(acts.post_epic_note, request)
+    assert acts.calls["post_epic_note"] - sent == 2  # the epic and its notes: nothing posted
+    assert env(3).run(acts.post_epic_note, request) == note_id
+    epic = grouped_client(gitlab_sandbox)._group().epics.get(iid)
+    assert [n.id for n in epic.notes.list(get_all=True) if marker in n.body] == [note_id]
+
+
+def test_file_epic_under_a_parent_in_another_group(gitlab_sandbox) -> None:  # type: ignore[no-untyped-def]
+    """file_epic_under files the epic once (a retry is a no-op) and a cycle fails for good as a conflict."""
+    subgroup = gitlab_sandbox.project_path.rpartition("/")[0]
+    acts = GitLabActivities(lambda: grouped_client(gitlab_sandbox))
+    initiative = epic_in(GitLabActivities(lambda: grouped_client(gitlab_sandbox, subgroup)), "AI model deprecations")
+    child = epic_in(acts, "Replace discontinued Model")
+    request = FileEpicInput(epic_iid=child, parent=EpicRef(group=subgroup, iid=initiative))
+    first, again = env(1).run(acts.file_epic_under, request), env(2).run(acts.file_epic_under, request)
+    assert first == again and first.iid == child
+    epic = grouped_client(gitlab_sandbox)._group().epics.get(child)
+    assert (epic.parent_iid, epic._links["parent"].split("/epics/")[-1]) == (initiative, str(initiative))
+    back = grouped_client(gitlab_sandbox, subgroup)
+    cycle = GitLabActivities(lambda: back)
+    with pytest.raises(ApplicationError) as refused:
+        env().run(cycle.file_epic_under, FileEpicInput(epic_iid=initiative, parent=EpicRef(group=gitlab_sandbox.group_path, iid=child)))
+    assert refused.value.type == ErrorType.GITLAB_CONFLICT and refused.value.non_retryable
+    assert "already an ancestor" in refused.value.message
