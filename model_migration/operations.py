@@ -42,7 +42,11 @@ from workflows.messages import (
 )
 from workflows.migration import ModelMigrationWorkflow
 
-ID = re.compile(r"^migration:[a-z0-9_.-]+/[a-z0-9_.@-]+/[A-Za-z0-9_.@-]+(?::feature:[a-z0-9_]+)?$")
+ID = re.compile(
+    r"^(?:migration:[a-z0-9_.-]+/[a-z0-9_.@-]+/[A-Za-z0-9_.@-]+|deprecation:[a-z0-9_.-]+/[a-z0-9_.@-]+:migration)(?::feature:[a-z0-9_]+)?$"
+)
+#: A deprecation itself (its migration is ``<id>:migration``).
+DEPRECATION = re.compile(r"^deprecation:[a-z0-9_.-]+/[a-z0-9_.@-]+$")
 ONE_DAY = timedelta(days=1)
 #: The CLI command that sends each update, to name it back to a person.
 CLI_NAMES = {
@@ -59,10 +63,15 @@ class UserError(DomainError):
 
 
 def check_id(workflow_id: str) -> str:
+    if DEPRECATION.match(workflow_id):
+        raise UserError(
+            f"{workflow_id} is a deprecation: it takes status, select-replacement, update-cutoff and resume; "
+            f"its migration is {workflow_id}:migration"
+        )
     if not ID.match(workflow_id):
         raise UserError(
             f"malformed id {workflow_id!r}: expected migration:<provider>/<model>/<version>"
-            " (add :feature:<name> for one feature)"
+            " or deprecation:<provider>/<model>[:migration] (add :feature:<name> for one feature)"
         )
     return workflow_id
 
