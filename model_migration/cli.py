@@ -15,7 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from model_migration import listing, render
+from model_migration import deprecation_cli, deprecation_render, listing, render
 from model_migration import operations as ops
 from model_migration.domain.errors import DomainError
 from model_migration.domain.stages import (
@@ -186,7 +186,10 @@ def plan(
 
 @app.command()
 def status(workflow_id: WorkflowId, feature: Feature = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Show a migration's or a feature's timeline."""
+    """Show a migration's, a feature's or a deprecation's timeline."""
+    if deprecation_cli.is_deprecation(workflow_id, feature):
+        deprecation_cli.status(workflow_id, as_json)
+        return
     target = ops.target_id(workflow_id, feature)
     st = run(lambda c: ops.inspect(c, target))
     if as_json:
@@ -197,15 +200,21 @@ def status(workflow_id: WorkflowId, feature: Feature = None, as_json: Annotated[
 
 @app.command("list")
 def list_(
-    include_closed: Annotated[bool, typer.Option("--all", help="Include finished migrations.")] = False,
+    include_closed: Annotated[bool, typer.Option("--all", help="Include finished migrations and deprecations.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """List migrations: stage, features done, the nearest open deadline."""
-    rows = run(lambda c: listing.list_migrations(c, include_closed))
+    """List migrations (stage, features done, the nearest open deadline) and deprecations (cutoff, due, late features)."""
+
+    async def both(client: Any) -> tuple[list[listing.Row], list[listing.DeprecationRow]]:
+        return await listing.list_migrations(client, include_closed), await listing.list_deprecations(client, include_closed)
+
+    rows, deprecations = run(both)
     if as_json:
-        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        print(json.dumps([r.model_dump(mode="json") for r in (*rows, *deprecations)], indent=2))
     else:
         render.rows(out, rows, include_closed)
+        if deprecations:
+            deprecation_render.rows(out, deprecations, include_closed)
 
 
 @app.command()
@@ -328,7 +337,10 @@ def resume(
     workflow_id: WorkflowId, feature: Feature = None, note: Annotated[str, typer.Option("--note")] = "", actor: Actor = "",
     request_id: RequestId = None,
 ) -> None:
-    """Resume a paused or blocked migration or feature."""
+    """Resume a paused or blocked migration or feature, or a deprecation blocked on GitLab."""
+    if deprecation_cli.is_deprecation(workflow_id, feature):
+        deprecation_cli.resume(workflow_id, actor, request_id)
+        return
     command(workflow_id, feature, "resume", Resume(actor=actor or default_actor(), note=note), request_id)
 
 
@@ -411,6 +423,7 @@ def main(argv: list[str] | None = None) -> None:
 
     services.register(app)
     promptfoo_setup.register(app)
+    deprecation_cli.register(app)
     _exit(_run_app(argv))
 
 

@@ -2,18 +2,21 @@
 
 A row needs a status query only when its search attributes are missing (a workflow started
 before they existed); a query that fails marks that row and the others are still listed.
+Deprecations are found by their workflow type and each is queried: their cutoff, due date and
+late features change with every day and every ``update_cutoff``, which search attributes would not follow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 
 from model_migration.operations import ONE_DAY, closed_result
 from workflows import attributes
+from workflows.deprecation_messages import DeprecationResult, DeprecationStatus
 from workflows.messages import Status
 
 TERMINAL = frozenset({"done", "aborted", "failed"})
@@ -21,6 +24,7 @@ QUERY_TIMEOUT = timedelta(seconds=5)
 
 
 class Row(BaseModel):
+    kind: str = "migration"
     workflow_id: str
     model: str
     #: The workflow's stage, "unreadable: <reason>" when it could not be read.
@@ -117,3 +121,64 @@ async def _query(client: Client, workflow_id: str) -> Status | str:
         text = getattr(err, "message", "") or str(err) or type(err).__name__
         return text.strip().splitlines()[0][:160]
 
+
+class DeprecationRow(BaseModel):
+    kind: str = "deprecation"
+    workflow_id: str
+    model: str = ""
+    #: The deprecation's stage, "unreadable: <reason>" when it could not be read.
+    stage: str
+    running: bool
+    cutoff: date | None = None
+    due: date | None = None
+    #: Plan days until the due date.
+    days_left: int | None = None
+    feasible: bool | None = None
+    on_track: int = 0
+    late: int = 0
+    replacement: str = ""
+
+
+async def list_deprecations(client: Client, include_closed: bool = False) -> list[DeprecationRow]:
+    query = 'WorkflowType = "ModelDeprecationWorkflow"'
+    if not include_closed:
+        query += ' AND ExecutionStatus = "Running"'
+    found = _latest([e async for e in client.list_workflows(query)])
+    rows = [await _deprecation_row(client, e) for e in found]
+    return sorted(rows, key=lambda r: r.workflow_id)
+
+
+async def _deprecation_row(client: Client, e: WorkflowExecution) -> DeprecationRow:
+    model = e.typed_search_attributes.get(attributes.MODEL) or ""
+    if e.status != WorkflowExecutionStatus.RUNNING:
+        result = await _deprecation_result(client, e)
+        state = e.status.name.lower() if e.status else "closed"
+        if result is None:
+            return DeprecationRow(workflow_id=e.id, model=model, stage=state, running=False)
+        return DeprecationRow(
+            workflow_id=e.id, model=result.model, stage="done" if state == "completed" else state, running=False,
+            cutoff=result.cutoff, due=result.due, replacement=result.replacement,
+        )
+    try:
+        st = await client.get_workflow_handle(e.id).query("status", result_type=DeprecationStatus, rpc_timeout=QUERY_TIMEOUT)
+    except Exception as err:  # noqa: BLE001 - any failure here belongs in this row, not the command
+        return DeprecationRow(workflow_id=e.id, model=model, stage=f"unreadable: {_one_line(err)}", running=True)
+    return DeprecationRow(
+        workflow_id=e.id, model=st.model, stage=str(st.stage), running=True, cutoff=st.cutoff, due=st.due,
+        days_left=st.days_left, feasible=st.feasible, on_track=len(st.on_track), late=len(st.late), replacement=st.replacement,
+    )
+
+
+async def _deprecation_result(client: Client, e: WorkflowExecution) -> DeprecationResult | None:
+    if e.status != WorkflowExecutionStatus.COMPLETED:
+        return None
+    handle = client.get_workflow_handle(e.id, run_id=e.run_id, result_type=DeprecationResult)
+    try:
+        return await handle.result(follow_runs=False)
+    except Exception:  # noqa: BLE001 - an unreadable old result only costs the row its detail
+        return None
+
+
+def _one_line(err: BaseException) -> str:
+    text = getattr(err, "message", "") or str(err) or type(err).__name__
+    return str(text).strip().splitlines()[0][:160]
