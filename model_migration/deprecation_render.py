@@ -17,10 +17,6 @@ def _line(console: Console, text: str, style: str | None = None) -> None:
     console.print(text, style=style, markup=False, highlight=False)
 
 
-def mode(plan_feasible: bool) -> str:
-    return "on plan" if plan_feasible else "LATE MODE"
-
-
 def started(console: Console, workflow_id: str, plan: BackwardPlan) -> None:
     """What ``deprecate`` prints once the deprecation has started."""
     _line(console, f"started {workflow_id} for {plan.model} with {len(plan.features)} features: "
