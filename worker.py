@@ -17,7 +17,9 @@ from temporalio.worker import Interceptor, Worker
 from activities.evaluation import EvaluationActivities
 from activities.gitlab import GitLabActivities
 from activities.notify import NotifyActivities
+from activities.watch import WatchActivities
 from model_migration.catalog import load_catalog
+from model_migration.clients.ai_gateway import AiGatewayClient
 from model_migration.clients.experiments import ExperimentServiceClient
 from model_migration.clients.gitlab import GitLabClient, WaitGate
 from model_migration.clients.gitlab_labels import UserDirectory
@@ -26,16 +28,22 @@ from model_migration.clients.notifier import LogNotifier, notifier_from
 from model_migration.clients.pipeline_harness import pipeline_harness_factory
 from model_migration.clients.promptfoo_harness import promptfoo_harness_factory
 from model_migration.clients.results_store import LocalResultsStore
+from model_migration.deprecations import TemporalDeprecations
 from model_migration.domain.errors import DomainError, ErrorType, GitLabError
 from model_migration.domain.models import User
 from model_migration.promptfoo_setup import check_promptfoo, installed_version
 from model_migration.settings import Settings
+from workflows.deprecation import ModelDeprecationWorkflow
 from workflows.evaluation import EvaluationWorkflow
 from workflows.feature import FeatureMigrationWorkflow
 from workflows.migration import ModelMigrationWorkflow
 from workflows.tournament import TournamentWorkflow
+from workflows.watch import DeprecationWatchWorkflow
 
-WORKFLOWS = [ModelMigrationWorkflow, FeatureMigrationWorkflow, EvaluationWorkflow, TournamentWorkflow]
+WORKFLOWS = [
+    ModelMigrationWorkflow, FeatureMigrationWorkflow, EvaluationWorkflow, TournamentWorkflow, ModelDeprecationWorkflow,
+    DeprecationWatchWorkflow,
+]
 log = structlog.get_logger("worker")
 
 
@@ -87,6 +95,13 @@ def evaluation_activities(settings: Settings, gate: WaitGate, users: UserDirecto
     return EvaluationActivities(harnesses, LocalResultsStore(settings.state_dir / "results"))
 
 
+def watch_activities(settings: Settings, client: Client) -> WatchActivities:
+    """The deprecation watch: the catalog and the AI gateway read, deprecations started on this worker's task queue."""
+    catalog = load_catalog(settings.catalog_dir)
+    deprecations = TemporalDeprecations(client, settings.task_queue, catalog, settings.initiative_epic)
+    return WatchActivities(deprecations, catalog, lambda: AiGatewayClient(settings.resolved_ai_gateway_url()))
+
+
 def check_gitlab(make: Callable[[], GitLabClient]) -> User:
     """Ask GitLab who the token belongs to, before the worker takes any task: a wrong URL or
     token then stops the start with one line, instead of failing every activity later."""
@@ -128,9 +143,11 @@ def build_worker(
     notify: NotifyActivities | None = None,
     interceptors: Sequence[Interceptor] = (),
     evaluation: EvaluationActivities | None = None,
+    watch: WatchActivities | None = None,
 ) -> Worker:
     notify = notify or NotifyActivities(LogNotifier())
     extra = evaluation.all() if evaluation is not None else []
+    extra += [watch.watch_deprecations] if watch is not None else []
     write_workflow_bytecode()
     return Worker(
         client,
@@ -167,7 +184,8 @@ async def run(
             break
     with ThreadPoolExecutor(max_workers=32) as executor:
         notify = NotifyActivities(notifier_from(settings))
-        worker = build_worker(client, settings.task_queue, gitlab, executor, notify=notify, evaluation=evaluation)
+        watch = watch_activities(settings, client)
+        worker = build_worker(client, settings.task_queue, gitlab, executor, notify=notify, evaluation=evaluation, watch=watch)
         if not settings.initiative_epic:
             log.info("initiative_epic_unset", detail="migrations are not filed under an initiative epic; "
                      "set MODEL_MIGRATION_INITIATIVE_EPIC=<group>&<iid> to file them")
