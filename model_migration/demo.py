@@ -6,6 +6,9 @@ import asyncio
 import json
 import secrets
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from model_migration import operations as ops
 from model_migration.catalog import load_catalog
 from model_migration.clients.gitlab import GitLabClient
 from model_migration.devserver import DevServer
+from model_migration.domain.catalog import Catalog
 from model_migration.domain.deadlines import StagePlan
 from model_migration.domain.escalation import scaled_ladder
 from model_migration.domain.stages import FeatureStage
@@ -127,7 +131,22 @@ async def _wait_for(client: Client, wid: str, ready, timeout: float = 120.0) -> 
         await asyncio.sleep(0.25)
 
 
-async def run_demo(*, as_json: bool, keep: bool, state_dir: Path | None) -> int:
+@dataclass
+class Stage:
+    """A dev server, the GitLab sandbox and a worker, up for one demo."""
+
+    client: Client
+    settings: Settings
+    gitlab: GitLabActivities
+    ui_url: str
+    say: Console
+    catalog: Catalog
+    token: str
+
+
+@asynccontextmanager
+async def stage(*, as_json: bool, state_dir: Path | None, simulator: dict[str, object]) -> AsyncIterator[Stage]:
+    """Start everything a demo needs, and stop it all, whatever happens in between."""
     import worker as worker_module
     from gitlab_sandbox.gitlab import GitLabSandbox
     from model_migration import logging as mm_logging
@@ -150,30 +169,40 @@ async def run_demo(*, as_json: bool, keep: bool, state_dir: Path | None) -> int:
     try:
         client = await connect(settings, wait=30.0)
         worker_task = asyncio.create_task(worker_module.run(settings, client, stop, gitlab))
-        await asyncio.to_thread(_configure_simulator, box.url, token)
-        request = ops.build_input(catalog, MODEL, REPLACES, list(FEATURES), actor="ai-framework", tune=DEMO_TUNABLES)
-        migration = await ops.start(client, settings.task_queue, request)
-        say.print(f"Started {migration}: {', '.join(FEATURES)}")
-        ai_framework = GitLabClient(box.url, token, settings.gitlab_project)
-        await merge_model_configuration(client, migration, ai_framework, say)
-        await asyncio.gather(*(play_team(client, migration, f, say) for f in FEATURES))
-        result = await client.get_workflow_handle(migration).result()
-        summary = await _summary(client, migration, result, server.ui_url, gitlab)
-        _print(say, summary, as_json)
-        if keep:
-            say.print("Servers keep running; Ctrl-C to stop.")
-            await asyncio.Event().wait()
+        await asyncio.to_thread(_configure_simulator, box.url, token, simulator)
+        yield Stage(client=client, settings=settings, gitlab=gitlab, ui_url=server.ui_url, say=say, catalog=catalog, token=token)
         stop.set()
         await worker_task
     finally:
         stop.set()
         box.stop()
         server.stop()
+
+
+async def hold(keep: bool, say: Console) -> None:
+    if keep:
+        say.print("Servers keep running; Ctrl-C to stop.")
+        await asyncio.Event().wait()
+
+
+async def run_demo(*, as_json: bool, keep: bool, state_dir: Path | None) -> int:
+    async with stage(as_json=as_json, state_dir=state_dir, simulator=SIMULATOR) as on:
+        client, settings, say = on.client, on.settings, on.say
+        request = ops.build_input(on.catalog, MODEL, REPLACES, list(FEATURES), actor="ai-framework", tune=DEMO_TUNABLES)
+        migration = await ops.start(client, settings.task_queue, request)
+        say.print(f"Started {migration}: {', '.join(FEATURES)}")
+        ai_framework = GitLabClient(settings.gitlab_url, on.token, settings.gitlab_project)
+        await merge_model_configuration(client, migration, ai_framework, say)
+        await asyncio.gather(*(play_team(client, migration, f, say) for f in FEATURES))
+        result = await client.get_workflow_handle(migration).result()
+        summary = await _summary(client, migration, result, on.ui_url, on.gitlab)
+        _print(say, summary, as_json)
+        await hold(keep, say)
     return 0 if all(f.stage == FeatureStage.DONE for f in summary.features) else 1
 
 
-def _configure_simulator(gitlab_url: str, token: str) -> None:
-    response = requests.put(f"{gitlab_url}/api/evaluation/-/config", json=SIMULATOR, headers={"PRIVATE-TOKEN": token}, timeout=10)
+def _configure_simulator(gitlab_url: str, token: str, simulator: dict[str, object]) -> None:
+    response = requests.put(f"{gitlab_url}/api/evaluation/-/config", json=simulator, headers={"PRIVATE-TOKEN": token}, timeout=10)
     response.raise_for_status()
 
 

@@ -129,8 +129,19 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     keep: Annotated[bool, typer.Option("--keep", help="Keep the servers running after the summary, until Ctrl-C.")] = False,
     state_dir: Annotated[Path | None, typer.Option("--state-dir", help="Default: a fresh temporary directory.")] = None,
+    deprecation: Annotated[bool, typer.Option(
+        "--deprecation", help="Rehearse a deprecation instead: Claude 3.7 Sonnet retires, its features move to the winner.",
+    )] = False,
+    day_seconds: Annotated[float, typer.Option(
+        "--day-seconds", min=0.05, max=86400, help="With --deprecation: how long a plan day lasts, in seconds.",
+    )] = 0.5,
 ) -> None:
-    """Run a whole migration of 3 features on local servers, in seconds."""
+    """Run a whole migration of 3 features on local servers, in seconds (or, with --deprecation, a deprecation)."""
+    if deprecation:
+        from model_migration.demo_deprecation import run_deprecation_demo
+
+        code = asyncio.run(run_deprecation_demo(as_json=as_json, keep=keep, state_dir=state_dir, day_seconds=day_seconds))
+        raise typer.Exit(code)
     from model_migration.demo import run_demo
 
     code = asyncio.run(run_demo(as_json=as_json, keep=keep, state_dir=state_dir))

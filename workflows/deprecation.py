@@ -84,6 +84,8 @@ with workflow.unsafe.imports_passed_through():
 
 #: Plan days AI Framework has to settle a close call before the ladder starts.
 SELECTION_DAYS = 2
+#: The most reminders a close call gets before the workflow only waits.
+MAX_REMINDERS = 100
 
 
 @workflow.defn
@@ -210,24 +212,25 @@ class ModelDeprecationWorkflow:
         await workflow.wait_condition(lambda: self.replacement is not None)
 
     def _selection_ladder(self, due: datetime) -> list[tuple[datetime, str | None]]:
-        """The escalation ladder's times from ``due``, in plan days, each repeating step up to the cutoff."""
+        """The escalation ladder's times from ``due`` (its offsets are in workflow time, as the
+        features' are), each repeating step up to the cutoff and at most ``MAX_REMINDERS`` times."""
         end = self.clock.at(self.cutoff)
         times: list[tuple[datetime, str | None]] = []
-        day = self.input.day
         for step in self.input.tunables.ladder:
-            offset = step.offset / timedelta(days=1) * day
-            at = due + offset
+            at = due + step.offset
             times.append((at, step.label))
-            while step.repeat is not None and at + step.repeat / timedelta(days=1) * day <= end:
-                at = at + step.repeat / timedelta(days=1) * day
+            while step.repeat is not None and at + step.repeat <= end and len(times) < MAX_REMINDERS:
+                at += step.repeat
                 times.append((at, step.label))
-        return [(at, label) for at, label in sorted(times, key=lambda t: t[0])]
+        return sorted(times, key=lambda t: t[0])
 
     def _select(self, model: ModelDefinition, reason: str, actor: str) -> None:
         self.replacement = model
         leader = self.choice.leader if self.choice else None
         runner_up = self.choice.runner_up if self.choice else None
-        self.fallback = (leader if leader != model.key else runner_up) or ""
+        fallback = leader if leader != model.key else runner_up
+        ids = {m.key: m.gitlab_identifier for m in self.input.contenders}
+        self.fallback = ids.get(fallback, fallback or "") if fallback else ""
         self._note(
             f"**Replacement chosen: {model.name}** (`{model.gitlab_identifier}`) by {actor}: {reason}. "
             f"Fallback: {'`' + self.fallback + '`' if self.fallback else 'none'}."

@@ -114,7 +114,7 @@ async def test_a_full_deprecation_with_a_late_feature_getting_the_whole_ladder(
     now = await skip_env.get_current_time()
     handle = await start(skip_engine, unique, deprecation(now.date(), 56))
     st = await reach(handle, DeprecationStage.MIGRATING)
-    assert st.replacement == WINNER.gitlab_identifier and st.fallback == LOSER.key
+    assert st.replacement == WINNER.gitlab_identifier and st.fallback == LOSER.gitlab_identifier
     assert st.choice is not None and st.choice.clear, st.choice
     assert st.due == now.date() + timedelta(days=28) and st.feasible
     gl = skip_engine.gitlab_client()
