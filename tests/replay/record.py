@@ -12,7 +12,7 @@ import secrets
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
@@ -23,12 +23,16 @@ from gitlab_sandbox.gitlab import GitLabSandbox
 from model_migration import operations
 from model_migration.clients.gitlab import GitLabClient, WaitGate
 from model_migration.devserver import local_environment
-from model_migration.domain.models import EpicDraft, EpicRef
+from model_migration.domain.deprecation import DeprecationRequest
+from model_migration.domain.escalation import scaled_ladder
+from model_migration.domain.models import EpicDraft, EpicRef, ModelDefinition
 from model_migration.domain.stages import FeatureStage, MigrationStage
 from tests.conftest import SandboxInfo
 from tests.temporal_fixtures import Engine, _evaluation
 from tests.workflows.support import CATALOG, REPLACED, SLOW, TARGET, drive, model_for, start_feature, wait_issue
 from tests.workflows.test_evaluation_gate import ALWAYS_FAILS, KNOBS, settled
+from workflows.deprecation import ModelDeprecationWorkflow
+from workflows.deprecation_messages import DeprecationInput, DeprecationStage, DeprecationStatus, SelectReplacement, UpdateCutoff
 from workflows.messages import (
     MIGRATION_REVISION,
     Abort,
@@ -47,6 +51,8 @@ from workflows.messages import (
 from workflows.tournament import TournamentWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
+#: A plan day in the recorded deprecations.
+DAY = timedelta(seconds=0.2)
 
 
 async def scenarios(engine: Engine, tag: str) -> dict[str, object]:
@@ -140,6 +146,66 @@ async def scenarios(engine: Engine, tag: str) -> dict[str, object]:
     return handles
 
 
+async def deprecation_scenarios(engine: Engine, tag: str) -> dict[str, object]:
+    """A rehearsed deprecation (plan days of 0.2 s): a clear winner, a moved cutoff, one team late;
+    and a close call settled by select_replacement."""
+    handles: dict[str, object] = {}
+    now = datetime.now(UTC)
+    features = tuple(CATALOG.feature(f) for f in ("duo_chat", "code_explanation"))
+    retiring, winner, loser = (CATALOG.model(m) for m in ("claude_3_7_sonnet_20250219", "claude_sonnet_4_5_20250929", "code_gecko_002"))
+
+    def request(candidates: tuple[ModelDefinition, ...], version: str) -> DeprecationInput:
+        ask = DeprecationRequest(
+            model=retiring.gitlab_identifier, deprecation_date=now.date(), cutoff=now.date() + timedelta(weeks=8),
+            recommended=winner.gitlab_identifier, candidates=tuple(c.gitlab_identifier for c in candidates),
+        )
+        return DeprecationInput(
+            request=ask, retiring=retiring, recommended=winner, candidates=candidates, features=features,
+            tunables=SLOW.model_copy(update={"ladder": scaled_ladder(DAY)}), day=DAY, planned_from=now, prompt_version=version,
+        )
+
+    clear = await engine.client.start_workflow(
+        ModelDeprecationWorkflow.run, request((loser,), "1.0.0-dev"), id=f"deprecation:record/{tag}", task_queue=engine.task_queue,
+    )
+    migration = engine.client.get_workflow_handle(f"{clear.id}:migration")
+    while (await clear.query("status", result_type=DeprecationStatus)).stage != DeprecationStage.MIGRATING:
+        await asyncio.sleep(0.2)
+    while not (await migration.query("status", result_type=Status)).config_mr_url:
+        await asyncio.sleep(0.2)
+    await migration.execute_update("complete_stage", CompleteStage(stage=MigrationStage.INIT, actor="ai-lead"))
+    await clear.execute_update("update_cutoff", UpdateCutoff(new_date=now.date() + timedelta(weeks=9), reason="recorded"))
+    for name in ("duo_chat", "code_explanation"):
+        child = engine.client.get_workflow_handle(feature_workflow_id(migration.id, name))
+        while True:
+            try:
+                if (await child.query("status", result_type=Status)).issue:
+                    break
+            except Exception:  # not started yet
+                pass
+            await asyncio.sleep(0.2)
+        if name == "code_explanation":  # late: the calendar reaches it first
+            while not any(name in e.features for e in (await clear.query("status", result_type=DeprecationStatus)).fired):
+                await asyncio.sleep(0.2)
+        await drive(child)
+        handles[f"deprecation_feature_{name}"] = child
+    await clear.result()
+    handles["deprecation_clear_winner"] = clear
+    handles["deprecation_migration"] = migration
+
+    close = await engine.client.start_workflow(
+        ModelDeprecationWorkflow.run, request((), "9.0.1-unsure"), id=f"deprecation:record/{tag}-close", task_queue=engine.task_queue,
+    )
+    while (await close.query("status", result_type=DeprecationStatus)).stage != DeprecationStage.SELECTING:
+        await asyncio.sleep(0.2)
+    await close.execute_update("select_replacement", SelectReplacement(model=winner.gitlab_identifier, reason="recorded"))
+    while (await close.query("status", result_type=DeprecationStatus)).stage != DeprecationStage.MIGRATING:
+        await asyncio.sleep(0.2)
+    await close.terminate("recorded")
+    await engine.client.get_workflow_handle(f"{close.id}:migration").terminate("recorded")
+    handles["deprecation_close_call"] = close
+    return handles
+
+
 def without_stack_traces(text: str) -> str:
     """A failure's stack trace names the recording machine's paths; replay never reads it."""
     data = json.loads(text)
@@ -159,7 +225,7 @@ def without_stack_traces(text: str) -> str:
     return json.dumps(data, indent=2)
 
 
-async def main(version: str) -> None:
+async def main(version: str, only: str = "") -> None:
     HISTORIES.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         token = secrets.token_urlsafe(16)
@@ -175,7 +241,8 @@ async def main(version: str) -> None:
             evaluation = _evaluation(info, Path(tmp) / "results", WaitGate())
             with ThreadPoolExecutor(max_workers=8) as executor:
                 async with worker_module.build_worker(env.client, "record", gitlab, executor, evaluation=evaluation):
-                    handles = await scenarios(Engine(env.client, "record", gitlab), secrets.token_hex(3))
+                    engine, tag = Engine(env.client, "record", gitlab), secrets.token_hex(3)
+                    handles = await (deprecation_scenarios if only == "deprecation" else scenarios)(engine, tag)
             index_file = HISTORIES / "ids.json"
             index = json.loads(index_file.read_text()) if index_file.exists() else {}
             for name, handle in handles.items():
@@ -191,4 +258,5 @@ async def main(version: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v1"))
+    # python -m tests.replay.record <version> [deprecation]: every scenario, or only the deprecation's.
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v1", sys.argv[2] if len(sys.argv) > 2 else ""))
