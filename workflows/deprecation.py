@@ -79,7 +79,6 @@ with workflow.unsafe.imports_passed_through():
         TournamentInput,
         TournamentOutcome,
         Tunables,
-        feature_workflow_id,
     )
 
 #: Plan days AI Framework has to settle a close call before the ladder starts.
@@ -247,6 +246,7 @@ class ModelDeprecationWorkflow:
             revision=MIGRATION_REVISION, initiative_epic=self.input.initiative_epic,
             deprecation_epic=EpicRef.from_web_url(self.epic.web_url), parent_id=self.id,
         )
+        self.shifts_sent = len(self.shifts)  # cutoffs moved before now are in the plan already
         handle = await workflow.start_child_workflow(
             "ModelMigrationWorkflow", child, id=self.migration_id, result_type=MigrationResult,
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
@@ -275,15 +275,13 @@ class ModelDeprecationWorkflow:
         )})
 
     async def _shift_features(self, shift: timedelta) -> None:
+        """The migration moves its features' plans (or starts them moved, if they have not started)."""
         command = ParentCommand(kind=ParentCommandKind.SHIFT, actor="model-migration", reason=self.changes[-1].reason, shift=shift)
-        for name, progress in self.progress.items():
-            if progress.stage.terminal:
-                continue
-            feature = workflow.get_external_workflow_handle(feature_workflow_id(self.migration_id, name))
-            try:
-                await feature.signal("parent_command", command)
-            except Exception as err:  # a feature that finished meanwhile needs nothing
-                workflow.logger.info("shift not passed to %s: %s", name, err)
+        migration = workflow.get_external_workflow_handle(self.migration_id)
+        try:
+            await migration.signal("parent_command", command)
+        except Exception as err:  # a migration that finished meanwhile needs nothing
+            workflow.logger.info("shift not passed to %s: %s", self.migration_id, err)
 
     # -- the escalation calendar ----------------------------------------------------------------
 

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         MigrationResult,
         MigrationStatus,
         ParentCommand,
+        ParentCommandKind,
         Pause,
         Resume,
         feature_workflow_id,
@@ -55,6 +56,9 @@ class ModelMigrationWorkflow:
         self.eta = attributes.migration_eta(input, workflow.now())
         self.table_dirty = False
         self.forward: list[ParentCommand] = []
+        #: A deprecation moved its cutoff by this much: features start with their plan moved too.
+        self.shift = timedelta(0)
+        self.features_started = False
         self.gitlab = TrackingIssue(self.id, marker_base(self.id, input.rerun), input, self.eta, self.children)
 
     @property
@@ -113,10 +117,14 @@ class ModelMigrationWorkflow:
 
     async def _run_features(self) -> None:
         handles = []
+        self.features_started = True
+        tunables = self.input.tunables
+        if self.shift and tunables.plan.target is not None:  # only a deprecation's migration is shifted
+            tunables = tunables.model_copy(update={"plan": tunables.plan.model_copy(update={"target": tunables.plan.target + self.shift})})
         for feature in self.input.features:
             child = FeatureMigrationInput(
                 migration_id=self.id, feature=feature, model=self.input.model,
-                replaced=self.input.replaced, tunables=self.input.tunables,
+                replaced=self.input.replaced, tunables=tunables,
                 tracking_issue=self.gitlab.issue, parent_id=self.id, started_by=self.input.started_by,
                 planned_from=workflow.now(), revision=FEATURE_REVISION if self.input.revision >= 3 else 2,
                 rerun=self.input.rerun, epic=self.input.deprecation_epic,
@@ -228,6 +236,18 @@ class ModelMigrationWorkflow:
         if progress.feature in self.children:
             self.children[progress.feature] = progress
             self.table_dirty = True
+
+    @workflow.signal
+    def parent_command(self, cmd: ParentCommand) -> None:
+        """A deprecation's cutoff moved: features not started yet start with the moved plan, running
+        ones move their current and later stages."""
+        if cmd.kind != ParentCommandKind.SHIFT or not cmd.shift:
+            workflow.logger.warning("parent command %s ignored: a migration takes only shift", cmd.kind)
+            return
+        if self.features_started:
+            self.forward.append(cmd)
+        else:
+            self.shift += cmd.shift
 
     @workflow.update
     def complete_stage(self, cmd: CompleteStage) -> CommandResult:
