@@ -17,7 +17,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from model_migration.domain.deprecation import DeprecationRequest, PlanRules
-from model_migration.domain.models import EpicRef
+from model_migration.domain.models import EpicDraft, EpicRef
 from model_migration.domain.stages import FeatureStage, MigrationStage
 from tests.temporal_fixtures import Engine, assert_eventually
 from tests.workflows.support import CATALOG, SLOW, drive, status, wait_issue
@@ -221,10 +221,16 @@ async def test_a_cutoff_extension_moves_every_timer(
 
 
 async def test_an_infeasible_plan_escalates_on_day_0(
-    skip_env: WorkflowEnvironment, skip_engine: Engine, unique: str, simulator: str,  # noqa: F811
+    skip_env: WorkflowEnvironment, skip_engine: Engine, unique: str, simulator: str, gitlab_sandbox,  # type: ignore[no-untyped-def]  # noqa: F811
 ) -> None:
+    """Late mode on day 0, with the numbers; the epic is filed under the initiative epic, and so
+    (through the epic) is the migration's tracking issue."""
+    gl = skip_engine.gitlab_client()
+    draft = EpicDraft(title=f"AI Model Version Migration Initiative {unique}", description="", marker=f"initiative:{unique}")
+    initiative = gl.ensure_epic(draft)
+    ref = EpicRef(group=gitlab_sandbox.group_path, iid=initiative.iid)
     now = await skip_env.get_current_time()
-    handle = await start(skip_engine, unique, deprecation(now.date(), 33))  # due in 5 days; the work needs 20
+    handle = await start(skip_engine, unique, deprecation(now.date(), 33, initiative=ref))  # due in 5 days; the work needs 20
 
     async def escalated() -> DeprecationStatus:
         st = await dstatus(handle)
@@ -239,6 +245,8 @@ async def test_an_infeasible_plan_escalates_on_day_0(
         assert any("infeasible by 15 days" in b for b in epic_notes(skip_engine, st.epic_url))
 
     await assert_eventually(noted)
+    epic = gl._group().epics.get(EpicRef.from_web_url(st.epic_url).iid)
+    assert epic.parent_iid == initiative.iid
     await reach(handle, DeprecationStage.MIGRATING)  # the tournament's children are done: nothing is left running
     await finish(skip_engine, handle)
 
