@@ -110,6 +110,7 @@ class ModelDeprecationWorkflow:
         self.epic: EpicInfo | None = None
         self.epic_notes: list[PostEpicNoteInput] = []
         self.notes_posted = 0
+        self.flushing = asyncio.Lock()
         self.plan_version = 0
         self.changes: list[CutoffChange] = []
         self.shifts: list[timedelta] = []
@@ -400,11 +401,14 @@ class ModelDeprecationWorkflow:
         self.epic_notes.append(PostEpicNoteInput(epic_iid=0, body=body, marker=marker))
 
     async def _flush_notes(self) -> None:
+        """Post the notes still to post, in order; one flush at a time, since the calendar, the
+        replacement and a moved cutoff each flush, and two at once would post a note twice."""
         assert self.epic is not None
-        while self.notes_posted < len(self.epic_notes):
-            note = self.epic_notes[self.notes_posted].model_copy(update={"epic_iid": self.epic.iid})
-            await call(interface.post_epic_note, note, self._timeout)
-            self.notes_posted += 1
+        async with self.flushing:
+            while self.notes_posted < len(self.epic_notes):
+                note = self.epic_notes[self.notes_posted].model_copy(update={"epic_iid": self.epic.iid})
+                await call(interface.post_epic_note, note, self._timeout)
+                self.notes_posted += 1
 
     # -- views ------------------------------------------------------------------------------
 
