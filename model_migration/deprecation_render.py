@@ -35,6 +35,8 @@ def status(console: Console, st: DeprecationStatus) -> None:
     _line(console, f"cutoff {st.cutoff}, due {st.due}, {st.days_left} days left (today {st.today}): "
                    + ("feasible" if st.feasible else "LATE MODE"), None if st.feasible else "red")
     _line(console, f"plan: {st.plan_summary}")
+    if st.blocked:
+        _line(console, f"BLOCKED: {st.blocked}; fix it, then run: model-migration resume {st.workflow_id}", "red")
     if st.epic_url:
         _line(console, f"epic: {st.epic_url}")
     if st.replacement:

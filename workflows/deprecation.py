@@ -517,6 +517,7 @@ class ModelDeprecationWorkflow:
             on_track=tuple(n for n in self.progress if n not in late and not stages[n].terminal), late=tuple(sorted(late)),
             fired=tuple(self.fired), next_escalation=min(upcoming, default=None), cutoff_changes=tuple(self.changes),
             migration_id=self.migration_id if self.stage in (DeprecationStage.MIGRATING, DeprecationStage.DONE) else "",
+            blocked=self.blocked,
         )
 
 

@@ -140,6 +140,8 @@ class DeprecationStatus(BaseModel):
     next_escalation: date | None = None
     cutoff_changes: tuple[CutoffChange, ...] = ()
     migration_id: str = ""
+    #: Why GitLab refused the engine, until someone fixes it and runs ``resume``.
+    blocked: str = ""
 
 
 class DeprecationResult(BaseModel):

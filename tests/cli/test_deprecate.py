@@ -302,3 +302,8 @@ def test_status_shows_the_tournament_late_features_and_escalations() -> None:
     assert "anthropic/claude-sonnet-4-5/20250929" in shown and "+0.31" in shown and "812 ms" in shown and "no verdict" in shown
     assert "on track: 1, late: 1 (duo_chat)" in shown
     assert f"{TODAY}  late mode (priority::1) — duo_chat" in shown and f"next escalation: {TODAY + timedelta(days=4)}" in shown
+    assert "BLOCKED" not in shown
+    console = Console(width=220, record=True, force_terminal=False)
+    deprecation_render.status(console, st.model_copy(update={"blocked": "GitLab: 403 Forbidden on post epic note"}))
+    blocked = console.export_text()
+    assert f"BLOCKED: GitLab: 403 Forbidden on post epic note; fix it, then run: model-migration resume {st.workflow_id}" in blocked
