@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 
@@ -14,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from model_migration.clients.gitlab import GitLabClient
 from tests.e2e.cli import Cli, catalog_with_models, cli_env
 from tests.e2e.test_cli import wait_status
+from tests.workflows.test_watch import catalog_copy
 
 MIGRATION = "migration:anthropic/claude-haiku-4-5/20251001"
 FEATURES = ("discussion_summary", "merge_commit_message")
@@ -107,3 +110,40 @@ def test_sigkill_mid_poll_resumes_the_same_experiment(cli: Cli, gitlab_sandbox, 
     assert second.stderr is not None
     log = second.stderr.read().decode()
     assert '"experiment_resumed"' in log and '"experiment_registered"' not in log, log[-2000:]
+
+
+def test_sigkill_mid_deprecation_loses_and_duplicates_nothing(  # type: ignore[no-untyped-def]
+    cli: Cli, gitlab_sandbox, dev_env: WorkflowEnvironment, tmp_path,
+) -> None:
+    """Kill the worker while the epic and the tournaments start, while the migration starts, and while
+    its issues are filed: one epic, each harness run once, each note and each issue in the epic once."""
+    copy = catalog_copy(f"k{uuid.uuid4().hex[:6]}", tmp_path / "catalog", {"claude_3_5_haiku_20241022": 56})
+    cli.env["MODEL_MIGRATION_CATALOG_DIR"] = str(copy.directory)
+    retiring, wid = copy.identifiers["claude_3_5_haiku_20241022"], copy.ids["claude_3_5_haiku_20241022"]
+    migration = f"{wid}:migration"
+    simulate(gitlab_sandbox, {"run_seconds": 1})
+    before = registrations(gitlab_sandbox)
+    cli.start_worker()
+    cli("deprecate", "--model", retiring, "--cutoff", str(copy.cutoffs[wid]), "--recommended", "claude_sonnet_4_5_20250929",
+        "--candidate", "code_gecko_002", "--day-seconds", "3600")
+    restart(cli)  # while the epic is created and the tournaments start
+    st = wait_status(cli, wid, lambda s: s["stage"] == "migrating", timeout=120)
+    assert st["replacement"] == "claude_sonnet_4_5_20250929", st["choice"]
+    restart(cli)  # while the migration opens its tracking issue and merge request
+    wait_status(cli, migration, lambda s: s["config_mr_url"])
+    cli("complete", migration, "--stage", "init")
+    restart(cli)  # while the feature issues are created and filed in the epic
+    st = wait_status(cli, migration, lambda s: all(f["issue_url"] for f in s["features"]))
+    features = [f["feature"] for f in st["features"]]
+    assert registrations(gitlab_sandbox) - before == 2 * len(features)  # two candidates per feature, each run once
+
+    gl = GitLabClient(gitlab_sandbox.url, gitlab_sandbox.token, gitlab_sandbox.project_path, gitlab_sandbox.group_path)
+    epics = [e for e in gl._group().epics.list(get_all=True, state="all")  # noqa: SLF001 - every row, as GitLab stores them
+             if f"<!-- model-migration:{wid}:epic -->" in (e.description or "")]
+    assert len(epics) == 1
+    notes = Counter(m for n in epics[0].notes.list(get_all=True) for m in MARKER.findall(n.body))
+    assert notes and max(notes.values()) == 1, notes
+    filed = [i.iid for i in gl.epic_issues(epics[0].iid)]
+    assert len(filed) == len(set(filed)) == 1 + len(features)  # the tracking issue and each feature issue, once
+    for workflow_id in (wid, migration, *(f"{migration}:feature:{f}" for f in features)):
+        asyncio.run(dev_env.client.get_workflow_handle(workflow_id).terminate("test over"))
