@@ -83,16 +83,16 @@ class Summary(BaseModel):
 async def play_team(client: Client, migration: str, feature: str, say: Console) -> None:
     """What a feature team does, through the same updates the CLI sends."""
     wid = feature_workflow_id(migration, feature)
-    st = await _wait_for(client, wid, lambda s: s.issue is not None)
+    st = await wait_for(client, wid, lambda s: s.issue is not None)
     say.print(f"  {feature}: rollout issue {st.issue.web_url if st.issue else ''}")
     if feature == LATE:
         say.print(f"  {feature}: the team is late with implement…")
-        await _wait_for(client, wid, lambda s: len(s.escalations) >= 3)
+        await wait_for(client, wid, lambda s: len(s.escalations) >= 3)
     dri = st.pending_action.owner if st.pending_action else "team"
     for version in (FIRST_VERSION, SECOND_VERSION):
         await ops.send(client, wid, "complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor=dri, prompt_version=version))
         say.print(f"  {feature}: implement complete (prompt {version}); the engine runs the evaluation gate")
-        st = await _wait_for(client, wid, lambda s: bool(s.gates) and not s.gates[-1].running)
+        st = await wait_for(client, wid, lambda s: bool(s.gates) and not s.gates[-1].running)
         gate = st.gates[-1]
         result = gate.result
         verdict = result.verdict if result is not None else f"no verdict ({gate.error})"
@@ -109,14 +109,14 @@ async def play_team(client: Client, migration: str, feature: str, say: Console) 
 
 async def merge_model_configuration(client: Client, migration: str, gitlab: GitLabClient, say: Console) -> None:
     """AI Framework reviews and merges the AI gateway merge request the engine opened."""
-    st = await _wait_for(client, migration, lambda s: bool(s.config_mr_url))
+    st = await wait_for(client, migration, lambda s: bool(s.config_mr_url))
     say.print(f"  ai-framework: model configuration {st.config_mr_url}")
     iid = int(st.config_mr_url.rstrip("/").rsplit("/", 1)[1])
     await asyncio.to_thread(gitlab.merge_merge_request, iid)
     say.print("  ai-framework: merged; the feature migrations start")
 
 
-async def _wait_for(client: Client, wid: str, ready, timeout: float = 120.0) -> Status:  # type: ignore[no-untyped-def]
+async def wait_for(client: Client, wid: str, ready, timeout: float = 120.0) -> Status:  # type: ignore[no-untyped-def]
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while True:

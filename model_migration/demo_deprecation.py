@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from temporalio.client import Client
 
 from model_migration import operations as ops
-from model_migration.demo import hold, stage
+from model_migration.demo import hold, stage, wait_for
 from model_migration.domain.catalog import Catalog
 from model_migration.domain.deprecation import DeprecationRequest, check_request
 from model_migration.domain.escalation import scaled_ladder
@@ -112,39 +112,24 @@ async def _until(client: Client, wid: str, ready, timeout: float = 180.0) -> Dep
 
 async def _merge_model_configuration(client: Client, migration: str, say) -> None:  # type: ignore[no-untyped-def]
     """AI Framework completes init once the configuration merge request is open."""
-    await _wait(client, migration, lambda s: bool(s.config_mr_url))
+    await wait_for(client, migration, lambda s: bool(s.config_mr_url))
     await ops.send(client, migration, "complete_stage", CompleteStage(stage=MigrationStage.INIT, actor="ai-framework", note="merged"))
     say.print("  ai-framework: model configuration merged; the feature migrations start")
 
 
 async def _play_team(client: Client, migration: str, feature: str, deprecation: str, say) -> None:  # type: ignore[no-untyped-def]
     wid = feature_workflow_id(migration, feature)
-    st = await _wait(client, wid, lambda s: s.issue is not None)
+    st = await wait_for(client, wid, lambda s: s.issue is not None)
     dri = st.pending_action.owner if st.pending_action else "team"
     if feature == LATE:
         say.print(f"  {feature}: the team is late; the deprecation escalates")
         await _until(client, deprecation, lambda s: any(feature in e.features for e in s.fired), timeout=300)
     await ops.send(client, wid, "complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor=dri, prompt_version="1.0.0-dev"))
-    await _wait(client, wid, lambda s: s.stage == FeatureStage.ROLLOUT)  # the simulator passes every gate
+    await wait_for(client, wid, lambda s: s.stage == FeatureStage.ROLLOUT)  # the simulator passes every gate
     for pct in (1, 10, 25, 50, 75, 100):
         await ops.send(client, wid, "report_rollout", ReportRollout(actor=dri, percentage=pct))
     await ops.send(client, wid, "complete_stage", CompleteStage(stage=FeatureStage.CLEANUP, actor=dri, note="flag removed"))
     say.print(f"  {feature}: done")
-
-
-async def _wait(client: Client, wid: str, ready, timeout: float = 180.0):  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        try:
-            st = await ops.status(client, wid)
-            if ready(st):
-                return st
-        except ops.UserError:
-            pass  # not started yet
-        if loop.time() > end:
-            raise ops.UserError(f"the demo waited {timeout:.0f}s for {wid} and gave up")
-        await asyncio.sleep(0.25)
 
 
 def _summary(result: DeprecationResult, st: DeprecationStatus) -> DeprecationSummary:

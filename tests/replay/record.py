@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
+from temporalio.client import WorkflowHandle
 
 import worker as worker_module
 from activities.gitlab import GitLabActivities
@@ -132,13 +133,7 @@ async def scenarios(engine: Engine, tag: str) -> dict[str, object]:
     await parent.execute_update("complete_stage", CompleteStage(stage=MigrationStage.INIT, actor="ai-lead"))
     for name in ("duo_chat", "code_explanation"):
         child = engine.client.get_workflow_handle(feature_workflow_id(parent.id, name))
-        while True:
-            try:
-                if (await child.query("status", result_type=Status)).issue:
-                    break
-            except Exception:  # not started yet
-                pass
-            await asyncio.sleep(0.2)
+        await _issue_opened(child)
         await drive(child)
         handles[f"migration_child_{name}"] = child
     await parent.result()
@@ -176,13 +171,7 @@ async def deprecation_scenarios(engine: Engine, tag: str) -> dict[str, object]:
     await clear.execute_update("update_cutoff", UpdateCutoff(new_date=now.date() + timedelta(weeks=9), reason="recorded"))
     for name in ("duo_chat", "code_explanation"):
         child = engine.client.get_workflow_handle(feature_workflow_id(migration.id, name))
-        while True:
-            try:
-                if (await child.query("status", result_type=Status)).issue:
-                    break
-            except Exception:  # not started yet
-                pass
-            await asyncio.sleep(0.2)
+        await _issue_opened(child)
         if name == "code_explanation":  # late: the calendar reaches it first
             while not any(name in e.features for e in (await clear.query("status", result_type=DeprecationStatus)).fired):
                 await asyncio.sleep(0.2)
@@ -204,6 +193,17 @@ async def deprecation_scenarios(engine: Engine, tag: str) -> dict[str, object]:
     await engine.client.get_workflow_handle(f"{close.id}:migration").terminate("recorded")
     handles["deprecation_close_call"] = close
     return handles
+
+
+async def _issue_opened(child: WorkflowHandle) -> None:
+    """Until a feature child the parent starts has its issue."""
+    while True:
+        try:
+            if (await child.query("status", result_type=Status)).issue:
+                return
+        except Exception:  # not started yet
+            pass
+        await asyncio.sleep(0.2)
 
 
 def without_stack_traces(text: str) -> str:
