@@ -105,7 +105,6 @@ class ModelDeprecationWorkflow:
         self.errors: dict[str, dict[str, str]] = {}
         self.choice: Choice | None = None
         self.replacement: ModelDefinition | None = None
-        self.selection: SelectReplacement | None = None
         self.fallback = ""
         self.epic: EpicInfo | None = None
         self.epic_notes: list[PostEpicNoteInput] = []

@@ -58,3 +58,11 @@ FEATURE_REVISION = 4
 MIGRATION_REVISION = 4
 #: The migration revision from which ``initiative_epic`` is honoured.
 INITIATIVE_REVISION = 4
+
+# -- keyed on the input: only runs a deprecation starts take these ------------------------------
+#: A migration with ``deprecation_epic`` files its tracking issue there instead of the initiative
+#: epic and passes it to its features, which file their issues there (``FeatureMigrationInput.epic``);
+#: one with ``parent_id`` signals its parent ``deprecation_progress``. A ``shift`` parent command
+#: (sent only by a deprecation whose cutoff moved) moves a feature's deadlines, or a migration's
+#: features' plans. Older histories have none of these inputs or signals, so they replay unchanged.
+#: The deprecation workflow's own revisions: ``DEPRECATION_REVISION`` in ``deprecation_messages.py``.
