@@ -1,0 +1,70 @@
+"""Payloads of the rollout activities: the flag target, a ladder step, and the analysis."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from model_migration.domain.rollout import LadderStep, MetricTemplate
+
+FROZEN = ConfigDict(frozen=True)
+
+
+class RolloutActivity(StrEnum):
+    APPLY_FLAG_STEP = "apply_flag_step"
+    FLAG_OFF = "flag_off"
+    REMOVE_FLAG = "remove_flag"
+    MEASURE_STEP = "measure_step"
+    OLD_MODEL_RATE = "old_model_rate"
+
+
+class FlagKind(StrEnum):
+    GITLAB_INSTANCE = "gitlab_instance"  # GitLab's Features API, as GitLab.com rolls out its own features
+    GITLAB_PROJECT = "gitlab_project"  # a project's feature flags (Unleash strategies)
+    UNLEASH = "unleash"  # an Unleash server's admin API
+
+
+class FlagTarget(BaseModel):
+    """Which flag, where: the worker maps each environment to its URL and token from settings."""
+
+    model_config = FROZEN
+    kind: FlagKind
+    name: str = Field(min_length=1)
+    environments: tuple[str, ...] = ("production",)
+
+
+class ApplyFlagStepInput(BaseModel):
+    """Set the flag to exactly this step's state (a value, never an increment: a retry is harmless)."""
+
+    model_config = FROZEN
+    target: FlagTarget
+    step: LadderStep
+
+
+class FlagOffInput(BaseModel):
+    """Off in every environment of the target (a rollback or an abort)."""
+
+    model_config = FROZEN
+    target: FlagTarget
+
+
+class MeasureStepInput(BaseModel):
+    """Every analysis metric for the candidate against the baseline over ``window``, one instant query each."""
+
+    model_config = FROZEN
+    feature: str
+    candidate: str
+    baseline: str
+    window: timedelta
+    analysis: tuple[MetricTemplate, ...]
+
+
+class OldModelRateInput(BaseModel):
+    """The old model's request rate for the feature over ``window`` (requests per second)."""
+
+    model_config = FROZEN
+    feature: str
+    model: str
+    window: timedelta
