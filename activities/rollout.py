@@ -1,0 +1,99 @@
+"""The rollout activities: flag writes through a flag target, measurements through Prometheus.
+
+Each flag write sets a value (never increments), so a retried activity is harmless. The worker
+injects one factory per flag kind (GitLab's Features API, a project's feature flags, an Unleash
+server) and one Prometheus client; the engine queries Prometheus, never the gateway.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Protocol
+
+import structlog
+from temporalio import activity
+
+from activities.rollout_payloads import (
+    ApplyFlagStepInput,
+    FlagKind,
+    FlagOffInput,
+    FlagTarget,
+    MeasureStepInput,
+    OldModelRateInput,
+    RolloutActivity,
+)
+from model_migration.domain.errors import DomainError, ErrorType
+from model_migration.domain.rollout import REQUESTS, LadderStep, Measurement, MetricTemplate, promql_duration
+
+log = structlog.get_logger("rollout")
+
+
+class Flag(Protocol):
+    """One flag in its environments (``model_migration/clients/flag_targets.py``)."""
+
+    def apply(self, step: LadderStep) -> None: ...
+
+    def off(self, environment: str | None = None) -> None: ...
+
+    def remove(self) -> None: ...
+
+    def state(self) -> dict[str, str]: ...
+
+
+class Metrics(Protocol):
+    """Prometheus's HTTP API (``model_migration/clients/prometheus.py``)."""
+
+    def instant(self, query: str) -> float | None: ...
+
+    def measure(self, template: MetricTemplate, feature: str, candidate: str, baseline: str, window: timedelta) -> Measurement: ...
+
+
+class RolloutActivities:
+    def __init__(self, flags: Mapping[FlagKind, Callable[[FlagTarget], Flag]], metrics: Callable[[], Metrics]) -> None:
+        self._flags = flags
+        self._metrics = metrics
+
+    def _flag(self, target: FlagTarget) -> Flag:
+        make = self._flags.get(target.kind)
+        if make is None:
+            raise DomainError(f"no {target.kind} flag target is configured on this worker", type=ErrorType.INVALID_INPUT)
+        return make(target)
+
+    @activity.defn(name=RolloutActivity.APPLY_FLAG_STEP)
+    def apply_flag_step(self, request: ApplyFlagStepInput) -> str:
+        flag = self._flag(request.target)
+        flag.apply(request.step)
+        state = flag.state()
+        log.info("flag_step_applied", flag=request.target.name, step=request.step.label, state=state)
+        return ", ".join(f"{env}: {value}" for env, value in sorted(state.items()))
+
+    @activity.defn(name=RolloutActivity.FLAG_OFF)
+    def flag_off(self, request: FlagOffInput) -> str:
+        flag = self._flag(request.target)
+        flag.off()
+        state = flag.state()
+        log.warning("flag_off", flag=request.target.name, state=state)
+        return ", ".join(f"{env}: {value}" for env, value in sorted(state.items()))
+
+    @activity.defn(name=RolloutActivity.REMOVE_FLAG)
+    def remove_flag(self, request: FlagOffInput) -> None:
+        self._flag(request.target).remove()
+        log.info("flag_removed", flag=request.target.name)
+
+    @activity.defn(name=RolloutActivity.MEASURE_STEP)
+    def measure_step(self, request: MeasureStepInput) -> list[Measurement]:
+        metrics = self._metrics()
+        return [
+            metrics.measure(t, request.feature, request.candidate, request.baseline, request.window) for t in request.analysis
+        ]
+
+    @activity.defn(name=RolloutActivity.OLD_MODEL_RATE)
+    def old_model_rate(self, request: OldModelRateInput) -> float | None:
+        query = f'sum(rate({REQUESTS}{{feature="{request.feature}",model="{request.model}"}}[{promql_duration(request.window)}]))'
+        rate = self._metrics().instant(query)
+        return None if rate is None or math.isnan(rate) else rate
+
+    def all(self) -> list[Callable[..., object]]:
+        return [self.apply_flag_step, self.flag_off, self.remove_flag, self.measure_step, self.old_model_rate]
