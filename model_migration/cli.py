@@ -419,10 +419,11 @@ def _fail(message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from model_migration import promptfoo_setup, services  # worker, dev-server, sandbox, demo; setup-promptfoo
+    from model_migration import prometheus_setup, promptfoo_setup, services  # worker, dev-server, sandbox, demo; setup-*
 
     services.register(app)
     promptfoo_setup.register(app)
+    prometheus_setup.register(app)
     deprecation_cli.register(app)
     _exit(_run_app(argv))
 
