@@ -10,13 +10,28 @@ parameters alike, so ``key`` arrives. ``tests/clients/test_gitlab_flags.py`` pro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gitlab.exceptions
+from pydantic import BaseModel, ConfigDict
 
 from model_migration.clients.gitlab_errors import gitlab_call
 from model_migration.domain.errors import ErrorType, GitLabError
 from model_migration.domain.models import FlagGate, FlagStrategy, InstanceFlag, ProjectFlag
+
+#: One actor path (username, group or project path) or several.
+Actors = str | Sequence[str] | None
+
+
+class FlagUserList(BaseModel):
+    """A project's feature flag user list, for ``gitlabUserList`` strategies."""
+
+    model_config = ConfigDict(frozen=True)
+    id: int
+    iid: int
+    name: str
+    user_xids: list[str]
 
 
 class FlagsMixin:
@@ -31,24 +46,40 @@ class FlagsMixin:
     def set_feature(
         self,
         name: str,
-        value: bool | int,
+        value: bool | int | float,
         *,
         key: str | None = "percentage_of_actors",
         feature_group: str | None = None,
-        user: str | None = None,
-        group: str | None = None,
-        project: str | None = None,
+        user: Actors = None,
+        group: Actors = None,
+        project: Actors = None,
+        namespace: Actors = None,
+        force: bool = False,
     ) -> InstanceFlag:
         """One POST. ``value`` True/False switches the flag (or, with an actor, the actor) on or
         off; a number is a percentage of ``key``. GitLab refuses a percentage on a fully
-        enabled flag: roll back with ``False`` first."""
+        enabled flag: roll back with ``False`` first.
+
+        ``user``, ``group``, ``project`` and ``namespace`` take one path or several (sent
+        comma-separated; GitLab refuses all of them, changing nothing, if one is unknown).
+        ``feature_group`` is one Flipper group name: GitLab does not split it. ``force`` skips
+        GitLab's name checks (a licensed feature's name is refused without it)."""
         extra: dict[str, Any] = {}
         if key is not None and not isinstance(value, bool):
             extra["key"] = key
-        found = self._gl.features.set(
-            name, value, feature_group=feature_group, user=user, group=group, project=project,
-            **extra,
-        )  # fmt: skip
+        if force:
+            extra["force"] = "true"
+        if namespace is not None:
+            extra["namespace"] = _joined(namespace)
+        try:
+            found = self._gl.features.set(
+                name, value, feature_group=feature_group, user=_joined(user), group=_joined(group),
+                project=_joined(project), **extra,
+            )  # fmt: skip
+        except gitlab.exceptions.GitlabError as exc:
+            if exc.response_code == 403:
+                raise _admin_only(f"set feature flag {name!r}") from exc
+            raise
         return _instance_flag(found.attributes)
 
     @gitlab_call("read feature flag {name!r}")
@@ -58,12 +89,22 @@ class FlagsMixin:
 
     @gitlab_call("list feature flags")
     def list_features(self) -> list[InstanceFlag]:
-        return [_instance_flag(f.attributes) for f in self._gl.features.list(get_all=True)]
+        try:
+            return [_instance_flag(f.attributes) for f in self._gl.features.list(get_all=True)]
+        except gitlab.exceptions.GitlabError as exc:
+            if exc.response_code == 403:
+                raise _admin_only("list feature flags") from exc
+            raise
 
     @gitlab_call("delete feature flag {name!r}")
     def delete_feature(self, name: str) -> None:
         """Idempotent: GitLab answers 204 whether or not the flag exists."""
-        self._gl.features.delete(name)
+        try:
+            self._gl.features.delete(name)
+        except gitlab.exceptions.GitlabError as exc:
+            if exc.response_code == 403:
+                raise _admin_only(f"delete feature flag {name!r}") from exc
+            raise
 
     # -- project (Unleash) feature flags -----------------------------------------------------
 
@@ -161,8 +202,73 @@ class FlagsMixin:
             if exc.response_code != 404:
                 raise
 
+    # -- feature flag user lists -------------------------------------------------------------
+
+    @gitlab_call("read feature flag user list {name!r}")
+    def get_flag_user_list(self, name: str) -> FlagUserList | None:
+        found = self._project.feature_flags_user_lists.list(search=name, get_all=True)
+        return next((_user_list(x.attributes) for x in found if x.name == name), None)
+
+    @gitlab_call("ensure feature flag user list {name!r}")
+    def ensure_flag_user_list(self, name: str, user_xids: Sequence[str]) -> FlagUserList:
+        """The list as it is, or created with these user ids: safe to call again. A list of that
+        name with other ids is refused (INVALID) rather than changed behind a running rollout."""
+        wanted = [str(x) for x in user_xids]
+        found = self.get_flag_user_list(name)
+        if found is None:
+            data = {"name": name, "user_xids": ",".join(wanted)}
+            try:
+                return _user_list(self._project.feature_flags_user_lists.create(data).attributes)
+            except gitlab.exceptions.GitlabCreateError as exc:
+                # Created meanwhile (or by our own lost answer): compare it below.
+                if "has already been taken" not in str(exc.error_message):
+                    raise
+                found = self.get_flag_user_list(name)
+                if found is None:
+                    raise
+        if found.user_xids != wanted:
+            raise GitLabError(
+                f"Feature flag user list {name!r} exists with other users ({','.join(found.user_xids)})",
+                type=ErrorType.GITLAB_INVALID,
+            )
+        return found
+
+    @gitlab_call("delete feature flag user list {name!r}")
+    def delete_flag_user_list(self, name: str) -> None:
+        """Idempotent. GitLab refuses (409) to delete a list a strategy still uses."""
+        found = self.get_flag_user_list(name)
+        if found is None:
+            return
+        try:
+            self._project.feature_flags_user_lists.delete(found.iid)
+        except gitlab.exceptions.GitlabDeleteError as exc:
+            if exc.response_code != 404:
+                raise
+
     def _require_flag(self, name: str) -> ProjectFlag:
         return _project_flag(self._project.feature_flags.get(name).attributes)
+
+
+def _joined(actors: Actors) -> str | None:
+    if actors is None or isinstance(actors, str):
+        return actors
+    return ",".join(actors)
+
+
+def _admin_only(operation: str) -> GitLabError:
+    """A 403 from the Features API means the token's user is no administrator."""
+    return GitLabError(
+        f"GitLab refused to {operation} (403): the Features API needs an administrator's token",
+        type=ErrorType.GITLAB_AUTH,
+        status=403,
+    )
+
+
+def _user_list(data: dict[str, Any]) -> FlagUserList:
+    xids = data.get("user_xids") or ""
+    return FlagUserList(
+        id=data["id"], iid=data["iid"], name=data["name"], user_xids=[x for x in str(xids).split(",") if x]
+    )
 
 
 def _instance_flag(data: dict[str, Any]) -> InstanceFlag:

@@ -79,6 +79,48 @@ def test_refused_settings_are_invalid(gitlab_client: GitLabClient, feature: str)
     assert error.value.type == ErrorType.GITLAB_INVALID and feature in str(error.value)
 
 
+def test_actor_lists_namespace_and_force(gitlab_client: GitLabClient, feature: str) -> None:
+    """Several actors go comma-separated; ``namespace`` and ``force`` reach GitLab."""
+    flag = gitlab_client.set_feature(feature, True, user=["dri-chat", "mgr-chat"], force=True)
+    actors = flag.gate("actors")
+    assert actors is not None and isinstance(actors.value, list) and len(actors.value) == 2
+    flag = gitlab_client.set_feature(feature, True, namespace=gitlab_client.group_path)
+    actors = flag.gate("actors")
+    assert actors is not None and isinstance(actors.value, list) and len(actors.value) == 3
+    with pytest.raises(GitLabError) as error:
+        gitlab_client.set_feature(feature, False, user=["dri-chat", "no-such-person"])
+    assert error.value.type == ErrorType.GITLAB_INVALID and "no-such-person is not found" in str(error.value)
+    assert gitlab_client.get_feature(feature) == flag  # all or nothing
+
+
+def test_features_api_needs_an_admin(gitlab_sandbox: SandboxInfo, feature: str) -> None:
+    """A non-admin token's 403 is AUTH and says an administrator's token is needed."""
+    guest = GitLabClient(gitlab_sandbox.url, gitlab_sandbox.guest_token, gitlab_sandbox.project_path)
+    with guest:
+        for call in (lambda: guest.set_feature(feature, 10), lambda: guest.delete_feature(feature)):
+            with pytest.raises(GitLabError) as error:
+                call()
+            assert (error.value.type, error.value.status) == (ErrorType.GITLAB_AUTH, 403)
+            assert "needs an administrator's token" in str(error.value)
+
+
+def test_flag_user_list_ensure_and_delete(gitlab_client: GitLabClient) -> None:
+    """Ensure creates once and returns it after; other users are refused; delete twice."""
+    name = f"mm-list-{uuid.uuid4().hex[:8]}"
+    assert gitlab_client.get_flag_user_list(name) is None
+    created = gitlab_client.ensure_flag_user_list(name, ["7", "8"])
+    assert created.user_xids == ["7", "8"] and created.iid > 0
+    calls = gitlab_client.calls
+    assert gitlab_client.ensure_flag_user_list(name, ["7", "8"]) == created
+    assert gitlab_client.calls - calls == 1  # one read, no create
+    with pytest.raises(GitLabError) as error:
+        gitlab_client.ensure_flag_user_list(name, ["7"])
+    assert error.value.type == ErrorType.GITLAB_INVALID and "exists with other users (7,8)" in str(error.value)
+    gitlab_client.delete_flag_user_list(name)
+    gitlab_client.delete_flag_user_list(name)
+    assert gitlab_client.get_flag_user_list(name) is None
+
+
 def test_ensure_project_flag_creates_once(gitlab_client: GitLabClient, flag: str) -> None:
     """The second ensure returns the existing flag unchanged: no duplicate, no overwrite."""
     created = gitlab_client.ensure_project_flag(flag, "rollout", [FlagStrategy.percent_of_users(1)])

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -258,3 +259,81 @@ def test_invalid_update_changes_nothing(target: Target, flag: str) -> None:
     assert raised.value.response_code == 400
     read = target.project.feature_flags.get(flag)
     assert read.active is True and read.strategies[0]["parameters"]["percentage"] == "10"
+
+
+# -- the Features API's refusals and actor forms ---------------------------------------------
+
+
+def _non_admin_token(target: Target) -> str:
+    if target.sandbox is not None:
+        return str(target.sandbox.guest_token)
+    token = os.environ.get("GITLAB_NON_ADMIN_TOKEN")
+    if not token:
+        pytest.skip("set GITLAB_NON_ADMIN_TOKEN (a user who is no administrator) to check the 403s")
+    return token
+
+
+def test_features_writes_need_an_admin(target: Target, feature: str) -> None:
+    """POST and DELETE /features/:name with a non-admin token: 403, and nothing is set."""
+    other = gitlab.Gitlab(target.gl.url, private_token=_non_admin_token(target), retry_transient_errors=False)
+    with pytest.raises(gitlab.exceptions.GitlabSetError) as raised:
+        other.features.set(feature, True)
+    assert raised.value.response_code == 403
+    with pytest.raises(gitlab.exceptions.GitlabDeleteError) as deleted:
+        other.features.delete(feature)
+    assert deleted.value.response_code == 403
+    assert feature not in {f.name for f in target.gl.features.list(get_all=True)}
+
+
+def test_features_list_needs_an_admin(target: Target, request: pytest.FixtureRequest) -> None:
+    """GET /features with a non-admin token: 403 (``authenticated_as_admin!``)."""
+    if target.sandbox is not None:
+        request.applymarker(pytest.mark.xfail(
+            strict=True, reason="the sandbox lets its Guest token read every API path, /features included",
+        ))  # fmt: skip
+    other = gitlab.Gitlab(target.gl.url, private_token=_non_admin_token(target), retry_transient_errors=False)
+    with pytest.raises(gitlab.exceptions.GitlabListError) as raised:
+        other.features.list(get_all=True)
+    assert raised.value.response_code == 403
+
+
+def test_feature_group_need_not_be_registered(target: Target, feature: str) -> None:
+    """Flipper makes any group name a group ("Stop raising in Flipper.group"): an unregistered
+    one is accepted and lets nobody in, so a typo in ``feature_group`` is not refused."""
+    result = target.gl.features.set(feature, True, feature_group="mm_no_such_group")
+    assert (result.state, _gates(result)) == ("conditional", {"boolean": False, "groups": ["mm_no_such_group"]})
+
+
+def test_key_with_an_actor_is_400(target: Target, feature: str) -> None:
+    """``key`` and any actor parameter are mutually exclusive (Grape's 400)."""
+    with pytest.raises(gitlab.exceptions.GitlabSetError) as raised:
+        target.gl.features.set(feature, 50, feature_group="gitlab_team_members", key="percentage_of_actors")
+    assert (raised.value.response_code, raised.value.error_message) == (400, "key, feature_group are mutually exclusive")
+
+
+def test_percentage_for_an_actor_is_400(target: Target, feature: str) -> None:
+    """A percentage applies to the whole flag: with an actor it is "Cannot set ... for ..."."""
+    with pytest.raises(gitlab.exceptions.GitlabSetError) as raised:
+        target.gl.features.set(feature, 50, feature_group="gitlab_team_members")
+    assert raised.value.response_code == 400
+    assert str(raised.value.error_message).startswith(f"400 Bad request - Cannot set '{feature}' to \"50\" for ")
+
+
+def test_actor_lists_are_all_or_nothing(target: Target, feature: str) -> None:
+    """Comma-separated actors: every one is looked up first, so one unknown name sets nothing."""
+    target.gl.auth()
+    me = target.gl.user
+    assert me is not None
+    ghost = _name("nobody")
+    with pytest.raises(gitlab.exceptions.GitlabSetError) as raised:
+        target.gl.features.set(feature, True, user=f"{me.username},{ghost}")
+    assert raised.value.error_message == f"400 Bad request - {ghost} is not found!"
+    assert feature not in {f.name for f in target.gl.features.list(get_all=True)}
+    both = target.gl.features.set(feature, True, user=me.username, group=f"{target.group.full_path}")
+    assert set(_gates(both)["actors"]) == {f"User:{me.id}", f"Group:{target.group.id}"}
+
+
+def test_fractional_percentage_and_force(target: Target, feature: str) -> None:
+    """Percentages go to three decimal places; ``force`` (skip the name checks) is accepted."""
+    result = target.gl.features.set(feature, "0.5", key="percentage_of_actors", force=True)
+    assert result.state == "conditional" and _gates(result)["percentage_of_actors"] == 0.5
