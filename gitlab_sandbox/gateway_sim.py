@@ -1,8 +1,8 @@
 """A simulated AI gateway's traffic, exported for Prometheus to scrape.
 
-Every tick, for each configured feature, ``requests_per_tick`` simulated users (``User;<n>`` out
-of ``users``) make a request. A *router* (``route(feature, user_id) -> model``) says which model
-serves each; the default one splits the feature's actors between ``candidate`` and ``baseline``
+Every tick, for each configured feature, ``requests_per_tick`` simulated users make a request
+(``User:<n>``, GitLab's flipper ids, out of ``users``). A *router* (``route(feature, user_id) ->
+model``) says which model serves each; the default one splits the feature's actors between ``candidate`` and ``baseline``
 at ``percentage``, hashing each actor as Flipper's percentage-of-actors gate does (crc32 of the
 flag name and the actor id), so the users on the candidate stay there as the percentage rises.
 
@@ -189,7 +189,7 @@ class GatewaySim:
                     self._simulate(feature, traffic, self._states[feature])
 
     def _simulate(self, feature: str, traffic: FeatureTraffic, state: _FeatureState) -> None:
-        users = [f"User;{self._rng.randint(1, traffic.users)}" for _ in range(traffic.requests_per_tick)]
+        users = [f"User:{self._rng.randint(1, traffic.users)}" for _ in range(traffic.requests_per_tick)]
         models = [self.route(feature, user) for user in users]
         state.recent.extend(model == traffic.candidate for model in models)
         share = 100 * sum(state.recent) / len(state.recent) if state.recent else 0.0

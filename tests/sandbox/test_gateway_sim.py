@@ -12,7 +12,7 @@ import requests
 from gitlab_sandbox.gateway_sim import FeatureTraffic, GatewaySim, actor_percentage, split_route
 from model_migration.devserver import free_port
 
-USERS = [f"User;{n}" for n in range(1, 5001)]
+USERS = [f"User:{n}" for n in range(1, 5001)]
 
 
 def traffic(**fields: object) -> FeatureTraffic:
