@@ -31,8 +31,10 @@ FROZEN = ConfigDict(frozen=True)
 
 class RolloutTunables(BaseModel):
     model_config = FROZEN
-    #: How often a baking step is measured; each measurement looks back one window.
+    #: How often a baking step is measured.
     analysis_interval: timedelta = timedelta(minutes=5)
+    #: How far back each measurement looks (PromQL range).
+    analysis_window: timedelta = timedelta(minutes=5)
     hold: timedelta = HOLD
     #: The window over which the old model must have served nothing.
     drain_window: timedelta = timedelta(hours=1)
@@ -176,7 +178,7 @@ class RolloutWorkflow:
     async def _measure(self, step: int) -> None:
         request = MeasureStepInput(
             feature=self.input.feature, candidate=self.input.candidate, baseline=self.input.baseline,
-            window=self.input.tunables.analysis_interval, analysis=self.state.analysis,
+            window=self.input.tunables.analysis_window, analysis=self.state.analysis,
         )
         measured = await call(flags.measure_step, request, self.input.tunables.activity_timeout)
         self._apply(machine.Measured(step=step, measurements=tuple(measured)))

@@ -28,7 +28,7 @@ from model_migration.domain.rollout import Measurement, MetricTemplate
 QUERY = "/api/v1/query"
 #: The metrics are the AI gateway's, so until ErrorType has members for the metrics backend its
 #: failures travel under the gateway's two types: the same retry rule, one place to change.
-UNAVAILABLE, REFUSED = ErrorType.AI_GATEWAY_UNAVAILABLE, ErrorType.AI_GATEWAY_REFUSED
+UNAVAILABLE, REFUSED = ErrorType.METRICS_UNAVAILABLE, ErrorType.METRICS_REFUSED
 
 
 class PrometheusError(DomainError):

@@ -24,6 +24,8 @@ class ErrorType(StrEnum):
     NOTIFIER_UNAVAILABLE = "NotifierUnavailable"  # 429, 5xx, connection problems: retried
     AI_GATEWAY_REFUSED = "AiGatewayRefused"  # its model definitions: a 4xx (a wrong URL) or JSON of another shape: never retried
     AI_GATEWAY_UNAVAILABLE = "AiGatewayUnavailable"  # 429, 5xx, connection problems, a page instead of JSON: retried
+    METRICS_REFUSED = "MetricsRefused"  # Prometheus refused the token or the query: never retried
+    METRICS_UNAVAILABLE = "MetricsUnavailable"  # Prometheus unreachable, 429 or 5xx: retried
 
     @classmethod
     def non_retryable(cls) -> list[str]:
@@ -37,6 +39,7 @@ class ErrorType(StrEnum):
             cls.HARNESS_REFUSED,
             cls.NOTIFIER_REFUSED,
             cls.AI_GATEWAY_REFUSED,
+            cls.METRICS_REFUSED,
         ]
 
 

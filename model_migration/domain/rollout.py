@@ -183,7 +183,9 @@ def _rate(metric: str, model: str) -> str:
 
 
 def _ratio(numerator: str, denominator: str, model: str) -> str:
-    return f"({_rate(numerator, model)} / {_rate(denominator, model)})"
+    """A ratio of two rates. A counter appears with its first increment, so a numerator with no
+    series yet (no error so far) counts as 0; an empty denominator (no traffic) leaves no value."""
+    return f"(({_rate(numerator, model)} or vector(0)) / {_rate(denominator, model)})"
 
 
 def _p95(model: str) -> str:

@@ -128,7 +128,7 @@ def test_no_prometheus_there_is_retried() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(PrometheusError, match=f"cannot reach Prometheus at {url}: ConnectionError") as caught:
         PrometheusClient(url).instant("1")
-    assert caught.value.retryable and caught.value.type == ErrorType.AI_GATEWAY_UNAVAILABLE
+    assert caught.value.retryable and caught.value.type == ErrorType.METRICS_UNAVAILABLE
 
 
 # -- answers a real Prometheus gives only when something is in the way: a canned server ----------
