@@ -425,6 +425,9 @@ def main(argv: list[str] | None = None) -> None:
     promptfoo_setup.register(app)
     prometheus_setup.register(app)
     deprecation_cli.register(app)
+    from model_migration import unleash_setup  # setup-unleash
+
+    unleash_setup.register(app)
     _exit(_run_app(argv))
 
 
