@@ -47,7 +47,10 @@ class Metrics(Protocol):
 
     def instant(self, query: str) -> float | None: ...
 
-    def measure(self, template: MetricTemplate, feature: str, candidate: str, baseline: str, window: timedelta) -> Measurement: ...
+    def measure(
+        self, template: MetricTemplate, feature: str, candidate: str, baseline: str, window: timedelta,
+        baseline_window: timedelta | None = None,
+    ) -> Measurement: ...
 
 
 class RolloutActivities:
@@ -86,7 +89,8 @@ class RolloutActivities:
     def measure_step(self, request: MeasureStepInput) -> list[Measurement]:
         metrics = self._metrics()
         return [
-            metrics.measure(t, request.feature, request.candidate, request.baseline, request.window) for t in request.analysis
+            metrics.measure(t, request.feature, request.candidate, request.baseline, request.window, request.baseline_window)
+            for t in request.analysis
         ]
 
     @activity.defn(name=RolloutActivity.OLD_MODEL_RATE)

@@ -59,6 +59,8 @@ class MeasureStepInput(BaseModel):
     baseline: str
     window: timedelta
     analysis: tuple[MetricTemplate, ...]
+    #: The baseline's range: since the rollout began (at least ``window``).
+    baseline_window: timedelta | None = None
 
 
 class OldModelRateInput(BaseModel):

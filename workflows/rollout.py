@@ -92,6 +92,7 @@ class RolloutWorkflow:
         self.pending: list[machine.Effect] = list(first.effects)
         self.version = 0
         self.notes = 0
+        self.started = workflow.now()
 
     @workflow.run
     async def run(self, input: RolloutInput) -> RolloutResult:
@@ -146,7 +147,8 @@ class RolloutWorkflow:
             next_measure = min(workflow.now() + self.input.tunables.analysis_interval, bake_end)
             if await self._sleep_until(next_measure, changed):
                 await self._measure(s.step)
-                if self.version == version and workflow.now() >= bake_end:
+                still = self.state.phase == machine.Phase.BAKING and self.state.step == s.step
+                if still and workflow.now() >= bake_end:
                     self._apply(machine.BakeEnded(step=s.step))
         elif s.phase == machine.Phase.HOLDING:
             if await self._sleep_until(self._held_since() + self.input.tunables.hold, changed):
@@ -179,6 +181,7 @@ class RolloutWorkflow:
         request = MeasureStepInput(
             feature=self.input.feature, candidate=self.input.candidate, baseline=self.input.baseline,
             window=self.input.tunables.analysis_window, analysis=self.state.analysis,
+            baseline_window=workflow.now() - self.started + self.input.tunables.analysis_window,
         )
         measured = await call(flags.measure_step, request, self.input.tunables.activity_timeout)
         self._apply(machine.Measured(step=step, measurements=tuple(measured)))

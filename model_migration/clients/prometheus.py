@@ -89,9 +89,13 @@ class PrometheusClient:
             raise PrometheusError(f"Prometheus answered {status} with {kind}, not JSON", type=UNAVAILABLE, status=status)
         return _value(body, query, status)
 
-    def measure(self, template: MetricTemplate, feature: str, candidate: str, baseline: str, window: timedelta) -> Measurement:
-        """One analysis metric, candidate against baseline over ``window``, with the candidate's request count."""
-        query, requests_query = template.render(feature, candidate, baseline, window)
+    def measure(
+        self, template: MetricTemplate, feature: str, candidate: str, baseline: str, window: timedelta,
+        baseline_window: timedelta | None = None,
+    ) -> Measurement:
+        """One analysis metric, candidate over ``window`` against baseline over ``baseline_window``,
+        with the candidate's request count."""
+        query, requests_query = template.render(feature, candidate, baseline, window, baseline_window)
         value = self.instant(query)
         return Measurement(metric=template.name, value=value, requests=self.instant(requests_query) or 0.0)
 

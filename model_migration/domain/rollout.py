@@ -146,8 +146,10 @@ class Condition(BaseModel):
 
 
 class MetricTemplate(BaseModel):
-    """One analysis metric. ``query`` is PromQL with ``$feature``, ``$candidate``, ``$baseline``
-    and ``$window`` placeholders; ``requests`` counts the candidate's requests in the window."""
+    """One analysis metric. ``query`` is PromQL with ``$feature``, ``$candidate``, ``$baseline``,
+    ``$window`` and ``$baseline_window`` placeholders; ``requests`` counts the candidate's requests
+    in the window. The baseline looks back over the whole rollout: once the candidate serves
+    everyone, the baseline model has no traffic left in the last window to compare with."""
 
     model_config = FROZEN
     name: str
@@ -162,14 +164,20 @@ class MetricTemplate(BaseModel):
     def _placeholders(self) -> MetricTemplate:
         for text in (self.query, self.requests):
             try:
-                Template(text).substitute(feature="f", candidate="c", baseline="b", window="1s")
+                Template(text).substitute(feature="f", candidate="c", baseline="b", window="1s", baseline_window="1s")
             except (KeyError, ValueError) as err:
                 raise ValueError(f"{self.name}: the query has an unknown placeholder ({err})") from None
         return self
 
-    def render(self, feature: str, candidate: str, baseline: str, window: timedelta) -> tuple[str, str]:
-        """The metric's query and its request-count query, filled in."""
-        values = {"feature": feature, "candidate": candidate, "baseline": baseline, "window": promql_duration(window)}
+    def render(
+        self, feature: str, candidate: str, baseline: str, window: timedelta, baseline_window: timedelta | None = None,
+    ) -> tuple[str, str]:
+        """The metric's query and its request-count query, filled in; the baseline's range is
+        ``baseline_window`` (at least ``window``)."""
+        values = {
+            "feature": feature, "candidate": candidate, "baseline": baseline, "window": promql_duration(window),
+            "baseline_window": promql_duration(max(window, baseline_window or window)),
+        }
         return Template(self.query).substitute(values), Template(self.requests).substitute(values)
 
 
@@ -178,8 +186,12 @@ def promql_duration(span: timedelta) -> str:
     return f"{max(1, int(span.total_seconds()))}s"
 
 
+def _range(model: str) -> str:
+    return "$baseline_window" if model == "baseline" else "$window"
+
+
 def _rate(metric: str, model: str) -> str:
-    return f'sum(rate({metric}{{feature="$feature",model="${model}"}}[$window]))'
+    return f'sum(rate({metric}{{feature="$feature",model="${model}"}}[{_range(model)}]))'
 
 
 def _ratio(numerator: str, denominator: str, model: str) -> str:
@@ -189,7 +201,7 @@ def _ratio(numerator: str, denominator: str, model: str) -> str:
 
 
 def _p95(model: str) -> str:
-    return f'histogram_quantile(0.95, sum by (le) (rate({DURATION}_bucket{{feature="$feature",model="${model}"}}[$window])))'
+    return f'histogram_quantile(0.95, sum by (le) (rate({DURATION}_bucket{{feature="$feature",model="${model}"}}[{_range(model)}])))'
 
 
 _CANDIDATE_REQUESTS = f'sum(increase({REQUESTS}{{feature="$feature",model="$candidate"}}[$window]))'

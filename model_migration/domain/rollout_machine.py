@@ -230,6 +230,8 @@ def start(ladder: tuple[LadderStep, ...] = DEFAULT_LADDER, analysis: tuple[Metri
 def decide(s: RolloutState, command: Command, now: datetime) -> Decision:
     """Apply ``command`` to ``s``; a command that does not fit raises ``CommandRejected``."""
     if s.phase.terminal:
+        if not isinstance(command, _Human):
+            return Decision(state=s)  # an activity's late answer after the end: nothing changes
         raise CommandRejected(f"the rollout is {s.phase}: nothing more to do")
     handler = _HANDLERS[type(command)]
     return handler(s, command, now)

@@ -131,6 +131,8 @@ def test_abort_turns_the_flag_off_and_ends_the_rollout() -> None:
     assert d.state.phase == Phase.ABORTED and kinds(d.effects) == [AllOff, StepNote]
     with pytest.raises(CommandRejected, match="aborted: nothing more"):
         decide(d.state, Pause(actor="lead"), NOW)
+    for late in (Applied(step=0), Measured(step=0, measurements=BAD), BakeEnded(step=0), TrafficChecked(old_model_rate=0)):
+        assert decide(d.state, late, NOW).state == d.state  # an activity answering after the end changes nothing
 
 
 def test_late_answers_for_a_step_already_left_change_nothing() -> None:
