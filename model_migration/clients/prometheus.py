@@ -22,7 +22,7 @@ from typing import Any
 import requests
 from pydantic import SecretStr
 
-from model_migration.domain.errors import DomainError, ErrorType
+from model_migration.domain.errors import ErrorType, ServiceError
 from model_migration.domain.rollout import Measurement, MetricTemplate
 
 QUERY = "/api/v1/query"
@@ -31,17 +31,8 @@ QUERY = "/api/v1/query"
 UNAVAILABLE, REFUSED = ErrorType.METRICS_UNAVAILABLE, ErrorType.METRICS_REFUSED
 
 
-class PrometheusError(DomainError):
-    """A query failed; ``retryable`` says whether asking again may help, ``retry_after`` (seconds) when Prometheus said."""
-
-    def __init__(self, message: str, *, type: ErrorType, status: int | None = None, retry_after: float | None = None) -> None:
-        super().__init__(message, type=type)
-        self.status = status
-        self.retry_after = retry_after
-
-    @property
-    def retryable(self) -> bool:
-        return self.type not in ErrorType.non_retryable()
+class PrometheusError(ServiceError):
+    """A query failed."""
 
 
 class PrometheusClient:

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import requests
 from pydantic import BaseModel, ConfigDict
 
-from model_migration.domain.errors import DomainError, ErrorType
+from model_migration.domain.errors import ErrorType, ServiceError
 
 #: ErrorType has no flag-service members yet: a refusal maps to one that is never retried, an outage to one that is.
 REFUSED = ErrorType.INVALID_INPUT
@@ -34,17 +34,8 @@ _KEPT = ("constraints", "variants", "segments", "title", "sortOrder")
 _AUTH_HINTS = {401: "the token is wrong or revoked", 403: "the token is not an admin token (or lacks the permission)"}
 
 
-class UnleashError(DomainError):
-    """An Unleash call failed; ``retryable`` says whether trying again may help, ``retry_after`` (seconds) when it said."""
-
-    def __init__(self, message: str, *, type: ErrorType, status: int | None = None, retry_after: float | None = None) -> None:
-        super().__init__(message, type=type)
-        self.status = status
-        self.retry_after = retry_after
-
-    @property
-    def retryable(self) -> bool:
-        return self.type not in ErrorType.non_retryable()
+class UnleashError(ServiceError):
+    """An Unleash call failed."""
 
 
 class EnvironmentState(BaseModel):

@@ -58,6 +58,20 @@ class DomainError(Exception):
         return str(self)
 
 
+class ServiceError(DomainError):
+    """A call to an outside service failed; ``retryable`` says whether trying again may help,
+    ``status`` is its HTTP status and ``retry_after`` (seconds) the wait it asked for."""
+
+    def __init__(self, message: str, *, type: ErrorType, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, type=type)
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.type not in ErrorType.non_retryable()
+
+
 class CommandRejected(DomainError):
     """A human command that does not fit the current stage."""
 
