@@ -14,6 +14,15 @@ A step's audience, in every implementation:
 ``state()`` reads each environment back as "off", "GitLab team members", "25 % of actors,
 GitLab team members" or "100 % of actors", naming anything else found (a percentage of time,
 single actors) so a note shows what a human changed.
+
+On an Unleash server (``UnleashFlag``) team members are a constraint on a context field, not a
+list of user ids: a ``default`` strategy titled "GitLab team members" with the constraint
+``gitlabTeamMember IN ["true"]``, the Unleash idiom for a group the application knows (as GitLab
+knows its ``gitlab_team_members`` Flipper group), so the flag holds no list to keep up to date. The
+application puts ``gitlabTeamMember: "true"`` in the context of a team member's requests. It is a
+``default`` strategy, not a constrained ``flexibleRollout``, so that the percentage stays the
+one ``flexibleRollout`` (stickiness ``userId``, group id the flag's name) that
+``UnleashAdmin.set_rollout`` manages. Unleash 8 has no ``userWithId`` strategy any more.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from model_migration.clients.gitlab_flags import FlagUserList
+from model_migration.clients.unleash import ROLLOUT, Constraint, Environment, Strategy, UnleashAdmin, UnleashError
 from model_migration.domain.models import FlagStrategy, InstanceFlag, ProjectFlag
 from model_migration.domain.rollout import PRODUCTION, Audience, LadderStep, RolloutError
 
@@ -308,4 +318,135 @@ class GitLabProjectFlag:
                 others.append(f"user list {s.user_list_id}")
             else:
                 others.append(f"users {s.parameters.get('userIds', '')}")
+        return describe(percentage, team, others)
+
+
+# -- a flag on an Unleash server (its admin API) ----------------------------------------------
+
+TEAM_MEMBER_FIELD = "gitlabTeamMember"  # the context field the application sets for GitLab team members
+TEAM_CONSTRAINT = Constraint(context_name=TEAM_MEMBER_FIELD, operator="IN", values=("true",))
+TEAM_STRATEGY = Strategy(name="default", title=TEAM_MEMBERS, constraints=(TEAM_CONSTRAINT,))
+
+
+def _plain(strategy: Strategy) -> bool:
+    return not strategy.constraints and not strategy.segments
+
+
+def _is_team(strategy: Strategy) -> bool:
+    return strategy.name == "default" and strategy.constraints == (TEAM_CONSTRAINT,) and not strategy.segments
+
+
+def _other(strategy: Strategy) -> str:
+    """A strategy a rollout did not set, named for a note: ``flexibleRollout 30 % where userId IN 7, 9``."""
+    rollout = strategy.parameters.get("rollout")
+    where = [f"{c.context_name} {'NOT ' if c.inverted else ''}{c.operator} {', '.join(c.values)}" for c in strategy.constraints]
+    return " ".join([strategy.title or strategy.name, *([f"{rollout} %"] if rollout else []),
+                     *([f"where {' and '.join(where)}"] if where else []), *(f"in segment {s}" for s in strategy.segments)])  # fmt: skip
+
+
+class UnleashFlag:
+    """A flag on an Unleash server, one Unleash environment per ladder environment:
+    ``environments`` maps each (``{"staging": "development", "production": "production"}``), and a
+    step in an environment it does not map is refused before any request. In each environment a
+    ``flexibleRollout`` of ``userId`` for a percentage, the team-members strategy (see the module
+    docstring) alongside it where ``keep_team_members_in`` says, the environment switched on; any
+    other strategy found there is removed. ``off`` switches environments off and leaves their
+    strategies, so a step applied again after a rollback only switches it back on."""
+
+    def __init__(
+        self,
+        admin: UnleashAdmin,
+        name: str,
+        *,
+        environments: Mapping[str, str],
+        keep_team_members_in: Collection[str] = (PRODUCTION,),
+        description: str = "",
+    ) -> None:
+        if not environments:
+            raise ValueError("an Unleash flag needs at least one environment: map a ladder environment to an Unleash one")
+        self.admin, self.name = admin, name
+        self.environments = dict(sorted(environments.items()))
+        self.keep_team_members_in = frozenset(keep_team_members_in)
+        self.description = description or f"Rollout of {name}"
+
+    def apply(self, step: LadderStep) -> None:
+        env, want = self._env(step.environment), wanted(step, self.keep_team_members_in)
+        if not want.percentage and not want.team_members:
+            self.off(step.environment)
+            return
+        found = self.admin.environments(self.name)
+        if found is None:
+            self.admin.ensure_flag(self.name, self.description)
+            found = self.admin.environments(self.name) or {}
+        if env not in found:
+            raise RolloutError(f"Unleash has no environment {env!r} for flag {self.name!r} (it has {', '.join(sorted(found)) or 'none'})")
+        current, kept = found[env], set[str]()
+        if want.percentage:
+            params = {"rollout": str(want.percentage), "stickiness": "userId", "groupId": self.name}
+            rollouts = [s for s in current.strategies if s.name == ROLLOUT]
+            exact = next((s for s in rollouts if _plain(s) and s.parameters == params and not s.disabled), None)
+            if exact is not None:
+                kept.add(exact.id)
+            elif rollouts and _plain(rollouts[0]):  # the one set_rollout manages: changed in place, keeping its id
+                self.admin.set_rollout(self.name, env, want.percentage, stickiness="userId", group_id=self.name)
+                kept.add(rollouts[0].id)
+            else:
+                self.admin.add_strategy(self.name, env, Strategy(name=ROLLOUT, parameters=params))
+        if want.team_members:
+            team = next((s for s in current.strategies if _is_team(s) and not s.disabled), None)
+            if team is not None:
+                kept.add(team.id)
+            else:
+                self.admin.ensure_context_field(TEAM_MEMBER_FIELD, "A GitLab team member (gitlab_team_members)", ("true", "false"))
+                self.admin.add_strategy(self.name, env, TEAM_STRATEGY)
+        # Removed after the adds: an environment switched on with no strategy left is on for everyone.
+        for strategy in current.strategies:
+            if strategy.id not in kept:
+                self.admin.remove_strategy(self.name, env, strategy.id)
+        if not current.enabled:
+            self.admin.enable(self.name, env)
+
+    def off(self, environment: str | None = None) -> None:
+        """One write per environment (no read first: a rollback must not trust a stale read); a flag not there is off."""
+        for env in [self._env(environment)] if environment else list(self.environments.values()):
+            try:
+                self.admin.disable(self.name, env)
+            except UnleashError as err:
+                if err.status in (400, 404) and self.admin.environments(self.name) is None:
+                    return  # never made (404) or archived (400): off everywhere
+                raise
+
+    def remove(self) -> None:
+        """Archive the flag (Unleash's delete); one already archived, or never made, is fine."""
+        self.admin.archive(self.name)
+
+    def state(self) -> dict[str, str]:
+        found = self.admin.environments(self.name) or {}
+        return {ladder: self._readable(found.get(env)) for ladder, env in self.environments.items()}
+
+    def _env(self, environment: str) -> str:
+        if environment not in self.environments:
+            raise RolloutError(
+                f"no Unleash environment is mapped for {environment!r} (only {', '.join(self.environments)}): "
+                f"Unleash flag {self.name!r} cannot be set there"
+            )
+        return self.environments[environment]
+
+    @staticmethod
+    def _readable(env: Environment | None) -> str:
+        if env is None or not env.enabled:
+            return OFF
+        active = [s for s in env.strategies if not s.disabled]
+        if not active:
+            return EVERYONE  # Unleash lets everyone in when an environment is on with no strategy
+        percentage, team, others = 0.0, False, []
+        for s in active:
+            if _plain(s) and s.name == "default":
+                percentage = 100.0
+            elif _plain(s) and s.name == ROLLOUT:
+                percentage = max(percentage, float(s.parameters.get("rollout", "0")))
+            elif _is_team(s):
+                team = True
+            else:
+                others.append(_other(s))
         return describe(percentage, team, others)

@@ -3,7 +3,9 @@
 Every write sets a value, so calling it again leaves the same state; nothing here retries (Temporal
 does). The rollout is one ``flexibleRollout`` strategy per environment: ``set_rollout`` updates the
 first one in place, keeping its constraints, segments and variants, and adds one only when there is
-none. Two behaviours of Unleash shape this:
+none. ``environments`` reads every strategy of every environment, and ``add_strategy``,
+``remove_strategy`` and ``ensure_context_field`` serve a flag target that keeps more than the one
+rollout (``UnleashFlag``'s team members). Two behaviours of Unleash shape this:
 
 - switching on an environment that has no strategy makes Unleash add a 100 % ``flexibleRollout``
   (stickiness ``default``), so set the rollout before ``enable`` to start lower;
@@ -21,7 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from model_migration.domain.errors import ErrorType, ServiceError
 
@@ -53,6 +55,43 @@ class FlagState(BaseModel):
     name: str
     description: str = ""
     environments: dict[str, EnvironmentState]
+
+
+class Constraint(BaseModel):
+    """One condition on the context, e.g. ``gitlabTeamMember IN ["true"]``."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+    context_name: str = Field(alias="contextName")
+    operator: str
+    values: tuple[str, ...] = ()
+    inverted: bool = False
+    case_insensitive: bool = Field(default=False, alias="caseInsensitive")
+
+    def wire(self) -> dict[str, Any]:
+        return {"contextName": self.context_name, "operator": self.operator, "values": list(self.values),
+                "inverted": self.inverted, "caseInsensitive": self.case_insensitive}
+
+
+class Strategy(BaseModel):
+    """One activation strategy of a flag in an environment, as Unleash lists it."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+    id: str = ""
+    name: str
+    title: str | None = None
+    parameters: dict[str, str] = {}
+    constraints: tuple[Constraint, ...] = ()
+    segments: tuple[int, ...] = ()
+    disabled: bool = False
+    sort_order: int = Field(default=0, alias="sortOrder")
+
+
+class Environment(BaseModel):
+    """One environment of a flag: its switch and every strategy, in Unleash's order."""
+
+    model_config = ConfigDict(frozen=True)
+    enabled: bool
+    strategies: tuple[Strategy, ...] = ()
 
 
 class UnleashAdmin:
@@ -120,6 +159,40 @@ class UnleashAdmin:
             )  # fmt: skip
         return FlagState(name=body.get("name", name), description=body.get("description") or "", environments=environments)
 
+    def environments(self, name: str) -> dict[str, Environment] | None:
+        """Each environment's switch and strategies; None for a flag that is not there (never made, or archived)."""
+        body = self._call("GET", self._flag(name), f"read flag {name}", missing_ok=True)
+        if body is None:
+            return None
+        found = {}
+        for env in body.get("environments") or []:
+            strategies = sorted((Strategy.model_validate(_strings(s)) for s in env.get("strategies") or []), key=lambda s: s.sort_order)
+            found[env["name"]] = Environment(enabled=bool(env.get("enabled")), strategies=tuple(strategies))
+        return found
+
+    def add_strategy(self, name: str, environment: str, strategy: Strategy) -> None:
+        """Add ``strategy`` (its name, title, parameters and constraints) to the flag in ``environment``."""
+        body = {"name": strategy.name, "parameters": strategy.parameters, "constraints": [c.wire() for c in strategy.constraints],
+                "disabled": strategy.disabled, **({"title": strategy.title} if strategy.title else {})}
+        path = f"{self._flag(name)}/environments/{_q(environment)}/strategies"
+        self._call("POST", path, f"add a {strategy.name} strategy to flag {name} in {environment}", json=body)
+
+    def remove_strategy(self, name: str, environment: str, strategy_id: str) -> None:
+        """Remove one strategy; one already gone is fine."""
+        path = f"{self._flag(name)}/environments/{_q(environment)}/strategies/{_q(strategy_id)}"
+        self._call("DELETE", path, f"remove strategy {strategy_id} of flag {name} in {environment}", missing_ok=True)
+
+    def ensure_context_field(self, field: str, description: str = "", legal_values: tuple[str, ...] = ()) -> None:
+        """A custom context field exists (so constraints on it show in Unleash's UI); one already there is left as it is."""
+        if self._call("GET", f"/api/admin/context/{_q(field)}", f"read context field {field}", missing_ok=True) is not None:
+            return
+        body = {"name": field, "description": description, "legalValues": [{"value": v} for v in legal_values], "stickiness": False}
+        try:
+            self._call("POST", "/api/admin/context", f"create context field {field}", json=body)
+        except UnleashError as err:
+            if err.status != 409:  # made meanwhile by another worker: there it is
+                raise
+
     def _flag(self, name: str) -> str:
         return f"/api/admin/projects/{_q(self.project)}/features/{_q(name)}"
 
@@ -166,6 +239,13 @@ def _managed(strategies: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The rollout ``set_rollout`` manages: the first ``flexibleRollout`` in Unleash's order."""
     rollouts = [s for s in strategies if s.get("name") == ROLLOUT]
     return min(rollouts, key=lambda s: s.get("sortOrder") or 0) if rollouts else None
+
+
+def _strings(strategy: dict[str, Any]) -> dict[str, Any]:
+    """Unleash's parameters are strings, but an API client may have stored a number."""
+    parameters = strategy.get("parameters") or {}
+    return {**strategy, "parameters": {k: str(v) for k, v in parameters.items()}, "constraints": strategy.get("constraints") or [],
+            "segments": strategy.get("segments") or []}
 
 
 def _percentage(value: Any) -> int | None:

@@ -1,5 +1,6 @@
 """``FlagTarget`` on the sandbox: GitLab's instance flags (a staging instance of its own) and a
-project flag with per-environment strategies, driven along the whole default ladder."""
+project flag with per-environment strategies, and on a real Unleash server, driven along the
+whole default ladder."""
 
 from __future__ import annotations
 
@@ -8,16 +9,19 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+import requests
 
 from gitlab_sandbox.gitlab import GitLabSandbox
-from model_migration.clients.flag_targets import FlagTarget, GitLabInstanceFlag, GitLabProjectFlag
+from model_migration.clients.flag_targets import TEAM_MEMBER_FIELD, FlagTarget, GitLabInstanceFlag, GitLabProjectFlag, UnleashFlag
 from model_migration.clients.gitlab import GitLabClient
+from model_migration.clients.unleash import Constraint, Strategy, UnleashAdmin
 from model_migration.domain.errors import ErrorType, GitLabError
 from model_migration.domain.models import FlagStrategy
 from model_migration.domain.rollout import DEFAULT_LADDER, PRODUCTION, Audience, LadderStep, RolloutError
+from tests.unleash_fixtures import UnleashServer
 
 if TYPE_CHECKING:
     from tests.conftest import SandboxInfo
@@ -71,7 +75,7 @@ def _project(gitlab_client: GitLabClient) -> GitLabProjectFlag:
     return GitLabProjectFlag(gitlab_client, f"mm-target-{uuid.uuid4().hex[:8]}", team_members=["101", "102"])
 
 
-def _climb(target: FlagTarget, writes: Callable[[], int]) -> None:
+def _climb(target: FlagTarget, writes: Callable[[], object]) -> None:
     """DEFAULT_LADDER in order: the state after each step, and each step applied twice writes once."""
     assert target.state() == {"staging": "off", PRODUCTION: "off"}
     for step, expected in zip(DEFAULT_LADDER, EXPECTED, strict=True):
@@ -226,3 +230,133 @@ def test_project_flag_refusals(gitlab_client: GitLabClient) -> None:
     bare.off(PRODUCTION)  # a rollback still works: it removes the shared strategy
     assert bare.state() == {"staging": "off", PRODUCTION: "off"}
     bare.remove()
+
+
+# -- UnleashFlag on the real Unleash server (tests/unleash_fixtures.py) ------------------------
+
+#: The ladder's environments on the test server, which has only Unleash's own two.
+UNLEASH_ENVIRONMENTS = {"staging": "development", PRODUCTION: "production"}
+
+
+class CountingAdmin(UnleashAdmin):
+    """UnleashAdmin counting its requests, and its writes apart."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.requests = self.writes = 0
+
+    def _call(self, method: str, path: str, operation: str, **kwargs: Any) -> Any:
+        self.requests += 1
+        self.writes += method != "GET"
+        return super()._call(method, path, operation, **kwargs)
+
+
+@pytest.fixture
+def unleash_admin(unleash_server: UnleashServer) -> Iterator[CountingAdmin]:
+    admin = CountingAdmin(unleash_server.url, unleash_server.admin_token)
+    yield admin
+    admin.close()
+
+
+def _unleash(admin: UnleashAdmin, **kwargs: Any) -> UnleashFlag:
+    return UnleashFlag(admin, f"mm-target.{uuid.uuid4().hex[:8]}", environments=kwargs.pop("environments", UNLEASH_ENVIRONMENTS), **kwargs)
+
+
+def _events(server: UnleashServer, name: str) -> int:
+    """How many changes Unleash's event log holds for the flag: the server's own count of writes."""
+    answer = requests.get(f"{server.url}/api/admin/events/{name}", headers={"Authorization": server.admin_token}, timeout=10)
+    answer.raise_for_status()
+    return len(answer.json()["events"])
+
+
+def _listed(server: UnleashServer, name: str, environment: str) -> list[dict[str, Any]]:
+    """The strategies as Unleash's API lists them, read apart from the client under test."""
+    url = f"{server.url}/api/admin/projects/default/features/{name}/environments/{environment}/strategies"
+    answer = requests.get(url, headers={"Authorization": server.admin_token}, timeout=10)
+    answer.raise_for_status()
+    return [{k: s[k] for k in ("name", "title", "parameters", "constraints")} for s in answer.json()]
+
+
+def test_unleash_flag_climbs_the_default_ladder(unleash_server: UnleashServer, unleash_admin: CountingAdmin) -> None:
+    """Each step sets exactly its strategies; a step applied again writes nothing (no request, no
+    event in Unleash's log); at 100 % one flexibleRollout per environment; archived twice."""
+    target = _unleash(unleash_admin)
+    _climb(target, lambda: (unleash_admin.writes, _events(unleash_server, target.name)))
+    rollout = {"name": "flexibleRollout", "title": None, "constraints": [],
+               "parameters": {"rollout": "100", "stickiness": "userId", "groupId": target.name}}  # fmt: skip
+    assert _listed(unleash_server, target.name, "development") == [rollout]
+    assert _listed(unleash_server, target.name, "production") == [rollout]
+    target.remove()
+    target.remove()
+    assert target.state() == {"staging": "off", PRODUCTION: "off"}
+    assert unleash_admin.environments(target.name) is None
+
+
+def test_unleash_flag_team_members_are_a_constraint(unleash_server: UnleashServer, unleash_admin: CountingAdmin) -> None:
+    """Team members: a default strategy constrained to gitlabTeamMember IN ["true"] (the context
+    field made once); the percentage beside it changes in place."""
+    target = _unleash(unleash_admin)
+    target.apply(LadderStep(audience=Audience.TEAM_MEMBERS, percentage=0))
+    team = {"name": "default", "title": TEAM, "parameters": {},
+            "constraints": [{"contextName": TEAM_MEMBER_FIELD, "operator": "IN", "values": ["true"], "inverted": False,
+                             "caseInsensitive": False}]}  # fmt: skip
+    assert _listed(unleash_server, target.name, "production") == [team]
+    field = requests.get(f"{unleash_server.url}/api/admin/context/{TEAM_MEMBER_FIELD}",
+                         headers={"Authorization": unleash_server.admin_token}, timeout=10)  # fmt: skip
+    assert field.status_code == 200 and [v["value"] for v in field.json()["legalValues"]] == ["true", "false"]
+    target.apply(LadderStep(percentage=10))
+    first = unleash_admin.environments(target.name)
+    assert first is not None and first["production"].enabled and not first["development"].enabled
+    target.apply(LadderStep(percentage=25))
+    after = unleash_admin.environments(target.name)
+    assert after is not None
+    rollout = next(s for s in after["production"].strategies if s.name == "flexibleRollout")
+    assert rollout.id == next(s.id for s in first["production"].strategies if s.name == "flexibleRollout")
+    assert rollout.parameters == {"rollout": "25", "stickiness": "userId", "groupId": target.name}
+    assert target.state() == {"staging": "off", PRODUCTION: f"25 % of actors, {TEAM}"}
+    target.remove()
+
+
+def test_unleash_flag_off_and_back(unleash_server: UnleashServer, unleash_admin: CountingAdmin) -> None:
+    """off(env) switches one environment off, off() every one (twice is fine, so is a flag never
+    made); the step applied again after a rollback only switches it back on; a strategy a person
+    added is named in the state and gone after the next step."""
+    target = _unleash(unleash_admin)
+    target.off()
+    target.apply(LadderStep(environment="staging", percentage=100))
+    target.apply(LadderStep(percentage=50))
+    target.off("staging")
+    assert target.state() == {"staging": "off", PRODUCTION: f"50 % of actors, {TEAM}"}
+    target.off()
+    target.off()
+    assert target.state() == {"staging": "off", PRODUCTION: "off"}
+    writes = unleash_admin.writes
+    target.apply(LadderStep(percentage=50))
+    assert unleash_admin.writes == writes + 1  # switched on; the strategies were left in place
+    assert target.state() == {"staging": "off", PRODUCTION: f"50 % of actors, {TEAM}"}
+    narrowed = Strategy(name="flexibleRollout", parameters={"rollout": "30", "stickiness": "userId", "groupId": "x"},
+                        constraints=(Constraint(context_name="userId", operator="IN", values=("7", "9")),))  # fmt: skip
+    unleash_admin.add_strategy(target.name, "production", narrowed)
+    assert target.state()[PRODUCTION] == f"50 % of actors, {TEAM}, flexibleRollout 30 % where userId IN 7, 9"
+    target.apply(LadderStep(percentage=75))
+    assert target.state()[PRODUCTION] == f"75 % of actors, {TEAM}"
+    target.remove()
+    target.off()  # archived: nothing is on anywhere
+    assert _events(unleash_server, target.name) > 0
+
+
+def test_unleash_flag_refuses_an_unmapped_environment(unleash_admin: CountingAdmin) -> None:
+    """A step in an environment the flag does not map is one RolloutError line before any request;
+    one mapped to an environment Unleash does not have is refused naming the ones it has."""
+    target = _unleash(unleash_admin, environments={PRODUCTION: "production"})
+    for call in (lambda: target.apply(DEFAULT_LADDER[0]), lambda: target.off("staging")):
+        with pytest.raises(RolloutError, match="no Unleash environment is mapped for 'staging' \\(only production\\)") as error:
+            call()
+        assert error.value.type == ErrorType.INVALID_INPUT and "\n" not in str(error.value)
+    assert unleash_admin.requests == 0
+    wrong = _unleash(unleash_admin, environments={"staging": "staging", PRODUCTION: "production"})
+    with pytest.raises(RolloutError, match="Unleash has no environment 'staging' .*development, production"):
+        wrong.apply(DEFAULT_LADDER[0])
+    wrong.remove()
+    with pytest.raises(ValueError):
+        UnleashFlag(unleash_admin, "x", environments={})
