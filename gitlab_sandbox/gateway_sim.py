@@ -5,6 +5,9 @@ Every tick, for each configured feature, ``requests_per_tick`` simulated users m
 model``) says which model serves each; the default one splits the feature's actors between ``candidate`` and ``baseline``
 at ``percentage``, hashing each actor as Flipper's percentage-of-actors gate does (crc32 of the
 flag name and the actor id), so the users on the candidate stay there as the percentage rises.
+``set_gate(feature, gate)`` routes one feature by a flag instead (``gate(user_id)`` true: the
+candidate), as the gateway asks its feature flag; ``gitlab_sandbox/flag_routers.py`` has gates
+for an Unleash server (its Python SDK) and for GitLab's project and instance flags.
 
 Each request is counted per ``feature`` and ``model``: ``ai_gateway_requests_total``, its
 latency in ``ai_gateway_request_duration_seconds`` (log-normal around the profile's median), an
@@ -58,6 +61,7 @@ REGRESSED_ERRORS, REGRESSED_LATENCY, REGRESSED_ACCEPTANCE = 0.10, 3.0, -0.10
 SHARE_WINDOW = 400
 
 Router = Callable[[str, str], str]
+Gate = Callable[[str], bool]
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,7 @@ class GatewaySim:
         self.shown = Counter("ai_gateway_suggestions_shown_total", "Suggestions shown", labels, registry=self.registry)
         self.accepted = Counter("ai_gateway_suggestions_accepted_total", "Suggestions accepted", labels, registry=self.registry)
         self._router = router
+        self._gates: dict[str, Gate] = {}
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._features: dict[str, FeatureTraffic] = {}
@@ -160,8 +165,9 @@ class GatewaySim:
         """Replace the named features' traffic; None stops a feature's."""
         with self._lock:
             for name, traffic in features.items():
-                if traffic is None:
+                if traffic is None:  # stopped: a feature configured again later starts with no recent share
                     self._features.pop(name, None)
+                    self._states.pop(name, None)
                 else:
                     self._features[name] = traffic if traffic.flag else replace(traffic, flag=name)
                     self._states.setdefault(name, _FeatureState())
@@ -176,7 +182,19 @@ class GatewaySim:
             recent = self._states.get(feature, _FeatureState()).recent
             return 100 * sum(recent) / len(recent) if recent else 0.0
 
+    def set_gate(self, feature: str, gate: Gate | None) -> None:
+        """Route ``feature``'s users by ``gate`` (true: the candidate) instead of its ``percentage``; None undoes it."""
+        with self._lock:
+            if gate is None:
+                self._gates.pop(feature, None)
+            else:
+                self._gates[feature] = gate
+
     def route(self, feature: str, user_id: str) -> str:
+        gate = self._gates.get(feature)
+        if gate is not None:
+            traffic = self._features[feature]
+            return traffic.candidate if gate(user_id) else traffic.baseline
         if self._router is not None:
             return self._router(feature, user_id)
         return split_route(feature, self._features[feature], user_id)
