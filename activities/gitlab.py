@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import date
 from typing import Protocol
@@ -14,8 +14,10 @@ from temporalio import activity
 
 from activities.errors import to_application_error
 from activities.payloads import (
+    NOTHING_TO_REMOVE,
     Activity,
     AddToEpicInput,
+    CleanupMergeRequestInput,
     ConfigMergeRequestInput,
     EnsureEpicInput,
     EnsureIssueInput,
@@ -55,7 +57,11 @@ class IssueTracker(Protocol):
 
     def ensure_branch(self, name: str, ref: str = "main") -> Branch: ...
 
-    def commit_files(self, branch: str, message: str, files: dict[str, str]) -> Commit: ...
+    def commit_files(self, branch: str, message: str, files: dict[str, str], deletes: Collection[str] = ()) -> Commit: ...
+
+    def existing_files(self, paths: Collection[str], ref: str = "main") -> list[str]: ...
+
+    def find_merge_request(self, source_branch: str) -> MergeRequest | None: ...
 
     def ensure_merge_request(
         self, source_branch: str, target_branch: str, title: str, description: str = "",
@@ -169,6 +175,27 @@ class GitLabActivities:
             )
             return MergeRequestRef(iid=mr.iid, web_url=mr.web_url, state=mr.state)
 
+    @activity.defn(name=Activity.ENSURE_CLEANUP_MR)
+    def ensure_cleanup_mr(self, request: CleanupMergeRequestInput) -> MergeRequestRef:
+        """The merge request that removes ``deletes``: branch, one delete commit and the MR, each
+        found again on a retry. An MR already opened from the branch is returned as it is, even
+        closed or merged (a person's decision).
+
+        When the target branch has none of the files (someone removed them, or nothing was
+        the old model's alone), no branch, commit or MR is made: the result has ``iid`` 0 and
+        state ``NOTHING_TO_REMOVE``, so the caller can say so instead of linking an MR."""
+        with self._call(Activity.ENSURE_CLEANUP_MR) as client:
+            found = client.find_merge_request(request.branch)
+            if found is None and not client.existing_files(request.deletes, request.target_branch):
+                return MergeRequestRef(iid=0, state=NOTHING_TO_REMOVE)
+            if found is None:
+                client.ensure_branch(request.branch, ref=request.target_branch)
+                client.commit_files(request.branch, request.commit_message, {}, deletes=request.deletes)
+                found = client.ensure_merge_request(
+                    request.branch, request.target_branch, request.title, request.description, list(request.labels)
+                )
+            return MergeRequestRef(iid=found.iid, web_url=found.web_url, state=found.state)
+
     @activity.defn(name=Activity.MERGE_REQUEST_STATE)
     def merge_request_state(self, request: MergeRequestInput) -> MergeRequestRef:
         with self._call(Activity.MERGE_REQUEST_STATE) as client:
@@ -210,7 +237,7 @@ class GitLabActivities:
         return [
             self.ensure_issue, self.update_issue, self.post_note, self.ensure_issue_link, self.ensure_model_config_mr,
             self.merge_request_state, self.ensure_labels, self.add_to_epic, self.ensure_epic, self.update_epic,
-            self.post_epic_note, self.file_epic_under,
+            self.post_epic_note, self.file_epic_under, self.ensure_cleanup_mr,
         ]
 
 

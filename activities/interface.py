@@ -14,6 +14,7 @@ from temporalio import activity
 from activities.payloads import (
     Activity,
     AddToEpicInput,
+    CleanupMergeRequestInput,
     ConfigMergeRequestInput,
     EnsureEpicInput,
     EnsureIssueInput,
@@ -95,6 +96,11 @@ def file_epic_under(request: FileEpicInput) -> EpicInfo:
 @activity.defn(name=Activity.ENSURE_CONFIG_MR)
 def ensure_model_config_mr(request: ConfigMergeRequestInput) -> MergeRequestRef:
     raise Declared(Activity.ENSURE_CONFIG_MR)
+
+
+@activity.defn(name=Activity.ENSURE_CLEANUP_MR)
+def ensure_cleanup_mr(request: CleanupMergeRequestInput) -> MergeRequestRef:
+    raise Declared(Activity.ENSURE_CLEANUP_MR)
 
 
 @activity.defn(name=Activity.MERGE_REQUEST_STATE)

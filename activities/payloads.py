@@ -34,6 +34,7 @@ class Activity(StrEnum):
     UPDATE_EPIC = "update_epic"
     POST_EPIC_NOTE = "post_epic_note"
     FILE_EPIC_UNDER = "file_epic_under"
+    ENSURE_CLEANUP_MR = "ensure_cleanup_mr"
 
 
 class EnsureIssueInput(BaseModel):
@@ -83,6 +84,26 @@ class ConfigMergeRequestInput(BaseModel):
     description: str
     labels: tuple[str, ...] = ()
     target_branch: str = "main"
+
+
+class CleanupMergeRequestInput(BaseModel):
+    """The AI gateway change once a feature's old model serves no traffic: files removed on a
+    branch, and a merge request. ``gateway.cleanup_change`` builds it."""
+
+    model_config = FROZEN
+    branch: str
+    #: Files, or folders whose every file goes.
+    deletes: tuple[str, ...]
+    commit_message: str
+    title: str
+    description: str
+    labels: tuple[str, ...] = ()
+    target_branch: str = "main"
+
+
+#: ``MergeRequestRef.state`` when the target branch has none of the files to remove: no merge
+#: request was opened (``iid`` is 0).
+NOTHING_TO_REMOVE = "nothing_to_remove"
 
 
 class MergeRequestInput(BaseModel):

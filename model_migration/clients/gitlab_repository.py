@@ -7,7 +7,7 @@ for what an earlier attempt made before they make it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import gitlab.exceptions
@@ -47,13 +47,24 @@ class RepositoryMixin:
             raise
 
     @gitlab_call("commit {message!r} to branch {branch!r}")
-    def commit_files(self, branch: str, message: str, files: Mapping[str, str]) -> Commit:
-        """One commit that makes each path hold its content; none if they all already do.
+    def commit_files(
+        self, branch: str, message: str, files: Mapping[str, str], deletes: Collection[str] = ()
+    ) -> Commit:
+        """One commit that makes each path hold its content and removes ``deletes``; none if
+        nothing differs.
 
-        The branch's tree gives each file's blob id, so unchanged files are not downloaded."""
-        tree = self._project.repository_tree(ref=branch, recursive=True, get_all=True, per_page=100)
-        blobs = {entry["path"]: entry["id"] for entry in tree if entry["type"] == "blob"}
-        actions = [
+        A path in ``deletes`` is a file or a folder (every file under it). What the branch does
+        not have is skipped: GitLab refuses to delete a missing file, and a retry finds the
+        files gone. The branch's tree gives each file's blob id, so unchanged files are not
+        downloaded."""
+        folders = _folders(deletes)
+        if clash := sorted(_under(files, folders)):
+            raise ValueError(f"{clash} are both written and deleted")
+        blobs = self._blobs(branch)
+        actions: list[dict[str, str]] = [
+            {"action": "delete", "file_path": path} for path in _under(blobs, folders)
+        ]
+        actions += [
             {"action": "update" if path in blobs else "create", "file_path": path, "content": text}
             for path, text in sorted(files.items())
             if blobs.get(path) != git_blob_id(text.encode())
@@ -62,6 +73,17 @@ class RepositoryMixin:
             return _commit(self._project.branches.get(branch).commit)
         data = {"branch": branch, "commit_message": message, "actions": actions}
         return _commit(self._project.commits.create(data).attributes)
+
+    @gitlab_call("list the files under {paths!r} at {ref!r}")
+    def existing_files(self, paths: Collection[str], ref: str = "main") -> list[str]:
+        """The files of ``ref`` that are one of ``paths`` or lie in one of them, as folders."""
+        folders = _folders(paths)
+        return _under(self._blobs(ref), folders) if folders else []
+
+    def _blobs(self, ref: str) -> dict[str, str]:
+        """Each file of ``ref``, with its blob id."""
+        tree = self._project.repository_tree(ref=ref, recursive=True, get_all=True, per_page=100)
+        return {entry["path"]: entry["id"] for entry in tree if entry["type"] == "blob"}
 
     @gitlab_call("read file {path!r} at {ref!r}")
     def read_file(self, path: str, ref: str = "main") -> str | None:
@@ -165,6 +187,20 @@ class RepositoryMixin:
     @gitlab_call("read the log of job {job_id}")
     def job_trace(self, job_id: int) -> str:
         return bytes(self._project.jobs.get(job_id, lazy=True).trace()).decode(errors="replace")
+
+
+def _folders(paths: Collection[str]) -> tuple[str, ...]:
+    if isinstance(paths, str):  # one path, iterated, would delete single characters
+        raise TypeError(f"paths must be a collection of paths, not the string {paths!r}")
+    folders = tuple(p.strip("/") for p in paths)
+    if "" in folders:  # the repository's root: never what a caller means to delete
+        raise ValueError("an empty path names the whole repository")
+    return folders
+
+
+def _under(paths: Iterable[str], folders: tuple[str, ...]) -> list[str]:
+    """The sorted ``paths`` that are one of ``folders`` or lie under one."""
+    return sorted(p for p in paths if any(p == f or p.startswith(f + "/") for f in folders))
 
 
 def _branch(data: dict[str, Any]) -> Branch:

@@ -1,4 +1,5 @@
-"""What a migration writes into the AI gateway: a ``models.yml`` entry and prompt definitions.
+"""What a migration writes into the AI gateway: a ``models.yml`` entry and prompt definitions,
+and, once the new model serves a feature alone, what it removes.
 
 The YAML is rendered by hand, so that the domain needs no YAML library: block style, a fixed
 key order, and a string is quoted whenever a plain scalar could read as something else.
@@ -9,10 +10,13 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
-from model_migration.domain.models import FeatureSpec, ModelDefinition
+from pydantic import BaseModel, ConfigDict
+
+from model_migration.domain.models import FeatureSpec, ModelDefinition, marker_comment
 
 PROMPTS_DIR = "prompts/definitions"
 BRANCH_PREFIX = "model-migration/"
@@ -141,6 +145,68 @@ def config_branch(migration_id: str) -> str:
     slug = slug.removeprefix("migration-")[:60].strip("-") or "migration"
     digest = hashlib.sha256(migration_id.encode()).hexdigest()[:8]
     return f"{BRANCH_PREFIX}{slug}-{digest}"
+
+
+class CleanupChange(BaseModel):
+    """The clean-up merge request for one feature: its field names are those of the activity's
+    input, so ``CleanupMergeRequestInput(**change.model_dump())`` carries it."""
+
+    model_config = ConfigDict(frozen=True)
+    branch: str
+    #: Folders (every file under them goes) or files; empty when the old model has none of its own.
+    deletes: tuple[str, ...]
+    commit_message: str
+    title: str
+    description: str
+    labels: tuple[str, ...]
+
+
+def cleanup_change(
+    migration_id: str,
+    feature: FeatureSpec,
+    old: ModelDefinition,
+    new: ModelDefinition,
+    *,
+    keep: Iterable[ModelDefinition] = (),
+    tracking_url: str = "",
+    feature_issue_url: str = "",
+) -> CleanupChange:
+    """Remove ``old``'s prompt definitions for ``feature`` once ``new`` serves all its traffic.
+
+    The whole folder ``prompt_directory(feature.prompt_id, old)`` goes, every version in it: the
+    engine cannot know which versions the team wrote. The gateway picks that folder for every
+    model of the family, so it stays when it is ``base`` (every model without a family falls back
+    to it), when ``new`` uses it, or when a model in ``keep`` (others still serving the feature)
+    does; then ``deletes`` is empty and there is nothing to open."""
+    folder = prompt_directory(feature.prompt_id, old)
+    shared = folder.endswith("/base") or any(prompt_directory(feature.prompt_id, m) == folder for m in (new, *keep))
+    deletes = () if shared else (folder,)
+    title = f"Remove {old.name} prompt definitions for {feature.title}"
+    why = f"{feature.title} runs on {new.name} (`{new.gitlab_identifier}`) for 100 % of its users: {old.name} serves it no more traffic."
+    links = [f"{name}: {url}" for name, url in (("Tracking issue", tracking_url), ("Feature issue", feature_issue_url)) if url]
+    description = "\n\n".join([
+        f"Removes the prompt definitions of {feature.title} (`{feature.prompt_id}`) for {old.name} (`{old.gitlab_identifier}`):",
+        "\n".join(f"- `{path}/`, every version" for path in deletes) or f"- none: `{folder}/` is shared with a model still in use",
+        f"Why: {why}", *links, f"Migration: `{migration_id}`", marker_comment(f"{migration_id}:cleanup:{feature.name}"),
+    ])  # fmt: skip
+    return CleanupChange(
+        branch=cleanup_branch(migration_id, feature.name), deletes=deletes,
+        commit_message=f"{title}\n\n{why}\n\nMigration: {migration_id}", title=title, description=description,
+        labels=tuple(dict.fromkeys(("AI Model Migration", feature.group))),
+    )  # fmt: skip
+
+
+def cleanup_branch(migration_id: str, feature_name: str) -> str:
+    """``model-migration/cleanup-<feature>-<migration>-<hash>``: one per migration and feature,
+    a valid git ref of at most 98 characters for any ids."""
+    feature = _slug(feature_name)[:24].strip("-") or "feature"
+    migration = _slug(migration_id).removeprefix("migration-")[:40].strip("-") or "migration"
+    digest = hashlib.sha256(f"{migration_id}\0{feature_name}".encode()).hexdigest()[:8]
+    return f"{BRANCH_PREFIX}cleanup-{feature}-{migration}-{digest}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def _check_version(version: str) -> None:

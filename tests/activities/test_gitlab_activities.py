@@ -13,18 +13,23 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.gitlab import GitLabActivities
 from activities.payloads import (
+    NOTHING_TO_REMOVE,
+    CleanupMergeRequestInput,
     EnsureEpicInput,
     EnsureIssueInput,
     EnsureLabelsInput,
     EnsureLabelsResult,
     FileEpicInput,
+    MergeRequestRef,
     PostEpicNoteInput,
     PostNoteInput,
     UpdateEpicInput,
 )
 from gitlab_sandbox.gitlab import GitLabSandbox
+from model_migration.catalog import load_catalog
 from model_migration.clients.gitlab import GitLabClient
 from model_migration.domain.errors import ErrorType
+from model_migration.domain.gateway import cleanup_change, prompt_definition_path
 from model_migration.domain.models import EpicDraft, EpicRef, IssueDraft, marker_comment
 
 
@@ -208,3 +213,78 @@ def test_file_epic_under_a_parent_in_another_group(gitlab_sandbox) -> None:  # t
         env().run(cycle.file_epic_under, FileEpicInput(epic_iid=initiative, parent=EpicRef(group=gitlab_sandbox.group_path, iid=child)))
     assert refused.value.type == ErrorType.GITLAB_CONFLICT and refused.value.non_retryable
     assert "already an ancestor" in refused.value.message
+
+
+# -- the clean-up merge request ----------------------------------------------------------------
+
+OLD_MODEL, NEW_MODEL = "claude_3_7_sonnet_20250219", "claude_sonnet_4_5_20250929"
+
+
+def cleanup_for(client: GitLabClient, *, seed: bool = True) -> tuple[CleanupMergeRequestInput, str, str]:
+    """A clean-up change for a feature of its own prompt, whose old- and new-model prompts are on main
+    (unless ``seed`` is false); with the old and the new model's prompt paths."""
+    catalog = load_catalog()
+    unique = uuid.uuid4().hex[:8]
+    feature = catalog.features[0].model_copy(update={"prompt_id": f"cleanup_test/{unique}", "title": f"Duo Chat {unique}"})
+    old, new = catalog.model(OLD_MODEL), catalog.model(NEW_MODEL)
+    old_path, new_path = prompt_definition_path(feature, old, "1.0.0"), prompt_definition_path(feature, new, "1.0.0-dev")
+    if seed:
+        prompts = {old_path: "old: 1\n", old_path.replace("1.0.0", "1.0.1"): "old: 2\n", new_path: "new\n"}
+        client.commit_files("main", f"Add {unique} prompts", prompts)
+    change = cleanup_change(f"migration:test/{unique}", feature, old, new, tracking_url="https://gitlab.example/t/1")
+    return CleanupMergeRequestInput(**change.model_dump()), old_path, new_path
+
+
+def _commits_titled(client: GitLabClient, ref: str, title: str) -> int:
+    return sum(c.title == title for c in client._project.commits.list(ref_name=ref, get_all=True, per_page=100))  # noqa: SLF001
+
+
+def test_cleanup_mr_removes_the_old_prompts_once(gitlab_sandbox) -> None:  # type: ignore[no-untyped-def]
+    """The MR's branch drops the old model's prompt folder (main keeps it until the merge); a retry
+    makes no second commit or MR, and after the merge the same, merged MR is the answer."""
+    acts, client = activities_for(gitlab_sandbox), client_for(gitlab_sandbox)
+    request, old_path, new_path = cleanup_for(client)
+    first = env(1).run(acts.ensure_cleanup_mr, request)
+    again = env(2).run(acts.ensure_cleanup_mr, request)
+    assert first == again and first.iid > 0 and first.state == "opened"
+    assert client.read_file(old_path, request.branch) is None and client.existing_files(request.deletes, request.branch) == []
+    assert client.read_file(old_path, "main") == "old: 1\n" and client.read_file(new_path, request.branch) == "new\n"
+    assert _commits_titled(client, request.branch, request.title) == 1
+    mr = client.get_merge_request(first.iid)
+    assert (mr.title, mr.source_branch, mr.target_branch) == (request.title, request.branch, "main")
+    assert set(mr.labels) == set(request.labels) and "https://gitlab.example/t/1" in mr.description
+    assert client.find_merge_request(request.branch) == mr
+    client.merge_merge_request(first.iid)
+    assert client.read_file(old_path, "main") is None and client.read_file(new_path, "main") == "new\n"
+    after = env(3).run(acts.ensure_cleanup_mr, request)
+    assert (after.iid, after.state) == (first.iid, "merged")
+
+
+@pytest.mark.parametrize("lost", [r"/repository/commits$", r"/merge_requests$"])
+def test_cleanup_mr_retry_after_a_lost_answer_commits_and_opens_once(gitlab_sandbox, lost: str) -> None:  # type: ignore[no-untyped-def]
+    """Attempt 1's commit or MR is written but its answer lost; attempt 2 finds it and makes nothing twice."""
+    acts, client = activities_for(gitlab_sandbox), client_for(gitlab_sandbox)
+    request, _, _ = cleanup_for(client)
+    gitlab_sandbox.server.inject_fault(lost, "drop_after_write", method="POST", count=1)
+    with pytest.raises(ApplicationError) as dropped:
+        env(1).run(acts.ensure_cleanup_mr, request)
+    assert dropped.value.type == ErrorType.GITLAB_TRANSIENT and not dropped.value.non_retryable
+    ref = env(2).run(acts.ensure_cleanup_mr, request)
+    assert ref.iid > 0 and ref.state == "opened"
+    assert _commits_titled(client, request.branch, request.title) == 1
+    merge_requests = client._project.mergerequests.list(source_branch=request.branch, state="all", get_all=True)  # noqa: SLF001
+    assert [m.iid for m in merge_requests] == [ref.iid]
+
+
+@pytest.mark.parametrize("case", ["removed on main", "nothing of its own"])
+def test_cleanup_mr_with_nothing_to_remove_opens_nothing(gitlab_sandbox, case: str) -> None:  # type: ignore[no-untyped-def]
+    """When main has none of the files (removed by someone, or none were the old model's alone), the
+    answer is iid 0 and NOTHING_TO_REMOVE, with no branch, commit or MR."""
+    acts, client = activities_for(gitlab_sandbox), client_for(gitlab_sandbox)
+    request, _, _ = cleanup_for(client, seed=False)
+    if case == "nothing of its own":
+        request = request.model_copy(update={"deletes": ()})
+    ref = env().run(acts.ensure_cleanup_mr, request)
+    assert ref == MergeRequestRef(iid=0, web_url="", state=NOTHING_TO_REMOVE)
+    assert client.find_merge_request(request.branch) is None
+    assert request.branch not in [b.name for b in client._project.branches.list(get_all=True)]  # noqa: SLF001

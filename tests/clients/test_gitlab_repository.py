@@ -68,6 +68,40 @@ def test_commit_files_creates_updates_and_skips_unchanged(
     assert untouched.json()["last_commit_id"] == first.id
 
 
+def test_commit_files_deletes_files_and_folders_once(
+    gitlab_client: GitLabClient, gitlab_sandbox: SandboxInfo
+) -> None:
+    """Deleting a folder removes every file under it (not a sibling sharing its prefix); missing
+    paths are skipped, and a repeat makes no commit, as GitLab refuses a delete of a missing file."""
+    branch = gitlab_client.ensure_branch(f"model-migration/{unique('d')}").name
+    old = "prompts/p/claude_3"
+    kept = {"prompts/p/claude_3x/1.0.0.yml": "x\n", "prompts/p/claude_4/1.0.0.yml": "y\n"}
+    files = {f"{old}/1.0.0.yml": "a\n", f"{old}/1.0.1.yml": "b\n", "notes.md": "n\n", **kept}
+    gitlab_client.commit_files(branch, "Add", files)
+    deletes = (old + "/", "notes.md", "prompts/never-there")
+    assert gitlab_client.existing_files(deletes, branch) == ["notes.md", f"{old}/1.0.0.yml", f"{old}/1.0.1.yml"]
+    before = _commit_count(gitlab_sandbox, branch)
+    removed = gitlab_client.commit_files(branch, "Remove", {}, deletes=deletes)
+    again = gitlab_client.commit_files(branch, "Remove", {}, deletes=deletes)
+    assert again.id == removed.id and _commit_count(gitlab_sandbox, branch) == before + 1
+    assert gitlab_client.existing_files(deletes, branch) == []
+    assert all(gitlab_client.read_file(path, branch) == text for path, text in kept.items())
+    assert gitlab_client.read_file("README.md", branch)
+
+
+def test_commit_files_refuses_ambiguous_deletes(gitlab_client: GitLabClient) -> None:
+    """A path both written and deleted, the repository root, or a bare string is a caller's
+    mistake, refused before GitLab is asked."""
+    calls = gitlab_client.calls
+    with pytest.raises(ValueError, match="both written and deleted"):
+        gitlab_client.commit_files("main", "x", {"a/b.yml": "x"}, deletes=["a"])
+    with pytest.raises(ValueError, match="whole repository"):
+        gitlab_client.commit_files("main", "x", {}, deletes=["/"])
+    with pytest.raises(TypeError):
+        gitlab_client.existing_files("prompts", "main")
+    assert gitlab_client.calls == calls
+
+
 def test_read_file_returns_none_for_a_missing_file(gitlab_client: GitLabClient) -> None:
     """read_file gives the text of a file and None where there is none."""
     assert gitlab_client.read_file("README.md", "main")

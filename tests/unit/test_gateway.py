@@ -1,4 +1,4 @@
-"""The AI gateway renderers: models.yml entries, prompt definitions and the config branch."""
+"""The AI gateway renderers: models.yml entries, prompt definitions, the config branch and the clean-up change."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from datetime import date
 import pytest
 import yaml
 
+from activities.payloads import CleanupMergeRequestInput
 from model_migration.catalog import load_catalog
 from model_migration.domain.gateway import (
+    cleanup_branch,
+    cleanup_change,
     config_branch,
     models_yml_data,
     models_yml_entry,
@@ -153,3 +156,92 @@ def test_config_branch_is_readable_and_keeps_similar_ids_apart() -> None:
     assert config_branch("migration:a/b/c") != config_branch("migration:a-b-c")
     feature = config_branch("migration:a/b/c:feature:duo_chat")
     assert feature != config_branch("migration:a/b/c")
+
+
+# -- the clean-up merge request --------------------------------------------------------------
+
+OLD = _model(name="Claude 3.7 Sonnet", gitlab_identifier="claude_3_7_sonnet_20250219", family=["claude_3"])
+MIGRATION = "migration:anthropic/claude-sonnet-4-5/20250929"
+
+
+def test_cleanup_removes_the_old_models_prompt_folder_for_the_feature() -> None:
+    """The old family's folder of the feature's prompt goes; the title, labels and commit say what and why."""
+    change = cleanup_change(MIGRATION, _feature(), OLD, _model())
+    assert change.deletes == ("prompts/definitions/chat/react/claude_3",)
+    assert change.title == "Remove Claude 3.7 Sonnet prompt definitions for Duo Chat"
+    assert change.commit_message.splitlines()[0] == change.title and MIGRATION in change.commit_message
+    assert change.labels == ("AI Model Migration", "group::duo chat")
+    assert change.branch == cleanup_branch(MIGRATION, "duo_chat")
+    assert change.branch.startswith("model-migration/cleanup-duo-chat-anthropic-claude-sonnet-4-5-20250929-")
+
+
+def test_cleanup_description_says_what_why_and_links_back() -> None:
+    """The description names the folder, the old and new models, the issues, the migration and its marker."""
+    change = cleanup_change(MIGRATION, _feature(), OLD, _model(), tracking_url="https://gl/t/1", feature_issue_url="https://gl/f/2")
+    text = change.description
+    assert "`prompts/definitions/chat/react/claude_3/`" in text and "`chat/react`" in text
+    assert "claude_3_7_sonnet_20250219" in text and "claude_sonnet_4_5_20250929" in text and "100 %" in text
+    assert "Tracking issue: https://gl/t/1" in text and "Feature issue: https://gl/f/2" in text
+    assert f"Migration: `{MIGRATION}`" in text
+    assert text.endswith(f"<!-- model-migration:{MIGRATION}:cleanup:duo_chat -->")
+    assert "Tracking issue" not in cleanup_change(MIGRATION, _feature(), OLD, _model()).description
+
+
+@pytest.mark.parametrize("old", [
+    _model(name="Claude Sonnet 4", gitlab_identifier="claude_sonnet_4_20250514"),  # the new model's family
+    _model(name="No family", gitlab_identifier="plain", family=[]),  # base: every unfamiled model's fallback
+])  # fmt: skip
+def test_cleanup_keeps_a_folder_other_models_use(old: ModelDefinition) -> None:
+    """A folder shared with the new model, or the base folder, is not the old model's to remove."""
+    change = cleanup_change(MIGRATION, _feature(), old, _model())
+    assert change.deletes == () and "- none: `prompts/definitions/chat/react/" in change.description
+
+
+def test_cleanup_keeps_the_folder_of_a_model_still_serving_the_feature() -> None:
+    """A model passed in ``keep`` (e.g. Claude 3.5 Haiku, also claude_3) keeps the family folder."""
+    haiku = _model(name="Claude 3.5 Haiku", gitlab_identifier="claude_3_5_haiku_20241022", family=["claude_3"])
+    assert cleanup_change(MIGRATION, _feature(), OLD, _model(), keep=[haiku]).deletes == ()
+    other = _model(name="Codestral", gitlab_identifier="codestral", family=["codestral"])
+    assert cleanup_change(MIGRATION, _feature(), OLD, _model(), keep=[other]).deletes != ()
+
+
+def test_cleanup_never_removes_what_the_config_mr_wrote_for_the_new_model() -> None:
+    """For every catalog feature and pair of models, the new model's first prompt is outside every delete."""
+    catalog = load_catalog()
+    for feature in catalog.features:
+        for old in catalog.models:
+            for new in catalog.models:
+                if old == new:
+                    continue
+                written = prompt_definition_path(feature, new, "1.0.0-dev")
+                deletes = cleanup_change(MIGRATION, feature, old, new).deletes
+                assert not any(written == d or written.startswith(d + "/") for d in deletes), (feature.name, old.name, new.name)
+
+
+@pytest.mark.parametrize(("migration_id", "feature"), [
+    (MIGRATION, "duo_chat"), ("", ""), ("..", "x.lock"), ("weird ~^:?*[\\ id@{1}", "a/b"), ("a" * 500, "f" * 500),
+    ("ünïcode/id", "ü"),
+])  # fmt: skip
+def test_cleanup_branch_is_a_stable_valid_git_ref(migration_id: str, feature: str) -> None:
+    """Any ids give the same branch every time, and a name git accepts."""
+    branch = cleanup_branch(migration_id, feature)
+    assert branch == cleanup_branch(migration_id, feature)
+    assert branch.startswith("model-migration/cleanup-") and len(branch) <= 100
+    assert not _GIT_REF_BAD.search(branch)
+
+
+def test_cleanup_branch_is_one_per_migration_and_feature() -> None:
+    """Another feature, another migration, or ids that slug alike give another branch; none is the config branch."""
+    branches = {
+        cleanup_branch(MIGRATION, "duo_chat"), cleanup_branch(MIGRATION, "code_suggestions"),
+        cleanup_branch(MIGRATION + ":run1", "duo_chat"), cleanup_branch("migration:a/b", "c"), cleanup_branch("migration:a-b", "c"),
+        config_branch(MIGRATION),
+    }  # fmt: skip
+    assert len(branches) == 6
+
+
+def test_cleanup_change_is_the_activity_input() -> None:
+    """The change carries over field for field into the activity's input."""
+    change = cleanup_change(MIGRATION, _feature(), OLD, _model())
+    request = CleanupMergeRequestInput(**change.model_dump())
+    assert request.model_dump(exclude={"target_branch"}) == change.model_dump() and request.target_branch == "main"
