@@ -17,17 +17,22 @@ from temporalio.worker import Interceptor, Worker
 from activities.evaluation import EvaluationActivities
 from activities.gitlab import GitLabActivities
 from activities.notify import NotifyActivities
+from activities.rollout import Flag, RolloutActivities
+from activities.rollout_payloads import FlagKind, FlagTarget
 from activities.watch import WatchActivities
 from model_migration.catalog import load_catalog
 from model_migration.clients.ai_gateway import AiGatewayClient
 from model_migration.clients.experiments import ExperimentServiceClient
+from model_migration.clients.flag_targets import GitLabInstanceFlag, GitLabProjectFlag, UnleashFlag
 from model_migration.clients.gitlab import GitLabClient, WaitGate
 from model_migration.clients.gitlab_labels import UserDirectory
 from model_migration.clients.harness import Harness, HarnessKind, ImportedResults
 from model_migration.clients.notifier import LogNotifier, notifier_from
 from model_migration.clients.pipeline_harness import pipeline_harness_factory
+from model_migration.clients.prometheus import PrometheusClient
 from model_migration.clients.promptfoo_harness import promptfoo_harness_factory
 from model_migration.clients.results_store import LocalResultsStore
+from model_migration.clients.unleash import UnleashAdmin
 from model_migration.deprecations import TemporalDeprecations
 from model_migration.domain.errors import DomainError, ErrorType, GitLabError
 from model_migration.domain.models import User
@@ -37,12 +42,13 @@ from workflows.deprecation import ModelDeprecationWorkflow
 from workflows.evaluation import EvaluationWorkflow
 from workflows.feature import FeatureMigrationWorkflow
 from workflows.migration import ModelMigrationWorkflow
+from workflows.rollout import RolloutWorkflow
 from workflows.tournament import TournamentWorkflow
 from workflows.watch import DeprecationWatchWorkflow
 
 WORKFLOWS = [
     ModelMigrationWorkflow, FeatureMigrationWorkflow, EvaluationWorkflow, TournamentWorkflow, ModelDeprecationWorkflow,
-    DeprecationWatchWorkflow,
+    DeprecationWatchWorkflow, RolloutWorkflow,
 ]
 log = structlog.get_logger("worker")
 
@@ -95,6 +101,69 @@ def evaluation_activities(settings: Settings, gate: WaitGate, users: UserDirecto
     return EvaluationActivities(harnesses, LocalResultsStore(settings.state_dir / "results"))
 
 
+def rollout_activities(settings: Settings, make: Callable[[], GitLabClient], gate: WaitGate, users: UserDirectory) -> RolloutActivities:
+    """Flag writes on every flag target the settings configure, and Prometheus for the analysis.
+
+    A catalog feature whose flag the engine drives on a target this worker cannot reach (no
+    Prometheus, no Unleash server) stops the start with one line: that rollout could never run."""
+    flags: dict[FlagKind, Callable[[FlagTarget], Flag]] = {}
+
+    def other_instance(env: str, url: str) -> GitLabClient:
+        token = settings.flag_instance_tokens.get(env)
+        if token is None:
+            raise DomainError(f"no token for the {env} GitLab instance: set MODEL_MIGRATION_FLAG_INSTANCE_TOKENS",
+                              type=ErrorType.INVALID_INPUT)
+        return GitLabClient(url, token, settings.gitlab_project, settings.gitlab_group, timeout=settings.gitlab_timeout,
+                            gate=gate, users=users)
+
+    def instance(target: FlagTarget) -> Flag:
+        others = {env: other_instance(env, url) for env, url in settings.flag_instances.items() if env in target.environments}
+        return GitLabInstanceFlag(make(), target.name, environments=others)
+
+    def project(target: FlagTarget) -> Flag:
+        token = settings.resolved_gitlab_token()
+        assert token is not None  # gitlab_factory refused to build without one
+        client = GitLabClient(settings.gitlab_url, token, settings.flag_project or settings.gitlab_project, settings.gitlab_group,
+                              timeout=settings.gitlab_timeout, gate=gate, users=users)
+        return GitLabProjectFlag(client, target.name, team_members=settings.flag_team_members, environments=target.environments)
+
+    flags[FlagKind.GITLAB_INSTANCE] = instance
+    flags[FlagKind.GITLAB_PROJECT] = project
+    unleash = unleash_flags(settings)
+    if unleash is not None:
+        flags[FlagKind.UNLEASH] = unleash
+    driven = [f for f in load_catalog(settings.catalog_dir).features if f.rollout.target is not None]
+    missing = [f"{f.name} ({f.rollout.target})" for f in driven if f.rollout.target not in flags]
+    if missing:
+        raise DomainError(f"{', '.join(missing)} roll out on Unleash: set MODEL_MIGRATION_UNLEASH_URL and MODEL_MIGRATION_UNLEASH_TOKEN",
+                          type=ErrorType.INVALID_INPUT)
+    if driven and not settings.prometheus_url:
+        names = ", ".join(f.name for f in driven)
+        raise DomainError(f"{names} roll out by the engine, whose analysis reads Prometheus: set MODEL_MIGRATION_PROMETHEUS_URL",
+                          type=ErrorType.INVALID_INPUT)
+
+    def metrics() -> PrometheusClient:
+        if not settings.prometheus_url:
+            raise DomainError("no Prometheus is configured for the rollout analysis: set MODEL_MIGRATION_PROMETHEUS_URL",
+                              type=ErrorType.INVALID_INPUT)
+        return PrometheusClient(settings.prometheus_url, timeout=settings.gitlab_timeout)
+
+    return RolloutActivities(flags, metrics)
+
+
+def unleash_flags(settings: Settings) -> Callable[[FlagTarget], Flag] | None:
+    """Flags on the Unleash server of the settings, if one is configured."""
+    if not settings.unleash_url or settings.unleash_token is None:
+        return None
+    url, token = settings.unleash_url, settings.unleash_token.get_secret_value()
+
+    def make(target: FlagTarget) -> Flag:
+        admin = UnleashAdmin(url, token, project=settings.unleash_project, timeout=settings.gitlab_timeout)
+        return UnleashFlag(admin, target.name, environments=settings.unleash_environments)
+
+    return make
+
+
 def watch_activities(settings: Settings, client: Client) -> WatchActivities:
     """The deprecation watch: the catalog and the AI gateway read, deprecations started on this worker's task queue."""
     catalog = load_catalog(settings.catalog_dir)
@@ -144,10 +213,12 @@ def build_worker(
     interceptors: Sequence[Interceptor] = (),
     evaluation: EvaluationActivities | None = None,
     watch: WatchActivities | None = None,
+    rollout: RolloutActivities | None = None,
 ) -> Worker:
     notify = notify or NotifyActivities(LogNotifier())
     extra = evaluation.all() if evaluation is not None else []
     extra += [watch.watch_deprecations] if watch is not None else []
+    extra += rollout.all() if rollout is not None else []
     write_workflow_bytecode()
     return Worker(
         client,
@@ -176,6 +247,7 @@ async def run(
     me = await asyncio.to_thread(check_gitlab, make)
     gitlab = gitlab or GitLabActivities(make)
     evaluation = evaluation_activities(settings, gate, users)
+    rollout = rollout_activities(settings, make, gate, users)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -185,7 +257,8 @@ async def run(
     with ThreadPoolExecutor(max_workers=32) as executor:
         notify = NotifyActivities(notifier_from(settings))
         watch = watch_activities(settings, client)
-        worker = build_worker(client, settings.task_queue, gitlab, executor, notify=notify, evaluation=evaluation, watch=watch)
+        worker = build_worker(client, settings.task_queue, gitlab, executor, notify=notify, evaluation=evaluation, watch=watch,
+                              rollout=rollout)
         if not settings.initiative_epic:
             log.info("initiative_epic_unset", detail="migrations are not filed under an initiative epic; "
                      "set MODEL_MIGRATION_INITIATIVE_EPIC=<group>&<iid> to file them")

@@ -8,8 +8,12 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_migration.domain.rollout import LadderStep, MetricTemplate
+from model_migration.domain.rollout_spec import FlagKind
 
 FROZEN = ConfigDict(frozen=True)
+__all__ = [
+    "ApplyFlagStepInput", "FlagKind", "FlagOffInput", "FlagTarget", "MeasureStepInput", "OldModelRateInput", "RolloutActivity",
+]
 
 
 class RolloutActivity(StrEnum):
@@ -18,12 +22,6 @@ class RolloutActivity(StrEnum):
     REMOVE_FLAG = "remove_flag"
     MEASURE_STEP = "measure_step"
     OLD_MODEL_RATE = "old_model_rate"
-
-
-class FlagKind(StrEnum):
-    GITLAB_INSTANCE = "gitlab_instance"  # GitLab's Features API, as GitLab.com rolls out its own features
-    GITLAB_PROJECT = "gitlab_project"  # a project's feature flags (Unleash strategies)
-    UNLEASH = "unleash"  # an Unleash server's admin API
 
 
 class FlagTarget(BaseModel):

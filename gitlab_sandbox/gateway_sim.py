@@ -57,6 +57,8 @@ BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 1.
 LATENCY_SIGMA = 0.3
 #: How a regressing candidate degrades past ``regress_above``.
 REGRESSED_ERRORS, REGRESSED_LATENCY, REGRESSED_ACCEPTANCE = 0.10, 3.0, -0.10
+#: The fewest routed requests the candidate's share is judged over.
+SHARE_MINIMUM = 200
 #: The candidate's share is measured over this many of the feature's latest requests.
 SHARE_WINDOW = 400
 
@@ -211,7 +213,8 @@ class GatewaySim:
         models = [self.route(feature, user) for user in users]
         state.recent.extend(model == traffic.candidate for model in models)
         share = 100 * sum(state.recent) / len(state.recent) if state.recent else 0.0
-        regressed = traffic.scenario == "regressing" and share > traffic.regress_above
+        # The candidate's share is judged over enough requests that a few unlucky first ones do not count.
+        regressed = traffic.scenario == "regressing" and len(state.recent) >= SHARE_MINIMUM and share > traffic.regress_above
         for model in models:
             errors, latency, acceptance = traffic.error_rate, traffic.latency_seconds, traffic.acceptance
             if regressed and model == traffic.candidate:

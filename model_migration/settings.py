@@ -53,6 +53,27 @@ class Settings(BaseSettings):
     #: migration's tracking issue is filed under it. Unset: not filed (the worker says so at start).
     initiative_epic: str | None = None
 
+    #: Prometheus's HTTP API, which a rollout's analysis queries (e.g. ``http://prometheus:9090``).
+    #: Needed when a catalog feature's flag is driven by the engine (``rollout.target``).
+    prometheus_url: str | None = None
+    #: Grafana, linked from the rollout-plan issue's Dashboard References when set.
+    grafana_url: str | None = None
+    #: ``gitlab_instance`` flags: the GitLab instance of each environment besides production
+    #: (which is ``gitlab_url``), as JSON: ``{"staging": "https://staging.gitlab.com"}``.
+    flag_instances: dict[str, str] = {}
+    #: Their administrators' tokens, as JSON ``{"staging": "<token>"}``; secrets.
+    flag_instance_tokens: dict[str, SecretStr] = {}
+    #: ``gitlab_project`` flags: the project that holds them (default: ``gitlab_project``).
+    flag_project: str | None = None
+    #: The user ids GitLab team members have in the application, for the team-members step of a project flag.
+    flag_team_members: list[str] = []
+    #: ``unleash`` flags: the Unleash server, an admin API token (a secret), its project, and each
+    #: ladder environment's Unleash environment as JSON.
+    unleash_url: str | None = None
+    unleash_token: SecretStr | None = None
+    unleash_project: str = "default"
+    unleash_environments: dict[str, str] = {"staging": "development", "production": "production"}
+
     state_dir: Path = Path(".model-migration")
     catalog_dir: Path | None = None
     log_format: str = "auto"  # auto | json | console

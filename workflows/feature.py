@@ -15,12 +15,22 @@ from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities import interface
-    from activities.payloads import AddToEpicInput, EnsureIssueInput, EnsureLabelsInput, IssueLinkInput, UpdateIssueInput
+    from activities.payloads import (
+        AddToEpicInput,
+        CleanupMergeRequestInput,
+        EnsureIssueInput,
+        EnsureLabelsInput,
+        IssueLinkInput,
+        UpdateIssueInput,
+    )
     from model_migration.domain import feature as machine
     from model_migration.domain.deadlines import plan_due_dates
     from model_migration.domain.errors import CommandRejected
     from model_migration.domain.escalation import next_escalation
+    from model_migration.domain.feature_state import CleanupOpened, OpenCleanup, RolloutEnded, StartRollout
+    from model_migration.domain.gateway import cleanup_change
     from model_migration.domain.models import IssueRef
+    from model_migration.domain.stages import FeatureStage
     from workflows import attributes, views
     from workflows.common import Journal, call, handle, marker_base, notify, until_done, validate
     from workflows.messages import (
@@ -41,8 +51,11 @@ with workflow.unsafe.imports_passed_through():
         ReportRollout,
         RerunEvaluation,
         Resume,
+        RetryRollout,
+        RolloutResult,
         evaluation_workflow_id,
     )
+    from workflows.rollout_messages import rollout_workflow_id
     from workflows.timer import EscalationTimer
     from workflows.versions import BLOCKED_NOTICE_PATCH, DRAIN_OUTBOX_PATCH, ENSURE_LABELS_PATCH, ISSUE_LINK_PATCH
 
@@ -64,6 +77,10 @@ class FeatureMigrationWorkflow:
         self.version = 0  # bumped by every change the run loop must see
         self.progress_dirty = True
         self.gate_task: asyncio.Task[None] | None = None
+        self.rollout_task: asyncio.Task[None] | None = None
+        self.cleanup_task: asyncio.Task[None] | None = None
+        #: Every rollout the engine drove, with its steps and measurements, for the outcome.
+        self.rollout_results: list[RolloutResult] = []
 
     @workflow.run
     async def run(self, input: FeatureMigrationInput) -> FeatureOutcome:
@@ -81,6 +98,7 @@ class FeatureMigrationWorkflow:
                 await self._wait()
             self.timer.cancel()
             self._stop_gate()
+            await self._stop_rollout()
             await self._gitlab(self._close_issue)
         except asyncio.CancelledError:
             self.timer.cancel()
@@ -88,10 +106,11 @@ class FeatureMigrationWorkflow:
             # The parent went away with REQUEST_CANCEL: record it and tidy the issue up.
             if not self.state.stage.terminal:
                 self._apply(Abort(actor="model-migration", reason="the parent migration was cancelled"))
+            await self._stop_rollout()
             await self._gitlab(self._flush)
             await self._gitlab(self._close_issue)
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return views.feature_outcome(self.state, self.issue)
+        return views.feature_outcome(self.state, self.issue, tuple(self.rollout_results))
 
     # -- the machine ----------------------------------------------------------------------
 
@@ -106,6 +125,10 @@ class FeatureMigrationWorkflow:
                 self._publish()
             elif isinstance(effect, machine.RunGate):
                 self.gate_task = asyncio.create_task(self._run_gate(effect.attempt))
+            elif isinstance(effect, StartRollout):
+                self.rollout_task = asyncio.create_task(self._run_rollout(effect))
+            elif isinstance(effect, OpenCleanup):
+                self.cleanup_task = asyncio.create_task(self._gitlab(self._open_cleanup))
             else:
                 self.progress_dirty = True
         if decision.effects or decision.state is not before:
@@ -149,6 +172,49 @@ class FeatureMigrationWorkflow:
     def _stop_gate(self) -> None:
         if self.gate_task is not None and not self.gate_task.done():
             self.gate_task.cancel()
+
+    # -- the rollout (revision 5) --------------------------------------------------------------
+
+    async def _run_rollout(self, start: StartRollout) -> None:
+        """Drive the flag as a child workflow; its end moves the feature (``domain/feature_rollout.py``)."""
+        await workflow.wait_condition(lambda: self.issue is not None)
+        request = views.rollout_input(self.input, self.state, start, self.issue)
+        try:
+            result = await workflow.execute_child_workflow(
+                "RolloutWorkflow", request, result_type=RolloutResult, id=rollout_workflow_id(self.key, start.attempt),
+            )
+            self.rollout_results.append(result)
+            label = request.ladder[result.failed_step].label if result.failed_step is not None else ""
+            event = RolloutEnded(attempt=start.attempt, phase=result.phase.value, outcome=result.outcome,
+                                 failed_step=result.failed_step, failed_label=label, timeline=views.rollout_timeline(result))
+        except ChildWorkflowError as err:
+            event = RolloutEnded(attempt=start.attempt, phase="failed", outcome=f"the rollout workflow failed: {err.cause or err}")
+        self._apply(event)
+
+    async def _stop_rollout(self) -> None:
+        """A feature that ends mid-rollout cancels it: the rollout turns the flag off, then ends."""
+        for task in (self.rollout_task, self.cleanup_task):
+            if task is not None and not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+
+    async def _open_cleanup(self) -> None:
+        if self.state.cleanup_mr or self.state.stage != FeatureStage.CLEANUP:
+            return
+        replaced = self.input.replaced
+        if replaced is None:
+            self._apply(CleanupOpened(detail="No replaced model was named: no prompt definitions to remove."))
+            return
+        change = cleanup_change(self.input.migration_id, self.input.feature, replaced, self.input.model)
+        request = CleanupMergeRequestInput(
+            branch=change.branch, deletes=change.deletes, commit_message=change.commit_message, title=change.title,
+            description=change.description, labels=change.labels,
+        )
+        mr = await call(interface.ensure_cleanup_mr, request, self._timeout)
+        self._apply(CleanupOpened(url=mr.web_url, detail="" if mr.web_url else "The old model's prompt definitions were already gone."))
 
     # -- GitLab ----------------------------------------------------------------------------
 
@@ -310,6 +376,14 @@ class FeatureMigrationWorkflow:
     def _check_rerun_evaluation(self, cmd: RerunEvaluation) -> None:
         self._validate(cmd)
 
+    @workflow.update
+    def retry_rollout(self, cmd: RetryRollout) -> CommandResult:
+        return self._command("retry_rollout", cmd)
+
+    @retry_rollout.validator
+    def _check_retry_rollout(self, cmd: RetryRollout) -> None:
+        self._validate(cmd)
+
     @workflow.signal
     def parent_command(self, cmd: ParentCommand) -> None:
         try:
@@ -323,4 +397,4 @@ class FeatureMigrationWorkflow:
         planned = None
         if not s.stage.terminal and not s.paused:
             planned = next_escalation(s.due(), s.ladder, s.escalation, workflow.now())
-        return views.feature_status(self.id, self.input, s, self.issue, planned)
+        return views.feature_status(self.id, self.input, s, self.issue, planned, key=self.key)

@@ -25,6 +25,7 @@ from model_migration.domain.commands import (
     ReportRollout,
     RerunEvaluation,
     Resume,
+    RetryRollout,
     RolloutStep,
     Transition,
     Verdict,
@@ -32,11 +33,13 @@ from model_migration.domain.commands import (
 from model_migration.domain.deadlines import Deadline, StagePlan
 from model_migration.domain.escalation import DEFAULT_LADDER, EscalationKind, EscalationStep, check_ladder
 from model_migration.domain.evaluation import EvaluationSpec, HarnessKind
-from model_migration.domain.feature_state import GateRecord
+from model_migration.domain.feature_state import GateRecord, RolloutRun
 from model_migration.domain.gate import GateResult
 from model_migration.domain.models import EpicRef, FeatureSpec, IssueRef, ModelDefinition
+from model_migration.domain.rollout_spec import RolloutOverrides
 from model_migration.domain.stages import AnyStage, FeatureStage, MigrationStage
 from model_migration.domain.tournament import TournamentResult
+from workflows.rollout_messages import RolloutResult
 from workflows.versions import FEATURE_REVISION, MIGRATION_REVISION
 
 #: The commands live in the domain, where the stage machines take them; they are wire types
@@ -47,7 +50,8 @@ __all__ = [
     "EvaluationInput", "EvaluationResult", "ExtendDeadline", "FeatureMigrationInput", "FeatureOutcome", "FeatureProgress",
     "FeatureStatus", "FiredEscalation", "GateRecord", "MetricResult", "MigrationInput", "MigrationResult", "MigrationStatus",
     "NextEscalation", "ParentCommand", "ParentCommandKind", "Pause", "PendingAction", "Reject", "ReportEvaluation", "ReportRollout",
-    "RerunEvaluation", "Resume", "RolloutStep", "Status", "TournamentInput", "TournamentOutcome", "Transition", "Tunables",
+    "RerunEvaluation", "Resume", "RetryRollout", "RolloutResult", "RolloutRun", "RolloutStep",
+    "Status", "TournamentInput", "TournamentOutcome", "Transition", "Tunables",
     "Verdict", "evaluation_workflow_id",
     "feature_workflow_id", "migration_id",
 ]
@@ -96,6 +100,8 @@ class Tunables(BaseModel):
     harness_timeout: timedelta = timedelta(hours=12)
     #: Harness runs that errored before the evaluation gives up and escalates.
     harness_attempts: int = Field(default=3, ge=1, le=10)
+    #: Overrides of the features' catalog rollouts (ladder, bake, hold, analysis cadence; a test run).
+    rollout: RolloutOverrides = Field(default_factory=RolloutOverrides)
 
     @field_validator("activity_timeout", "merge_poll", "evaluation_poll", "evaluation_heartbeat", "harness_timeout")
     @classmethod
@@ -254,6 +260,8 @@ class FeatureOutcome(BaseModel):
     outcome: str = ""
     issue_url: str = ""
     escalations: int = 0
+    #: Every rollout the engine drove (revision 5), each with its steps and their measurements.
+    rollouts: tuple[RolloutResult, ...] = ()
 
 
 class MigrationResult(BaseModel):
@@ -355,6 +363,12 @@ class FeatureStatus(_StatusCommon):
     gates: tuple[GateRecord, ...] = ()
     evaluation_loops: int = 0
     max_evaluation_loops: int = 0
+    #: The flag target the engine drives (revision 5); empty when the team drives the flag by hand.
+    flag_target: str = ""
+    #: The engine's rollouts, oldest first; the running one's workflow id.
+    rollouts: tuple[RolloutRun, ...] = ()
+    rollout_workflow_id: str = ""
+    cleanup_mr: str = ""
 
 
 class MigrationStatus(_StatusCommon):

@@ -9,76 +9,22 @@ returns the rollout's outcome and its step log.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities import interface
     from activities import rollout_interface as flags
     from activities.payloads import PostNoteInput
-    from activities.rollout_payloads import ApplyFlagStepInput, FlagOffInput, FlagTarget, MeasureStepInput, OldModelRateInput
+    from activities.rollout_payloads import ApplyFlagStepInput, FlagOffInput, MeasureStepInput, OldModelRateInput
     from model_migration.domain import rollout_machine as machine
     from model_migration.domain.errors import CommandRejected
     from model_migration.domain.models import marker_comment
-    from model_migration.domain.rollout import DEFAULT_ANALYSIS, DEFAULT_LADDER, HOLD, LadderStep, MetricTemplate
     from workflows.common import call, notify, rejected
-
-FROZEN = ConfigDict(frozen=True)
-
-
-class RolloutTunables(BaseModel):
-    model_config = FROZEN
-    #: How often a baking step is measured.
-    analysis_interval: timedelta = timedelta(minutes=5)
-    #: How far back each measurement looks (PromQL range).
-    analysis_window: timedelta = timedelta(minutes=5)
-    hold: timedelta = HOLD
-    #: The window over which the old model must have served nothing.
-    drain_window: timedelta = timedelta(hours=1)
-    #: How long to wait before checking the old model's traffic again.
-    drain_recheck: timedelta = timedelta(hours=1)
-    activity_timeout: timedelta = timedelta(seconds=30)
-
-
-class RolloutInput(BaseModel):
-    model_config = FROZEN
-    feature: str
-    dri: str
-    manager: str = ""
-    target: FlagTarget
-    candidate: str  # the new model's gitlab_identifier
-    baseline: str  # the old model's
-    issue_iid: int = Field(ge=0, default=0)  # the feature issue the notes go on (0: none)
-    ladder: tuple[LadderStep, ...] = DEFAULT_LADDER
-    analysis: tuple[MetricTemplate, ...] = DEFAULT_ANALYSIS
-    #: A test or demo run: bakes under 15 minutes are allowed, and status says so.
-    test_run: bool = False
-    from_step: int = Field(default=0, ge=0)
-    tunables: RolloutTunables = Field(default_factory=RolloutTunables)
-
-
-class RolloutResult(BaseModel):
-    model_config = FROZEN
-    phase: machine.Phase
-    outcome: str
-    failed_step: int | None = None
-    records: tuple[machine.StepRecord, ...] = ()
-    log: tuple[machine.LogEntry, ...] = ()
-
-
-class RolloutStatus(BaseModel):
-    model_config = FROZEN
-    phase: machine.Phase
-    step: int
-    step_label: str
-    test_run: bool
-    paused_by: str = ""
-    flag: str = ""
-    records: tuple[machine.StepRecord, ...] = ()
-    log: tuple[machine.LogEntry, ...] = ()
+    from workflows.rollout_messages import RolloutInput, RolloutResult, RolloutStatus
 
 
 @workflow.defn
@@ -96,11 +42,18 @@ class RolloutWorkflow:
 
     @workflow.run
     async def run(self, input: RolloutInput) -> RolloutResult:
-        while not self.state.phase.terminal or self.pending:
+        try:
+            while not self.state.phase.terminal or self.pending:
+                await self._carry_out()
+                if self.state.phase.terminal:
+                    continue
+                await self._wait()
+        except asyncio.CancelledError:
+            # The feature was aborted (or its migration cancelled): the flag goes off everywhere
+            # before the rollout ends, whatever step it was at.
+            if not self.state.phase.terminal:
+                self._apply(machine.Abort(actor="model-migration", reason="the feature's migration was aborted"))
             await self._carry_out()
-            if self.state.phase.terminal:
-                continue
-            await self._wait()
         await workflow.wait_condition(workflow.all_handlers_finished)
         failed = self.state.step if self.state.phase == machine.Phase.ROLLED_BACK else None
         return RolloutResult(phase=self.state.phase, outcome=self.state.outcome, failed_step=failed,

@@ -49,7 +49,12 @@ ENSURE_LABELS_PATCH = "ensure-labels"
 #: 4. The engine evaluates: entering evaluate starts an ``EvaluationWorkflow`` child, whose gate
 #:    verdict moves the feature; ``approve``, ``reject`` and ``rerun_evaluation`` exist; a team's
 #:    ``report_evaluation`` must link its per-example results, which go through the same gate.
-FEATURE_REVISION = 4
+#: 5. A feature whose catalog entry names a flag target has its flag driven by the engine:
+#:    entering rollout starts a ``RolloutWorkflow`` child, whose end moves the feature (done →
+#:    cleanup, where the engine opens the clean-up merge request, then done; rolled back → implement,
+#:    where ``retry_rollout`` starts again from the failed step); ``report_rollout`` and
+#:    ``complete_stage cleanup`` are refused for it. Features without a flag target run as in 4.
+FEATURE_REVISION = 5
 #: Migration workflow revisions.
 #: 3. Stricter command rules (an empty actor, init completed twice); its features start at
 #:    ``FEATURE_REVISION``; a rerun's markers carry its number. (Runs started before the

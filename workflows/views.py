@@ -7,11 +7,12 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.rollout_payloads import FlagTarget
     from model_migration.domain import templates
     from model_migration.domain.deadlines import Deadline
     from model_migration.domain.escalation import PlannedEscalation
     from model_migration.domain.feature import FeatureState
-    from model_migration.domain.feature_state import GateRecord
+    from model_migration.domain.feature_state import GateRecord, StartRollout
     from model_migration.domain.migration import MigrationState
     from model_migration.domain.models import IssueDraft, IssueRef
     from model_migration.domain.stages import FeatureStage, MigrationStage
@@ -25,7 +26,9 @@ with workflow.unsafe.imports_passed_through():
         MigrationStatus,
         NextEscalation,
         PendingAction,
+        RolloutResult,
     )
+    from workflows.rollout_messages import RolloutInput, RolloutTunables, rollout_workflow_id
     from workflows.tracking import TrackingIssue
 
 #: What a feature's team does next, and the command that says it is done.
@@ -66,22 +69,74 @@ def feature_progress(s: FeatureState, issue: IssueRef | None) -> FeatureProgress
     )
 
 
-def feature_outcome(s: FeatureState, issue: IssueRef | None) -> FeatureOutcome:
+def feature_outcome(s: FeatureState, issue: IssueRef | None, rollouts: tuple[RolloutResult, ...] = ()) -> FeatureOutcome:
     return FeatureOutcome(
         feature=s.feature.name, title=s.feature.title, stage=s.stage, outcome=s.outcome or str(s.stage),
-        issue_url=issue.web_url if issue else "", escalations=len(s.fired),
+        issue_url=issue.web_url if issue else "", escalations=len(s.fired), rollouts=rollouts,
     )
+
+
+def rollout_input(input: FeatureMigrationInput, s: FeatureState, start: StartRollout, issue: IssueRef | None) -> RolloutInput:
+    """What rollout ``start.attempt`` drives: the catalog's flag target and ladder, the run's overrides."""
+    spec, o, f = input.feature.rollout, input.tunables.rollout, input.feature
+    assert spec.target is not None
+    ladder = spec.steps(o)
+    return RolloutInput(
+        feature=f.name, dri=f.dri, manager=f.manager,
+        target=FlagTarget(kind=spec.target, name=s.flag, environments=spec.environments),
+        candidate=input.model.gitlab_identifier,
+        baseline=input.replaced.gitlab_identifier if input.replaced else f.current_model,
+        issue_iid=issue.iid if issue else 0, ladder=ladder, analysis=spec.templates(), test_run=o.test_run,
+        from_step=min(start.from_step, len(ladder) - 1),
+        tunables=RolloutTunables(
+            analysis_interval=o.analysis_interval, analysis_window=o.analysis_window, hold=o.hold or spec.hold,
+            drain_window=o.drain_window, drain_recheck=o.drain_recheck, activity_timeout=input.tunables.activity_timeout,
+        ),
+    )
+
+
+def rollout_timeline(result: RolloutResult) -> str:
+    """The rollout's log as a table, for the feature's last note."""
+    rows = [
+        f"| {e.at:%Y-%m-%d %H:%M:%S} | {e.step + 1} | {e.event} | @{e.actor} | {e.detail.replace('|', '/').replace(chr(10), ' ')} |"
+        for e in result.log
+    ]
+    return "| When (UTC) | Step | Event | By | Detail |\n|---|---|---|---|---|\n" + "\n".join(rows)
+
+
+def rollout_id(key: str, s: FeatureState) -> str:
+    """The running rollout's workflow id, or empty."""
+    run = s.rollout_run
+    return rollout_workflow_id(key, run.attempt) if run is not None and run.running else ""
+
+
+def _rollout_action(s: FeatureState, key: str) -> PendingAction | None:
+    run = s.rollout_run
+    if not s.driven or run is None:
+        return None
+    if s.stage == FeatureStage.ROLLOUT and run.running:
+        return PendingAction(action=f"the engine is rolling flag {s.flag} out (rollout {run.attempt}, {rollout_id(key, s)})",
+                             owner="model-migration", command="rollout status")
+    if s.stage == FeatureStage.IMPLEMENT and not run.running:
+        return PendingAction(action=f"rollout {run.attempt} {run.outcome or run.phase}: fix the cause, then retry the rollout "
+                                    "or complete implement with a new prompt version", owner=s.feature.dri, command="rollout retry")
+    if s.stage == FeatureStage.CLEANUP:
+        return PendingAction(action="the engine is opening the clean-up merge request", owner="model-migration")
+    return None
 
 
 def feature_status(
     workflow_id: str, input: FeatureMigrationInput, s: FeatureState, issue: IssueRef | None,
-    planned: PlannedEscalation | None,
+    planned: PlannedEscalation | None, key: str = "",
 ) -> FeatureStatus:
     pending = None
+    engine = _rollout_action(s, key or workflow_id)
     if s.blocked:
         pending = blocked_action(s.blocked)
     elif s.paused:
         pending = PendingAction(action="resume the feature", owner=s.feature.dri, command="resume")
+    elif engine is not None:
+        pending = engine
     elif s.stage == FeatureStage.EVALUATE and s.gated:
         pending = _gate_action(s)
     elif s.stage in PENDING:
@@ -100,6 +155,8 @@ def feature_status(
         pending_action=pending, escalations=s.fired, evaluations=s.evaluations, rollout=s.rollout,
         rollout_percentage=s.percentage, prompt_version=s.prompt_version, flag=s.flag,
         gates=s.gates, evaluation_loops=s.loops, max_evaluation_loops=s.feature.evaluation.max_loops,
+        flag_target=str(input.feature.rollout.target or "") if s.driven else "", rollouts=s.rollouts,
+        rollout_workflow_id=rollout_id(key or workflow_id, s), cleanup_mr=s.cleanup_mr,
     )
 
 

@@ -151,6 +151,15 @@ class FiredEscalation(BaseModel):
     occurrence: int = 0
 
 
+class RetryRollout(BaseModel):
+    """After the engine rolled a feature back (or it was aborted): roll out the same prompt
+    version again, from the step that failed."""
+
+    model_config = FROZEN
+    actor: str
+    reason: str = ""
+
+
 class RolloutStep(BaseModel):
     model_config = FROZEN
     percentage: int
@@ -161,6 +170,6 @@ class RolloutStep(BaseModel):
 
 __all__ = [
     "Abort", "Approve", "CompleteStage", "Reject", "RerunEvaluation", "ExtendDeadline", "FiredEscalation", "MetricResult", "MigrationStage",
-    "ParentCommand", "ParentCommandKind", "Pause", "ReportEvaluation", "ReportRollout", "Resume",
+    "ParentCommand", "ParentCommandKind", "Pause", "ReportEvaluation", "ReportRollout", "Resume", "RetryRollout",
     "RolloutStep", "Transition", "Verdict",
 ]

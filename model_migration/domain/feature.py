@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
-from model_migration.domain import deadlines, feature_gate, templates
+from model_migration.domain import deadlines, feature_gate, feature_rollout, templates
 from model_migration.domain.commands import (
     Abort,
     Approve,
@@ -29,6 +29,7 @@ from model_migration.domain.commands import (
     ReportRollout,
     RerunEvaluation,
     Resume,
+    RetryRollout,
     RolloutStep,
     Verdict,
 )
@@ -41,6 +42,7 @@ from model_migration.domain.feature_state import (
     STRICT_REVISION,
     Block,
     BlockedNoticeSent,
+    CleanupOpened,
     Command,
     Decision,
     Effect,
@@ -50,6 +52,7 @@ from model_migration.domain.feature_state import (
     GateRecord,
     Note,
     Publish,
+    RolloutEnded,
     RunGate,
     TellParent,
     initial,
@@ -76,6 +79,7 @@ def _complete_stage(s: FeatureState, cmd: CompleteStage, now: datetime) -> Decis
     active(s, blocked_counts=True)
     if cmd.stage != s.stage:
         raise CommandRejected(f"cannot complete {cmd.stage}: the feature is in {s.stage}")
+    feature_rollout.refuse_cleanup(s)
     if s.stage not in FEATURE_COMPLETABLE:
         gate = "the evaluation gate (or approve, for an inconclusive one)"
         how = (gate if s.gated else "report_evaluation") if s.stage == FeatureStage.EVALUATE else "report_rollout with 100"
@@ -142,8 +146,9 @@ def _report_evaluation(s: FeatureState, cmd: ReportEvaluation, now: datetime) ->
 def _report_rollout(s: FeatureState, cmd: ReportRollout, now: datetime) -> Decision:
     actor_given(s, cmd.actor)
     active(s, blocked_counts=s.strict)
-    if s.stage != FeatureStage.ROLLOUT:
+    if s.stage != FeatureStage.ROLLOUT and not s.driven:
         raise CommandRejected(f"cannot report a rollout: the feature is in {s.stage}")
+    feature_rollout.refuse_report(s, cmd)
     current = s.percentage
     if not 0 <= cmd.percentage <= 100:
         raise CommandRejected(f"percentage {cmd.percentage} is outside 0..100")
@@ -271,4 +276,5 @@ _HANDLERS: dict[type[BaseModel], Callable[[FeatureState, Any, datetime], Decisio
     Pause: _pause, Resume: _resume, Abort: _abort, ExtendDeadline: _extend_deadline, ParentCommand: _parent_command,
     Escalate: _escalate, Block: _block, BlockedNoticeSent: _blocked_notice,
     Approve: feature_gate.approve, Reject: feature_gate.reject, RerunEvaluation: feature_gate.rerun, GateDecided: feature_gate.decided,
+    RetryRollout: feature_rollout.retry, RolloutEnded: feature_rollout.ended, CleanupOpened: feature_rollout.cleanup_opened,
 }

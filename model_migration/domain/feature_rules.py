@@ -8,7 +8,17 @@ from model_migration.domain import templates
 from model_migration.domain.commands import Transition
 from model_migration.domain.errors import CommandRejected
 from model_migration.domain.escalation import EscalationState
-from model_migration.domain.feature_state import CLOSE_WITH_NOTE_REVISION, Decision, FeatureState, Note, Publish, TellParent
+from model_migration.domain.feature_state import (
+    CLOSE_WITH_NOTE_REVISION,
+    Decision,
+    Effect,
+    FeatureState,
+    Note,
+    Publish,
+    RolloutRun,
+    StartRollout,
+    TellParent,
+)
 from model_migration.domain.machine import check_actor, check_open
 from model_migration.domain.stages import FEATURE_MOVES, FeatureStage
 
@@ -36,8 +46,12 @@ def next_stage(current: FeatureStage) -> FeatureStage:
     }[current]
 
 
-def move(s: FeatureState, to: FeatureStage, actor: str, now: datetime, detail: str, add_labels: tuple[str, ...] = ()) -> Decision:
-    """A stage transition: the moves table allows it, one note records it, labels reset."""
+def move(
+    s: FeatureState, to: FeatureStage, actor: str, now: datetime, detail: str, add_labels: tuple[str, ...] = (), from_step: int = 0,
+) -> Decision:
+    """A stage transition: the moves table allows it, one note records it, labels reset.
+
+    A feature whose flag the engine drives starts a rollout (from ``from_step``) on entering rollout."""
     if (s.stage, to) not in FEATURE_MOVES:
         raise CommandRejected(f"cannot move from {s.stage} to {to}")
     before = s.stage
@@ -54,4 +68,10 @@ def move(s: FeatureState, to: FeatureStage, actor: str, now: datetime, detail: s
     # From revision 3 the last note closes the issue itself: one GitLab call fewer per feature.
     close = to.terminal and s.revision >= CLOSE_WITH_NOTE_REVISION
     note = Note(body=body, add_labels=add_labels, remove_labels=remove, due_date=due, close=close)
-    return Decision(state=s, effects=(note, Publish(), TellParent()))
+    effects: tuple[Effect, ...] = (note, Publish(), TellParent())
+    if to == FeatureStage.ROLLOUT and s.driven:
+        attempt = len(s.rollouts) + 1
+        run = RolloutRun(attempt=attempt, from_step=from_step, started_at=now, requested_by=actor)
+        s = s.model_copy(update={"rollouts": (*s.rollouts, run)})
+        effects = (*effects, StartRollout(attempt=attempt, from_step=from_step))
+    return Decision(state=s, effects=effects)

@@ -22,6 +22,7 @@ from model_migration.domain.commands import (
     ReportRollout,
     RerunEvaluation,
     Resume,
+    RetryRollout,
     RolloutStep,
     Transition,
     Verdict,
@@ -39,6 +40,9 @@ STRICT_REVISION = 3
 CLOSE_WITH_NOTE_REVISION = 3
 #: From this input revision the engine runs the evaluation gate itself (``feature_gate.py``).
 GATE_REVISION = 4
+#: From this input revision the engine drives the flag of a feature whose catalog entry names a
+#: flag target (``RolloutWorkflow``), and cleans up after it (``feature_rollout.py``).
+ROLLOUT_REVISION = 5
 
 
 # -- effects --------------------------------------------------------------------------------
@@ -79,7 +83,23 @@ class RunGate(BaseModel):
     attempt: int
 
 
-Effect = Note | Publish | TellParent | RunGate
+class StartRollout(BaseModel):
+    """Start rollout ``attempt`` (a ``RolloutWorkflow`` child) at ladder step ``from_step``."""
+
+    model_config = FROZEN
+    kind: Literal["start_rollout"] = "start_rollout"
+    attempt: int
+    from_step: int = 0
+
+
+class OpenCleanup(BaseModel):
+    """Open the clean-up merge request that removes the old model's prompt definitions."""
+
+    model_config = FROZEN
+    kind: Literal["open_cleanup"] = "open_cleanup"
+
+
+Effect = Note | Publish | TellParent | RunGate | StartRollout | OpenCleanup
 
 
 class GateRecord(BaseModel):
@@ -116,6 +136,28 @@ class GateRecord(BaseModel):
         return self.verdict is Verdict.INCONCLUSIVE and not self.decided_by
 
 
+class RolloutRun(BaseModel):
+    """One rollout the engine drove (revision 5): where it started, and how it ended."""
+
+    model_config = FROZEN
+    attempt: int
+    from_step: int = 0
+    started_at: datetime
+    requested_by: str = ""
+    #: running | done | rolled_back | aborted | failed (the rollout workflow itself failed)
+    phase: str = "running"
+    outcome: str = ""
+    failed_step: int | None = None
+    failed_label: str = ""
+    ended_at: datetime | None = None
+    #: The rollout's step log (markdown), for the final note.
+    timeline: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.phase == "running"
+
+
 # -- state and events -------------------------------------------------------------------------
 
 
@@ -145,6 +187,10 @@ class FeatureState(BaseModel):
     gates: tuple[GateRecord, ...] = ()
     #: Evaluations that sent the feature back to implement (failed, or rejected).
     loops: int = 0
+    #: Every rollout the engine drove (revision 5), oldest first; its length is the attempt number.
+    rollouts: tuple[RolloutRun, ...] = ()
+    #: The clean-up merge request's URL, once opened.
+    cleanup_mr: str = ""
 
     def due(self) -> datetime:
         return deadlines.due_in(self.deadlines, self.stage)
@@ -160,6 +206,15 @@ class FeatureState(BaseModel):
     @property
     def gated(self) -> bool:
         return self.revision >= GATE_REVISION
+
+    @property
+    def driven(self) -> bool:
+        """The engine drives the flag (``RolloutWorkflow``); the team does not report steps."""
+        return self.revision >= ROLLOUT_REVISION and self.feature.rollout.driven
+
+    @property
+    def rollout_run(self) -> RolloutRun | None:
+        return self.rollouts[-1] if self.rollouts else None
 
     @property
     def gate(self) -> GateRecord | None:
@@ -194,6 +249,27 @@ class GateDecided(BaseModel):
     error: str = ""
 
 
+class RolloutEnded(BaseModel):
+    """Rollout ``attempt`` finished: done, rolled back, aborted, or its workflow failed."""
+
+    model_config = FROZEN
+    attempt: int
+    phase: str
+    outcome: str = ""
+    failed_step: int | None = None
+    failed_label: str = ""
+    #: The timeline of the whole rollout, for the final note (markdown).
+    timeline: str = ""
+
+
+class CleanupOpened(BaseModel):
+    """The clean-up merge request is open (or there was nothing left to remove)."""
+
+    model_config = FROZEN
+    url: str = ""
+    detail: str = ""
+
+
 class BlockedNoticeSent(BaseModel):
     """People were told of a block outside GitLab (recorded as a fired escalation)."""
 
@@ -203,6 +279,7 @@ class BlockedNoticeSent(BaseModel):
 Command = (
     CompleteStage | ReportEvaluation | ReportRollout | Pause | Resume | Abort | ExtendDeadline | ParentCommand
     | Approve | Reject | RerunEvaluation | Escalate | Block | BlockedNoticeSent | GateDecided
+    | RetryRollout | RolloutEnded | CleanupOpened
 )
 
 

@@ -13,6 +13,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_migration.domain.evaluation import EvaluationSpec
+from model_migration.domain.rollout_spec import RolloutSpec
 
 _EPIC_URL = re.compile(r"/groups/(?P<group>[^?#]+?)/-/epics/(?P<iid>\d+)/?$")
 
@@ -103,6 +104,8 @@ class FeatureSpec(BaseModel):
     min_context_tokens: int = 8192
     #: Harness, margins and loop cap of its evaluation gate (``domain/evaluation.py``).
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    #: Who drives its flag (the engine, on which target, along which ladder) or the team by hand (``domain/rollout_spec.py``).
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
 
 
 class EpicRef(BaseModel):

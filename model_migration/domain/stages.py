@@ -51,6 +51,8 @@ FEATURE_MOVES: frozenset[tuple[FeatureStage, FeatureStage]] = frozenset(
         (FeatureStage.EVALUATE, FeatureStage.ROLLOUT),
         (FeatureStage.EVALUATE, FeatureStage.IMPLEMENT),  # a failed gate: back for a new prompt
         (FeatureStage.ROLLOUT, FeatureStage.CLEANUP),
+        (FeatureStage.ROLLOUT, FeatureStage.IMPLEMENT),  # the engine rolled the flag back (revision 5)
+        (FeatureStage.IMPLEMENT, FeatureStage.ROLLOUT),  # retried from the failed step, same prompt version
         (FeatureStage.CLEANUP, FeatureStage.DONE),
     }
     | {(s, FeatureStage.ABORTED) for s in FEATURE_STAGES}

@@ -37,7 +37,8 @@ from model_migration.domain.rollout import DEFAULT_ANALYSIS, Condition, LadderSt
 from model_migration.domain.rollout_machine import Abort, Phase, Promote, Retry
 from tests.metrics_fixtures import MetricsStack
 from tests.temporal_fixtures import assert_eventually
-from workflows.rollout import RolloutInput, RolloutResult, RolloutStatus, RolloutTunables, RolloutWorkflow
+from workflows.rollout import RolloutWorkflow
+from workflows.rollout_messages import RolloutInput, RolloutResult, RolloutStatus, RolloutTunables
 
 BAKE = timedelta(seconds=4)
 SLOW_BAKE = timedelta(seconds=12)

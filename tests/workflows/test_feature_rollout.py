@@ -1,0 +1,138 @@
+"""A feature whose flag the engine drives (revision 5), end to end on real parts: the feature
+workflow enters rollout through its evaluation gate, starts a ``RolloutWorkflow`` child that drives
+a GitLab instance flag in the sandbox, the simulated gateway follows the flag, Prometheus scrapes
+it, and the feature moves on the rollout's outcome: done → the clean-up merge request → done;
+rolled back → implement → ``retry_rollout`` from the failed step → done.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+import pytest_asyncio
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+
+import worker as worker_module
+from activities.rollout import RolloutActivities
+from activities.rollout_payloads import FlagKind
+from model_migration.clients.flag_targets import GitLabInstanceFlag
+from model_migration.clients.gitlab import GitLabClient, WaitGate
+from model_migration.clients.prometheus import PrometheusClient
+from model_migration.domain.rollout import LadderStep
+from model_migration.domain.rollout_spec import RolloutOverrides, RolloutSpec
+from model_migration.domain.stages import FeatureStage
+from tests.metrics_fixtures import MetricsStack
+from tests.temporal_fixtures import Engine, _activities, _evaluation, assert_eventually
+from tests.workflows.support import CATALOG, SLOW, start_feature, status, wait_stage
+from tests.workflows.test_rollout import ANALYSIS, CANDIDATE, FlagFollower
+from workflows.messages import CompleteStage, FeatureOutcome, ReportRollout, RetryRollout, Tunables
+
+
+@dataclass
+class Driven:
+    engine: Engine
+    stack: MetricsStack
+    gitlab: GitLabClient
+
+
+@pytest_asyncio.fixture(scope="module")
+async def driven(dev_env: WorkflowEnvironment, gitlab_sandbox, metrics_stack: MetricsStack, tmp_path_factory) -> AsyncIterator[Driven]:  # type: ignore[no-untyped-def]
+    """The worker as ``model-migration worker`` builds it, with the rollout activities on the sandbox and Prometheus."""
+    gate = WaitGate()
+    gitlab = _activities(gitlab_sandbox, gate)
+    rollout = RolloutActivities(
+        {FlagKind.GITLAB_INSTANCE: lambda t: GitLabInstanceFlag(gitlab._factory(), t.name)},  # type: ignore[arg-type]
+        lambda: PrometheusClient(metrics_stack.prometheus_url),
+    )
+    queue = f"driven-{uuid.uuid4().hex[:8]}"
+    evaluation = _evaluation(gitlab_sandbox, tmp_path_factory.mktemp("results"), gate)
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        async with worker_module.build_worker(dev_env.client, queue, gitlab, executor, evaluation=evaluation, rollout=rollout):
+            yield Driven(Engine(dev_env.client, queue, gitlab), metrics_stack, gitlab._factory())  # type: ignore[arg-type]
+
+
+def tunables(*percentages: int, bake: timedelta) -> Tunables:
+    steps = tuple(LadderStep(percentage=p) for p in percentages)
+    overrides = RolloutOverrides(
+        ladder=steps, bake=bake, hold=timedelta(seconds=2), test_run=True, analysis_interval=timedelta(seconds=1),
+        analysis_window=timedelta(seconds=3), drain_window=timedelta(seconds=3), drain_recheck=timedelta(seconds=1),
+    )
+    return SLOW.model_copy(update={"rollout": overrides})
+
+
+SPEC = CATALOG.feature("duo_chat").model_copy(update={
+    "rollout": RolloutSpec(target=FlagKind.GITLAB_INSTANCE, environments=("production",), ladder=(LadderStep(percentage=100),),
+                           analysis=ANALYSIS),
+})
+
+
+async def to_rollout(d: Driven, unique: str, tun: Tunables) -> tuple[WorkflowHandle, str]:
+    handle = await start_feature(d.engine, unique, tunables=tun, spec=SPEC)
+    flag = f"duo_chat_{unique}"
+    await handle.execute_update("complete_stage", CompleteStage(
+        stage=FeatureStage.IMPLEMENT, actor="achen", prompt_version="1.0.0-dev", flag_name=flag,
+    ))
+    await wait_stage(handle, FeatureStage.ROLLOUT, timeout=150)
+    return handle, flag
+
+
+async def candidate_gone(stack: MetricsStack) -> None:
+    """The flag is off: once the candidate served nothing over the analysis window, its errors are out of it."""
+    query = f'sum(rate(ai_gateway_requests_total{{feature="duo_chat",model="{CANDIDATE}"}}[3s]))'
+
+    async def check() -> None:
+        rate = PrometheusClient(stack.prometheus_url).instant(query)
+        assert not rate, rate
+
+    await assert_eventually(check, timeout=30)
+
+
+async def test_the_engine_rolls_a_healthy_feature_out_cleans_up_and_closes_the_issue(driven: Driven, unique: str) -> None:
+    handle, flag = await to_rollout(driven, unique, tunables(25, 100, bake=timedelta(seconds=4)))
+    with FlagFollower(driven.stack, driven.gitlab, "duo_chat", flag):
+        st = await status(handle)
+        assert st.flag_target == "gitlab_instance" and st.rollout_workflow_id.endswith(":rollout:1")
+        assert st.pending_action is not None and st.pending_action.command == "rollout status"
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update("report_rollout", ReportRollout(actor="achen", percentage=50))
+        assert "the engine drives flag" in str(refused.value.cause)
+        await wait_stage(handle, FeatureStage.DONE, timeout=120)
+        outcome: FeatureOutcome = await handle.result()
+    assert outcome.stage == FeatureStage.DONE and outcome.outcome == "done"
+    [rollout] = outcome.rollouts
+    assert [(r.label, r.outcome) for r in rollout.records] == [
+        ("production: 25 % of actors", "successful"), ("production: 100 % of actors", "successful"),
+    ]
+    assert all(r.measurements for r in rollout.records)
+    assert flag not in {f.name for f in driven.gitlab.list_features()}
+    st = await status(handle)
+    assert st.rollouts[0].phase == "done" and st.cleanup_mr
+    issue = driven.gitlab.get_issue(st.issue.iid) if st.issue else None
+    assert issue is not None and issue.state == "closed"
+    last = driven.gitlab.list_notes(st.issue.iid)[-1].body  # type: ignore[union-attr]
+    assert "The last rollout, step by step" in last and "drained" in last
+
+
+async def test_a_rollback_sends_the_feature_back_and_retry_resumes_at_the_failed_step(driven: Driven, unique: str) -> None:
+    handle, flag = await to_rollout(driven, unique, tunables(10, 25, 100, bake=timedelta(seconds=12)))
+    with FlagFollower(driven.stack, driven.gitlab, "duo_chat", flag, scenario="regressing", regress_above=15) as follower:
+        st = await wait_stage(handle, FeatureStage.IMPLEMENT, timeout=90)
+        assert st.rollouts[0].phase == "rolled_back" and st.rollouts[0].failed_step == 1, st.rollouts
+        assert st.pending_action is not None and st.pending_action.command == "rollout retry"
+        follower.configure(scenario="healthy")
+        await candidate_gone(driven.stack)  # the regressed requests leave Prometheus's window before the retry
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update("retry_rollout", RetryRollout(actor=""))
+        await handle.execute_update("retry_rollout", RetryRollout(actor="achen", reason="the timeout is fixed"))
+        await wait_stage(handle, FeatureStage.DONE, timeout=120)
+        outcome: FeatureOutcome = await handle.result()
+    first, second = outcome.rollouts
+    assert first.phase == "rolled_back" and first.records[-1].outcome == "failed"
+    assert [r.label for r in second.records] == ["production: 25 % of actors", "production: 100 % of actors"]
+    assert outcome.stage == FeatureStage.DONE

@@ -1,0 +1,70 @@
+"""Payloads of the rollout workflow: its input and tunables, its result, and its status."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from activities.rollout_payloads import FlagTarget
+from model_migration.domain import rollout_machine as machine
+from model_migration.domain.rollout import DEFAULT_ANALYSIS, DEFAULT_LADDER, HOLD, LadderStep, MetricTemplate
+
+FROZEN = ConfigDict(frozen=True)
+
+
+class RolloutTunables(BaseModel):
+    model_config = FROZEN
+    #: How often a baking step is measured.
+    analysis_interval: timedelta = timedelta(minutes=5)
+    #: How far back each measurement looks (PromQL range).
+    analysis_window: timedelta = timedelta(minutes=5)
+    hold: timedelta = HOLD
+    #: The window over which the old model must have served nothing.
+    drain_window: timedelta = timedelta(hours=1)
+    #: How long to wait before checking the old model's traffic again.
+    drain_recheck: timedelta = timedelta(hours=1)
+    activity_timeout: timedelta = timedelta(seconds=30)
+
+
+class RolloutInput(BaseModel):
+    model_config = FROZEN
+    feature: str
+    dri: str
+    manager: str = ""
+    target: FlagTarget
+    candidate: str  # the new model's gitlab_identifier
+    baseline: str  # the old model's
+    issue_iid: int = Field(ge=0, default=0)  # the feature issue the notes go on (0: none)
+    ladder: tuple[LadderStep, ...] = DEFAULT_LADDER
+    analysis: tuple[MetricTemplate, ...] = DEFAULT_ANALYSIS
+    #: A test or demo run: bakes under 15 minutes are allowed, and status says so.
+    test_run: bool = False
+    from_step: int = Field(default=0, ge=0)
+    tunables: RolloutTunables = Field(default_factory=RolloutTunables)
+
+
+class RolloutResult(BaseModel):
+    model_config = FROZEN
+    phase: machine.Phase
+    outcome: str
+    failed_step: int | None = None
+    records: tuple[machine.StepRecord, ...] = ()
+    log: tuple[machine.LogEntry, ...] = ()
+
+
+class RolloutStatus(BaseModel):
+    model_config = FROZEN
+    phase: machine.Phase
+    step: int
+    step_label: str
+    test_run: bool
+    paused_by: str = ""
+    flag: str = ""
+    records: tuple[machine.StepRecord, ...] = ()
+    log: tuple[machine.LogEntry, ...] = ()
+
+
+def rollout_workflow_id(feature_key: str, attempt: int) -> str:
+    """One id per rollout attempt of a feature run: a retry after a rollback is a new attempt."""
+    return f"{feature_key}:rollout:{attempt}"
