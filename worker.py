@@ -18,6 +18,7 @@ from activities.evaluation import EvaluationActivities
 from activities.gitlab import GitLabActivities
 from activities.notify import NotifyActivities
 from activities.rollout import Flag, RolloutActivities
+from activities.rollout_issues import RolloutIssueActivities
 from activities.rollout_payloads import FlagKind, FlagTarget
 from activities.watch import WatchActivities
 from model_migration.catalog import load_catalog
@@ -214,11 +215,13 @@ def build_worker(
     evaluation: EvaluationActivities | None = None,
     watch: WatchActivities | None = None,
     rollout: RolloutActivities | None = None,
+    rollout_issues: RolloutIssueActivities | None = None,
 ) -> Worker:
     notify = notify or NotifyActivities(LogNotifier())
     extra = evaluation.all() if evaluation is not None else []
     extra += [watch.watch_deprecations] if watch is not None else []
-    extra += rollout.all() if rollout is not None else []
+    if rollout is not None:  # the flags and metrics, and the rollout's two issues
+        extra += [*rollout.all(), *(rollout_issues or RolloutIssueActivities(gitlab)).all()]
     write_workflow_bytecode()
     return Worker(
         client,
@@ -257,8 +260,9 @@ async def run(
     with ThreadPoolExecutor(max_workers=32) as executor:
         notify = NotifyActivities(notifier_from(settings))
         watch = watch_activities(settings, client)
+        issues = RolloutIssueActivities(gitlab, settings.prometheus_url or "", settings.grafana_url or "")
         worker = build_worker(client, settings.task_queue, gitlab, executor, notify=notify, evaluation=evaluation, watch=watch,
-                              rollout=rollout)
+                              rollout=rollout, rollout_issues=issues)
         if not settings.initiative_epic:
             log.info("initiative_epic_unset", detail="migrations are not filed under an initiative epic; "
                      "set MODEL_MIGRATION_INITIATIVE_EPIC=<group>&<iid> to file them")

@@ -35,6 +35,8 @@ class Activity(StrEnum):
     POST_EPIC_NOTE = "post_epic_note"
     FILE_EPIC_UNDER = "file_epic_under"
     ENSURE_CLEANUP_MR = "ensure_cleanup_mr"
+    ENSURE_FLAG_ISSUE = "ensure_flag_issue"
+    WRITE_ROLLOUT_ISSUES = "write_rollout_issues"
 
 
 class EnsureIssueInput(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import structlog
@@ -17,6 +17,7 @@ from temporalio import activity
 
 from activities.rollout_payloads import (
     ApplyFlagStepInput,
+    BaselineInput,
     FlagKind,
     FlagOffInput,
     FlagTarget,
@@ -26,6 +27,7 @@ from activities.rollout_payloads import (
 )
 from model_migration.domain.errors import DomainError, ErrorType
 from model_migration.domain.rollout import REQUESTS, LadderStep, Measurement, MetricTemplate, promql_duration
+from model_migration.domain.rollout_baseline import ObservedBaseline, baseline_queries
 
 log = structlog.get_logger("rollout")
 
@@ -99,5 +101,13 @@ class RolloutActivities:
         rate = self._metrics().instant(query)
         return None if rate is None or math.isnan(rate) else rate
 
+    @activity.defn(name=RolloutActivity.OBSERVE_BASELINE)
+    def observe_baseline(self, request: BaselineInput) -> ObservedBaseline:
+        """The old model before the first step: what the Continue criteria compare against."""
+        metrics = self._metrics()
+        values = {name: metrics.instant(query) for name, query in baseline_queries(request.feature, request.model, request.window).items()}
+        until = datetime.now(UTC)
+        return ObservedBaseline.model_validate({**values, "model": request.model, "since": until - request.window, "until": until})
+
     def all(self) -> list[Callable[..., object]]:
-        return [self.apply_flag_step, self.flag_off, self.remove_flag, self.measure_step, self.old_model_rate]
+        return [self.apply_flag_step, self.flag_off, self.remove_flag, self.measure_step, self.old_model_rate, self.observe_baseline]

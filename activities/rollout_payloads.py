@@ -8,11 +8,14 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_migration.domain.rollout import LadderStep, MetricTemplate
+from model_migration.domain.rollout_baseline import ObservedBaseline
 from model_migration.domain.rollout_spec import FlagKind
+from model_migration.domain.rollout_views import RolloutPlan, StepView
 
 FROZEN = ConfigDict(frozen=True)
 __all__ = [
-    "ApplyFlagStepInput", "FlagKind", "FlagOffInput", "FlagTarget", "MeasureStepInput", "OldModelRateInput", "RolloutActivity",
+    "ApplyFlagStepInput", "BaselineInput", "FlagIssueInput", "FlagKind", "FlagOffInput", "FlagTarget", "MeasureStepInput",
+    "OldModelRateInput", "RolloutActivity", "RolloutIssuesInput",
 ]
 
 
@@ -22,6 +25,7 @@ class RolloutActivity(StrEnum):
     REMOVE_FLAG = "remove_flag"
     MEASURE_STEP = "measure_step"
     OLD_MODEL_RATE = "old_model_rate"
+    OBSERVE_BASELINE = "observe_baseline"
 
 
 class FlagTarget(BaseModel):
@@ -68,3 +72,41 @@ class OldModelRateInput(BaseModel):
     feature: str
     model: str
     window: timedelta
+
+
+class BaselineInput(BaseModel):
+    """The old model's latency percentiles and acceptance rate for the feature, before the first step."""
+
+    model_config = FROZEN
+    feature: str
+    model: str
+    window: timedelta
+
+
+class FlagIssueInput(BaseModel):
+    """The "Feature Flag Roll Out" issue of the rollout, linked to its rollout-plan issue."""
+
+    model_config = FROZEN
+    plan: RolloutPlan
+    plan_issue_iid: int
+    marker: str
+
+
+class RolloutIssuesInput(BaseModel):
+    """Both issues rendered from the rollout's state and written where they changed: one edit
+    per issue per step. The plan issue keeps its marker (``plan_marker``), so it is found again."""
+
+    model_config = FROZEN
+    plan: RolloutPlan
+    steps: tuple[StepView, ...] = ()
+    baseline: ObservedBaseline | None = None
+    plan_issue_iid: int
+    plan_marker: str
+    flag_issue_iid: int = 0
+    flag_issue_url: str = ""
+    flag_marker: str = ""
+    #: The flag is off everywhere (a rollback or an abort); the flag was deleted.
+    turned_off: bool = False
+    removed: bool = False
+    #: Close the flag issue with this edit (the flag was deleted).
+    close_flag_issue: bool = False

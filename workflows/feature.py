@@ -178,7 +178,8 @@ class FeatureMigrationWorkflow:
     async def _run_rollout(self, start: StartRollout) -> None:
         """Drive the flag as a child workflow; its end moves the feature (``domain/feature_rollout.py``)."""
         await workflow.wait_condition(lambda: self.issue is not None)
-        request = views.rollout_input(self.input, self.state, start, self.issue)
+        previous = self.rollout_results[-1] if self.rollout_results else None
+        request = views.rollout_input(self.key, self.input, self.state, start, self.issue, previous)
         try:
             result = await workflow.execute_child_workflow(
                 "RolloutWorkflow", request, result_type=RolloutResult, id=rollout_workflow_id(self.key, start.attempt),

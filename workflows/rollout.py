@@ -10,21 +10,36 @@ returns the rollout's outcome and its step log.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities import interface
     from activities import rollout_interface as flags
     from activities.payloads import PostNoteInput
-    from activities.rollout_payloads import ApplyFlagStepInput, FlagOffInput, MeasureStepInput, OldModelRateInput
+    from activities.rollout_payloads import (
+        ApplyFlagStepInput,
+        BaselineInput,
+        FlagIssueInput,
+        FlagOffInput,
+        MeasureStepInput,
+        OldModelRateInput,
+        RolloutIssuesInput,
+    )
     from model_migration.domain import rollout_machine as machine
     from model_migration.domain.errors import CommandRejected
-    from model_migration.domain.models import marker_comment
-    from workflows.common import call, notify, rejected
+    from model_migration.domain.models import IssueRef, marker_comment
+    from model_migration.domain.rollout_baseline import ObservedBaseline
+    from model_migration.domain.rollout_views import step_views
+    from workflows.common import GitLabBlocked, call, notify, rejected
     from workflows.rollout_messages import RolloutInput, RolloutResult, RolloutStatus
+
+
+T = TypeVar("T")
 
 
 @workflow.defn
@@ -39,10 +54,15 @@ class RolloutWorkflow:
         self.version = 0
         self.notes = 0
         self.started = workflow.now()
+        # The paper trail (with a plan only): the flag issue, the old model's baseline, what was written.
+        self.flag_issue: IssueRef | None = None
+        self.baseline: ObservedBaseline | None = None
+        self.flag_deleted = False
 
     @workflow.run
     async def run(self, input: RolloutInput) -> RolloutResult:
         try:
+            await self._open_paper_trail()
             while not self.state.phase.terminal or self.pending:
                 await self._carry_out()
                 if self.state.phase.terminal:
@@ -54,6 +74,7 @@ class RolloutWorkflow:
             if not self.state.phase.terminal:
                 self._apply(machine.Abort(actor="model-migration", reason="the feature's migration was aborted"))
             await self._carry_out()
+        await self._write_issues()
         await workflow.wait_condition(workflow.all_handlers_finished)
         failed = self.state.step if self.state.phase == machine.Phase.ROLLED_BACK else None
         return RolloutResult(phase=self.state.phase, outcome=self.state.outcome, failed_step=failed,
@@ -78,10 +99,14 @@ class RolloutWorkflow:
                 step = self.state.ladder[effect.step]
                 await call(flags.apply_flag_step, ApplyFlagStepInput(target=self.input.target, step=step), timeout)
                 self._apply(machine.Applied(step=effect.step))
+                await self._write_issues()
             elif isinstance(effect, machine.AllOff):
                 await call(flags.flag_off, FlagOffInput(target=self.input.target), timeout)
+                await self._write_issues()
             elif isinstance(effect, machine.RemoveFlag):
                 await call(flags.remove_flag, FlagOffInput(target=self.input.target), timeout)
+                self.flag_deleted = True
+                await self._write_issues()
             elif isinstance(effect, machine.CheckTraffic):
                 await self._check_traffic()
             elif isinstance(effect, machine.StepNote):
@@ -151,6 +176,45 @@ class RolloutWorkflow:
         marker = f"{self.id}:note:{self.notes}"
         note = PostNoteInput(iid=self.input.issue_iid, body=f"{body}\n\n{marker_comment(marker)}", marker=marker)
         await call(interface.post_note, note, self.input.tunables.activity_timeout)
+
+    # -- the paper trail: the rollout-plan issue and the "Feature Flag Roll Out" issue -------------
+
+    async def _open_paper_trail(self) -> None:
+        """Before the first step: the flag issue (one per flag, found again on a retry), the old
+        model's baseline from Prometheus, and both issues written once."""
+        plan, timeout = self.input.plan, self.input.tunables.activity_timeout
+        if plan is None or not self.input.issue_iid:
+            return
+        marker = f"{self.input.plan_marker}:flag-issue:{self.input.target.name}"
+        request = FlagIssueInput(plan=plan, plan_issue_iid=self.input.issue_iid, marker=marker)
+        self.flag_issue = await self._paper(lambda: call(flags.ensure_flag_issue, request, timeout))
+        window = BaselineInput(feature=self.input.feature, model=self.input.baseline, window=self.input.tunables.baseline_window)
+        self.baseline = await self._paper(lambda: call(flags.observe_baseline, window, timeout))
+        await self._write_issues()
+
+    async def _write_issues(self) -> None:
+        """Both issues as the rollout stands: one edit per issue when something changed, none otherwise."""
+        plan, s = self.input.plan, self.state
+        if plan is None or not self.input.issue_iid:
+            return
+        flag_issue = self.flag_issue
+        request = RolloutIssuesInput(
+            plan=plan, steps=step_views(s.ladder, s.records, phase=s.phase, previous=self.input.previous_steps),
+            baseline=self.baseline, plan_issue_iid=self.input.issue_iid, plan_marker=self.input.plan_marker,
+            flag_issue_iid=flag_issue.iid if flag_issue else 0, flag_issue_url=flag_issue.web_url if flag_issue else "",
+            flag_marker=f"{self.input.plan_marker}:flag-issue:{self.input.target.name}",
+            turned_off=s.phase in (machine.Phase.ROLLED_BACK, machine.Phase.ABORTED), removed=self.flag_deleted,
+            close_flag_issue=self.flag_deleted,
+        )
+        await self._paper(lambda: call(flags.write_rollout_issues, request, self.input.tunables.activity_timeout))
+
+    async def _paper(self, step: Callable[[], Awaitable[T]]) -> T | None:
+        """The paper trail never stops a rollout: GitLab refusing an issue edit is logged, and the flag goes on."""
+        try:
+            return await step()
+        except (ActivityError, GitLabBlocked) as err:
+            workflow.logger.warning("rollout issue not written: %s", err)
+            return None
 
     async def _escalate(self, reason: str) -> None:
         audience = tuple(p for p in (self.input.dri, self.input.manager) if p)

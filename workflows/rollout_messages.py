@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from activities.rollout_payloads import FlagTarget
 from model_migration.domain import rollout_machine as machine
 from model_migration.domain.rollout import DEFAULT_ANALYSIS, DEFAULT_LADDER, HOLD, LadderStep, MetricTemplate
+from model_migration.domain.rollout_baseline import BASELINE_WINDOW
+from model_migration.domain.rollout_views import RolloutPlan, StepView
 
 FROZEN = ConfigDict(frozen=True)
 
@@ -25,6 +27,8 @@ class RolloutTunables(BaseModel):
     #: How long to wait before checking the old model's traffic again.
     drain_recheck: timedelta = timedelta(hours=1)
     activity_timeout: timedelta = timedelta(seconds=30)
+    #: How far back the old model's baseline (latency percentiles, acceptance) is measured before the first step.
+    baseline_window: timedelta = BASELINE_WINDOW
 
 
 class RolloutInput(BaseModel):
@@ -41,6 +45,12 @@ class RolloutInput(BaseModel):
     #: A test or demo run: bakes under 15 minutes are allowed, and status says so.
     test_run: bool = False
     from_step: int = Field(default=0, ge=0)
+    #: The rollout-plan issue (the feature issue, ``issue_iid``) and its "Feature Flag Roll Out"
+    #: issue are kept up to date from this, when given; ``plan_marker`` is the feature issue's.
+    plan: RolloutPlan | None = None
+    plan_marker: str = ""
+    #: An earlier rollout's steps, as the issues show them (a retry from the failed step).
+    previous_steps: tuple[StepView, ...] = ()
     tunables: RolloutTunables = Field(default_factory=RolloutTunables)
 
 

@@ -15,6 +15,8 @@ with workflow.unsafe.imports_passed_through():
     from model_migration.domain.feature_state import GateRecord, StartRollout
     from model_migration.domain.migration import MigrationState
     from model_migration.domain.models import IssueDraft, IssueRef
+    from model_migration.domain.rollout_templates import plan_issue_title, render_plan_issue
+    from model_migration.domain.rollout_views import RolloutPlan, step_views
     from model_migration.domain.stages import FeatureStage, MigrationStage
     from workflows.messages import (
         EvaluationInput,
@@ -41,15 +43,22 @@ PENDING = {
 
 
 def rollout_issue_draft(key: str, input: FeatureMigrationInput, s: FeatureState) -> IssueDraft:
-    """The feature's confidential "AI Model Rollout" issue, found again by its marker."""
+    """The feature's confidential "AI Model Rollout" issue, found again by its marker. A feature whose
+    flag the engine drives (revision 5) gets every section of GitLab's template, which its rollout
+    keeps up to date; the others keep the issue they always had."""
     f, model = s.feature, input.model
-    return IssueDraft(
-        title=templates.rollout_issue_title(f, model),
-        description=templates.rollout_issue_body(
+    if s.driven:
+        title, description = plan_issue_title(f, model), render_plan_issue(rollout_plan(input, s))
+    else:
+        title = templates.rollout_issue_title(f, model)
+        description = templates.rollout_issue_body(
             feature=f, model=model, replaced=input.replaced, due={k: v.date() for k, v in s.deadlines.items()},
             tracking_issue_url=input.tracking_issue.web_url if input.tracking_issue else "",
             ladder=list(input.tunables.rollout_ladder),
-        ),
+        )
+    return IssueDraft(
+        title=title,
+        description=description,
         marker=f"{key}:issue",
         labels=["type::feature", "feature::maintenance", "AI Model Migration", f.group],
         assignee_username=f.dri,
@@ -76,11 +85,28 @@ def feature_outcome(s: FeatureState, issue: IssueRef | None, rollouts: tuple[Rol
     )
 
 
-def rollout_input(input: FeatureMigrationInput, s: FeatureState, start: StartRollout, issue: IssueRef | None) -> RolloutInput:
-    """What rollout ``start.attempt`` drives: the catalog's flag target and ladder, the run's overrides."""
+def rollout_plan(input: FeatureMigrationInput, s: FeatureState) -> RolloutPlan:
+    """What the rollout-plan issue says that does not change step by step."""
+    spec, o = input.feature.rollout, input.tunables.rollout
+    return RolloutPlan(
+        feature=s.feature.model_copy(update={"flag": s.flag}), model=input.model, replaced=input.replaced, ladder=spec.steps(o),
+        analysis=spec.templates(), analysis_window=o.analysis_window, hold=o.hold or spec.hold,
+        due={k: v.date() for k, v in s.deadlines.items()},
+        stages_done=frozenset(t.from_stage for t in s.history if isinstance(t.from_stage, FeatureStage)),
+        tracking_issue_url=input.tracking_issue.web_url if input.tracking_issue else "",
+    )
+
+
+def rollout_input(
+    key: str, input: FeatureMigrationInput, s: FeatureState, start: StartRollout, issue: IssueRef | None,
+    previous: RolloutResult | None = None,
+) -> RolloutInput:
+    """What rollout ``start.attempt`` drives: the catalog's flag target and ladder, the run's overrides;
+    the plan from which it keeps the rollout-plan issue and the flag issue up to date."""
     spec, o, f = input.feature.rollout, input.tunables.rollout, input.feature
     assert spec.target is not None
     ladder = spec.steps(o)
+    earlier = step_views(ladder, previous.records, phase=previous.phase) if previous is not None else ()
     return RolloutInput(
         feature=f.name, dri=f.dri, manager=f.manager,
         target=FlagTarget(kind=spec.target, name=s.flag, environments=spec.environments),
@@ -91,7 +117,9 @@ def rollout_input(input: FeatureMigrationInput, s: FeatureState, start: StartRol
         tunables=RolloutTunables(
             analysis_interval=o.analysis_interval, analysis_window=o.analysis_window, hold=o.hold or spec.hold,
             drain_window=o.drain_window, drain_recheck=o.drain_recheck, activity_timeout=input.tunables.activity_timeout,
+            baseline_window=o.baseline_window,
         ),
+        plan=rollout_plan(input, s), plan_marker=f"{key}:issue", previous_steps=earlier,
     )
 
 

@@ -96,12 +96,14 @@ class RolloutOverrides(BaseModel):
     #: The window over which the old model must have served nothing, and how often to look again.
     drain_window: timedelta = timedelta(hours=1)
     drain_recheck: timedelta = timedelta(hours=1)
+    #: How far back the old model's baseline is measured before the first step.
+    baseline_window: timedelta = timedelta(days=7)
 
     @model_validator(mode="after")
     def _bakes(self) -> RolloutOverrides:
         if self.bake is not None and self.bake <= timedelta(0):
             raise ValueError("the bake must be longer than zero")
-        for span in (self.analysis_interval, self.analysis_window, self.drain_window, self.drain_recheck):
+        for span in (self.analysis_interval, self.analysis_window, self.drain_window, self.drain_recheck, self.baseline_window):
             if span <= timedelta(0):
                 raise ValueError("analysis and drain windows must be longer than zero")
         if self.ladder:

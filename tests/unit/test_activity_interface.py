@@ -13,15 +13,19 @@ import pytest
 from temporalio import activity
 
 import activities.interface as interface
+import activities.rollout_interface as rollout_interface
 from activities.evaluation import EvaluationActivities
 from activities.gitlab import GitLabActivities
 from activities.notify import NotifyActivities
+from activities.rollout import RolloutActivities
+from activities.rollout_issues import RolloutIssueActivities
 from model_migration.clients.notifier import LogNotifier
 from model_migration.clients.results_store import LocalResultsStore
 
 DECLARED = {
     fn.__temporal_activity_definition.name: fn  # type: ignore[attr-defined]
-    for fn in vars(interface).values()
+    for module in (interface, rollout_interface)
+    for fn in vars(module).values()
     if callable(fn) and hasattr(fn, "__temporal_activity_definition")
 }
 IMPLEMENTED: dict[str, Callable[..., Any]] = {
@@ -30,6 +34,8 @@ IMPLEMENTED: dict[str, Callable[..., Any]] = {
         *GitLabActivities(lambda: None).all(),  # type: ignore[arg-type, return-value]
         NotifyActivities(LogNotifier()).notify,
         *EvaluationActivities({}, LocalResultsStore(Path("unused"))).all(),
+        *RolloutActivities({}, lambda: None).all(),  # type: ignore[arg-type, return-value]
+        *RolloutIssueActivities(GitLabActivities(lambda: None)).all(),  # type: ignore[arg-type, return-value]
     ]
 }
 

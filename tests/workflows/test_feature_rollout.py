@@ -24,11 +24,13 @@ from activities.rollout_payloads import FlagKind
 from model_migration.clients.flag_targets import GitLabInstanceFlag
 from model_migration.clients.gitlab import GitLabClient, WaitGate
 from model_migration.clients.prometheus import PrometheusClient
+from model_migration.domain.models import Issue
 from model_migration.domain.rollout import LadderStep
 from model_migration.domain.rollout_spec import RolloutOverrides, RolloutSpec
 from model_migration.domain.stages import FeatureStage
 from tests.metrics_fixtures import MetricsStack
 from tests.temporal_fixtures import Engine, _activities, _evaluation, assert_eventually
+from tests.unit.test_rollout_templates import FLAG_TEMPLATE_HEADINGS, PLAN_TEMPLATE_HEADINGS
 from tests.workflows.support import CATALOG, SLOW, start_feature, status, wait_stage
 from tests.workflows.test_rollout import ANALYSIS, CANDIDATE, FlagFollower
 from workflows.messages import CompleteStage, FeatureOutcome, ReportRollout, RetryRollout, Tunables
@@ -62,6 +64,7 @@ def tunables(*percentages: int, bake: timedelta) -> Tunables:
     overrides = RolloutOverrides(
         ladder=steps, bake=bake, hold=timedelta(seconds=2), test_run=True, analysis_interval=timedelta(seconds=1),
         analysis_window=timedelta(seconds=3), drain_window=timedelta(seconds=3), drain_recheck=timedelta(seconds=1),
+        baseline_window=timedelta(seconds=30),
     )
     return SLOW.model_copy(update={"rollout": overrides})
 
@@ -94,8 +97,9 @@ async def candidate_gone(stack: MetricsStack) -> None:
 
 
 async def test_the_engine_rolls_a_healthy_feature_out_cleans_up_and_closes_the_issue(driven: Driven, unique: str) -> None:
-    handle, flag = await to_rollout(driven, unique, tunables(25, 100, bake=timedelta(seconds=4)))
-    with FlagFollower(driven.stack, driven.gitlab, "duo_chat", flag):
+    flag = f"duo_chat_{unique}"
+    with FlagFollower(driven.stack, driven.gitlab, "duo_chat", flag):  # the old model serves everyone before the rollout
+        handle, _ = await to_rollout(driven, unique, tunables(25, 100, bake=timedelta(seconds=4)))
         st = await status(handle)
         assert st.flag_target == "gitlab_instance" and st.rollout_workflow_id.endswith(":rollout:1")
         assert st.pending_action is not None and st.pending_action.command == "rollout status"
@@ -117,6 +121,32 @@ async def test_the_engine_rolls_a_healthy_feature_out_cleans_up_and_closes_the_i
     assert issue is not None and issue.state == "closed"
     last = driven.gitlab.list_notes(st.issue.iid)[-1].body  # type: ignore[union-attr]
     assert "The last rollout, step by step" in last and "drained" in last
+    check_paper_trail(driven.gitlab, issue, flag, f"{handle.id}:issue:flag-issue:{flag}")
+
+
+def check_paper_trail(gitlab: GitLabClient, plan: Issue, flag: str, marker: str) -> None:
+    """Both issues follow GitLab's templates, and the engine filled them in as the ladder went."""
+    assert plan.title == "Claude Sonnet 4.5 Duo Chat Rollout Plan"
+    assert [h for h in PLAN_TEMPLATE_HEADINGS if h not in plan.description] == []
+    timeline = plan.description.split("### Timeline", 1)[1].split("###", 1)[0]
+    assert [line.split(" | ")[1:] for line in timeline.splitlines() if " UTC | production" in line] == [
+        ["production: 25 % of actors", "successful |"], ["production: 100 % of actors", "successful |"],
+    ], timeline
+    criteria = plan.description.split("### Persevere / Continue Criteria", 1)[1].split("###", 1)[0]
+    assert "* p95: not measured" not in criteria and "* Rate: not measured" not in criteria, criteria  # the old model's baseline
+    found = gitlab.find_issue(f"[Feature flag] Enable {flag}", marker)
+    assert found is not None
+    flag_issue = gitlab.get_issue(found.iid)
+    assert flag_issue.state == "closed" and "feature flag" in flag_issue.labels
+    assert [h for h in FLAG_TEMPLATE_HEADINGS if h not in flag_issue.description] == []
+    steps = flag_issue.description.split("### Global rollout on production", 1)[1].split("###", 1)[0]
+    commands = [line.split(" (")[0] for line in steps.splitlines() if line.startswith("- [")]
+    assert commands == [
+        f"- [x] production: 25 % of actors: `/chatops run feature set {flag} 25 --actors`",
+        f"- [x] production: 100 % of actors: `/chatops run feature set {flag} true`",
+    ], commands
+    assert f"- [x] `/chatops run feature delete {flag} --production`" in flag_issue.description
+    assert plan.web_url in flag_issue.description
 
 
 async def test_a_rollback_sends_the_feature_back_and_retry_resumes_at_the_failed_step(driven: Driven, unique: str) -> None:
