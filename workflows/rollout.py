@@ -123,8 +123,11 @@ class RolloutWorkflow:
             assert record is not None and record.applied_at is not None
             bake_end = record.applied_at + s.current.bake
             next_measure = min(workflow.now() + self.input.tunables.analysis_interval, bake_end)
+            if not s.current.analysed:  # a non-production step only bakes
+                next_measure = bake_end
             if await self._sleep_until(next_measure, changed):
-                await self._measure(s.step)
+                if s.current.analysed:
+                    await self._measure(s.step)
                 still = self.state.phase == machine.Phase.BAKING and self.state.step == s.step
                 if still and workflow.now() >= bake_end:
                     self._apply(machine.BakeEnded(step=s.step))

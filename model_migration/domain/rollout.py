@@ -60,6 +60,13 @@ class LadderStep(BaseModel):
     audience: Audience = Audience.ACTORS
     percentage: int = Field(default=100, ge=0, le=100)
     bake: timedelta = MIN_BAKE
+    #: Whether the analysis judges this step. Default: production steps only, since the AI
+    #: gateway's metrics in Prometheus are production's; a non-production step bakes, unjudged.
+    analyse: bool | None = None
+
+    @property
+    def analysed(self) -> bool:
+        return self.environment == PRODUCTION if self.analyse is None else self.analyse
 
     @property
     def label(self) -> str:

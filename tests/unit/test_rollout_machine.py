@@ -143,3 +143,18 @@ def test_late_answers_for_a_step_already_left_change_nothing() -> None:
 
 def test_the_default_analysis_is_used_unless_given() -> None:
     assert start(FAST, test_run=True).state.analysis == DEFAULT_ANALYSIS
+
+
+def test_a_non_production_step_bakes_unjudged_and_a_production_step_without_data_pauses() -> None:
+    """Prometheus holds production's metrics: a staging step is not analysed, it only bakes."""
+    staging = (LadderStep(environment="staging", percentage=100, bake=timedelta(seconds=5)), *FAST)
+    s = decide(start(staging, test_run=True).state, Applied(step=0), NOW).state
+    assert not s.current.analysed and s.ladder[1].analysed
+    d = decide(s, BakeEnded(step=0), NOW + timedelta(seconds=5))
+    assert d.state.step == 1 and d.state.records[0].outcome == Outcome.SUCCESSFUL and d.state.records[0].ended_by == "bake"
+    assert kinds(d.effects) == [StepNote, ApplyStep] and "not analysed" in d.effects[0].body  # type: ignore[attr-defined]
+    s = decide(d.state, Applied(step=1), NOW + timedelta(seconds=6)).state
+    paused = decide(s, BakeEnded(step=1), NOW + timedelta(seconds=11)).state
+    assert paused.phase == Phase.PAUSED and paused.paused_by == "analysis"
+    judged = LadderStep(environment="staging", percentage=50, analyse=True)
+    assert judged.analysed and not LadderStep(environment="staging", analyse=None).analysed
