@@ -67,6 +67,8 @@ class RolloutSpec(BaseModel):
         """A catalog entry is production configuration: no test run, so GitLab's 15-minute bake holds."""
         if self.target is not None:
             _checked(self.steps(), test_run=False)
+            if self.hold < HOLD:
+                raise ValueError(f"the hold at 100 % must be at least {HOLD}: GitLab's process holds a day before cleanup")
             unknown = sorted({s.environment for s in self.steps()} - set(self.environments))
             if unknown:
                 raise ValueError(f"the ladder uses environments not in environments: {', '.join(unknown)}")

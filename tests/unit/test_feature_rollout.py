@@ -140,3 +140,8 @@ def _refused(s: fm.FeatureState, command: fm.Command) -> str:
     with pytest.raises(CommandRejected) as info:
         fm.decide(s, command, NOW)
     return info.value.message
+
+
+def test_a_catalog_hold_under_a_day_is_refused() -> None:
+    with pytest.raises(ValidationError, match="at least 1 day"):
+        RolloutSpec(target=FlagKind.GITLAB_INSTANCE, hold=timedelta(hours=2))
