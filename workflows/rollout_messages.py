@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from activities.rollout_payloads import FlagTarget
 from model_migration.domain import rollout_machine as machine
-from model_migration.domain.rollout import DEFAULT_ANALYSIS, DEFAULT_LADDER, HOLD, LadderStep, MetricTemplate
+from model_migration.domain.rollout import DEFAULT_ANALYSIS, DEFAULT_LADDER, HOLD, LadderStep, MetricTemplate, RolloutError, check_ladder
 from model_migration.domain.rollout_baseline import BASELINE_WINDOW
 from model_migration.domain.rollout_views import RolloutPlan, StepView
 
@@ -51,6 +51,17 @@ class RolloutInput(BaseModel):
     plan_marker: str = ""
     #: An earlier rollout's steps, as the issues show them (a retry from the failed step).
     previous_steps: tuple[StepView, ...] = ()
+
+    @model_validator(mode="after")
+    def _a_ladder_it_may_climb(self) -> RolloutInput:
+        """Checked as the input is decoded: a bad ladder fails the run once, in one line, instead of its first task."""
+        try:
+            check_ladder(self.ladder, test_run=self.test_run)
+        except RolloutError as err:
+            raise ValueError(err.message) from None
+        if self.from_step >= len(self.ladder):
+            raise ValueError(f"from_step {self.from_step} is not on the ladder of {len(self.ladder)} steps")
+        return self
     tunables: RolloutTunables = Field(default_factory=RolloutTunables)
 
 

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import requests
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -200,3 +201,20 @@ async def test_no_traffic_pauses_then_retry_continues(rollouts: Rollouts) -> Non
     assert result.phase == Phase.ABORTED
     flag = next(f for f in rollouts.gitlab.list_features() if f.name == f"{feature}_model")
     assert flag.state == "off"
+
+
+async def test_a_bake_under_15_minutes_without_the_test_flag_fails_the_run_once_in_one_line(rollouts: Rollouts) -> None:
+    """Sent by hand (the Temporal CLI), a short bake not marked as a test run is refused as the input is decoded."""
+    feature = f"short_{uuid.uuid4().hex[:6]}"
+    request = {
+        "feature": feature, "dri": "achen", "target": {"kind": "gitlab_instance", "name": f"{feature}_model"},
+        "candidate": CANDIDATE, "baseline": BASELINE, "ladder": [{"percentage": 100, "bake": "PT5M"}],
+    }
+    handle = await rollouts.client.start_workflow("RolloutWorkflow", request, id=f"rollout:{feature}", task_queue=rollouts.queue)
+    with pytest.raises(WorkflowFailureError) as failed:
+        await handle.result()
+    message = str(failed.value.cause)
+    assert "bake time under 15 minutes" in message and "test or demo run" in message and "\n" not in message
+    history = await handle.fetch_history()
+    assert not [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
+    assert f"{feature}_model" not in {f.name for f in rollouts.gitlab.list_features()}  # nothing was applied
