@@ -97,9 +97,14 @@ class RolloutActivities:
 
     @activity.defn(name=RolloutActivity.OLD_MODEL_RATE)
     def old_model_rate(self, request: OldModelRateInput) -> float | None:
-        query = f'sum(rate({REQUESTS}{{feature="{request.feature}",model="{request.model}"}}[{promql_duration(request.window)}]))'
-        rate = self._metrics().instant(query)
-        return None if rate is None or math.isnan(rate) else rate
+        window = promql_duration(request.window)
+        metrics = self._metrics()
+        rate = metrics.instant(f'sum(rate({REQUESTS}{{feature="{request.feature}",model="{request.model}"}}[{window}]))')
+        if rate is not None and not math.isnan(rate):
+            return rate
+        # No series for the old model: zero if the feature is served (by the new one), unknown if nothing is seen at all.
+        served = metrics.instant(f'sum(rate({REQUESTS}{{feature="{request.feature}"}}[{window}]))')
+        return 0.0 if served is not None and served > 0 else None
 
     @activity.defn(name=RolloutActivity.OBSERVE_BASELINE)
     def observe_baseline(self, request: BaselineInput) -> ObservedBaseline:

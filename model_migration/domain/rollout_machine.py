@@ -41,6 +41,8 @@ from model_migration.domain.rollout import (
 )
 
 FROZEN = ConfigDict(frozen=True)
+#: While the old model still serves the feature, the DRI is reminded once per this many failed checks.
+DRAIN_REMINDER = 24
 
 
 class Phase(StrEnum):
@@ -371,8 +373,10 @@ def _traffic_checked(s: RolloutState, event: TrafficChecked, now: datetime) -> D
     if rate is None or rate > 0:
         seen = "no data" if rate is None else f"{rate:.3g} requests/s"
         s = _log(s, now, "old model still serving", detail=seen)
-        return Decision(state=s, effects=(EscalateDri(reason=f"the old model still serves this feature ({seen})"),),
-                        message=f"the old model still serves: {seen}")
+        # The DRI hears of it at the first failed check, then once per DRAIN_REMINDER checks, not at every one.
+        failed = next((i for i, e in enumerate(reversed(s.log)) if e.event != "old model still serving"), len(s.log))
+        effects = (EscalateDri(reason=f"the old model still serves this feature ({seen})"),) if failed % DRAIN_REMINDER == 1 else ()
+        return Decision(state=s, effects=effects, message=f"the old model still serves: {seen}")
     s = _log(s.model_copy(update={"phase": Phase.DONE, "outcome": "rolled out"}), now, "drained", detail="0 requests/s")
     return Decision(state=s, effects=(RemoveFlag(), StepNote(body="No traffic left on the old model: the flag is removed.")),
                     message="done: no traffic on the old model")

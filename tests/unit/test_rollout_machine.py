@@ -9,6 +9,7 @@ import pytest
 from model_migration.domain.errors import CommandRejected
 from model_migration.domain.rollout import DEFAULT_ANALYSIS, LadderStep, Measurement, Outcome, RolloutError
 from model_migration.domain.rollout_machine import (
+    DRAIN_REMINDER,
     Abort,
     AllOff,
     Applied,
@@ -74,7 +75,14 @@ def test_a_healthy_candidate_climbs_holds_drains_and_removes_the_flag() -> None:
     assert d.state.phase == Phase.DRAINING and d.effects == (CheckTraffic(),)
     still = decide(d.state, TrafficChecked(old_model_rate=0.4), NOW)
     assert still.state.phase == Phase.DRAINING and kinds(still.effects) == [EscalateDri] and "0.4 requests/s" in still.message
-    done = decide(still.state, TrafficChecked(old_model_rate=0.0), NOW)
+    again = still.state
+    reminded = []
+    for check in range(2, DRAIN_REMINDER + 2):  # the DRI is reminded once a day of hourly checks, not at each
+        d = decide(again, TrafficChecked(old_model_rate=None if check % 2 else 0.4), NOW)
+        again = d.state
+        reminded += [check] if d.effects else []
+    assert reminded == [DRAIN_REMINDER + 1] and {e.detail for e in again.log[-2:]} == {"no data", "0.4 requests/s"}
+    done = decide(again, TrafficChecked(old_model_rate=0.0), NOW)
     assert done.state.phase == Phase.DONE and kinds(done.effects) == [RemoveFlag, StepNote]
 
 
