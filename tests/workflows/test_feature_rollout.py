@@ -33,7 +33,7 @@ from tests.temporal_fixtures import Engine, _activities, _evaluation, assert_eve
 from tests.unit.test_rollout_templates import FLAG_TEMPLATE_HEADINGS, PLAN_TEMPLATE_HEADINGS
 from tests.workflows.support import CATALOG, SLOW, start_feature, status, wait_stage
 from tests.workflows.test_rollout import ANALYSIS, CANDIDATE, FlagFollower
-from workflows.messages import CompleteStage, FeatureOutcome, ReportRollout, RetryRollout, Tunables
+from workflows.messages import Abort, CompleteStage, FeatureOutcome, ReportRollout, RetryRollout, RolloutResult, Tunables
 
 
 @dataclass
@@ -166,3 +166,24 @@ async def test_a_rollback_sends_the_feature_back_and_retry_resumes_at_the_failed
     assert first.phase == "rolled_back" and first.records[-1].outcome == "failed"
     assert [r.label for r in second.records] == ["production: 25 % of actors", "production: 100 % of actors"]
     assert outcome.stage == FeatureStage.DONE
+
+
+async def test_aborting_the_feature_mid_rollout_turns_the_flag_off(driven: Driven, unique: str) -> None:
+    """The feature ends first: its rollout is cancelled, and turns the flag off everywhere before it ends."""
+    flag = f"duo_chat_{unique}"
+    with FlagFollower(driven.stack, driven.gitlab, "duo_chat", flag):
+        handle, _ = await to_rollout(driven, unique, tunables(25, 100, bake=timedelta(minutes=10)))
+
+        async def baking() -> None:
+            found = driven.gitlab.get_feature(flag)
+            assert found is not None and found.percentage_of_actors == 25
+
+        await assert_eventually(baking, timeout=30)
+        rollout_id = (await status(handle)).rollout_workflow_id
+        await handle.execute_update("abort", Abort(actor="lead", reason="feature retired"))
+        outcome: FeatureOutcome = await handle.result()
+    assert outcome.stage == FeatureStage.ABORTED
+    rollout = await driven.engine.client.get_workflow_handle(rollout_id, result_type=RolloutResult).result()
+    assert rollout.phase == "aborted" and rollout.log[-1].event == "aborted"
+    found = driven.gitlab.get_feature(flag)
+    assert found is not None and found.state == "off"
