@@ -155,7 +155,7 @@ SANDBOX = Rule(
 )
 RULES = (DOMAIN, CLIENTS, ACTIVITIES, WORKFLOWS, SANDBOX)
 #: The only product modules that start the sandbox: the ``sandbox`` and ``demo`` commands.
-SANDBOX_STARTERS = {"model_migration/services.py", "model_migration/demo.py"}
+SANDBOX_STARTERS = {"model_migration/services.py", "model_migration/demo.py", "model_migration/demo_rollout.py"}
 
 
 # --- the project's files ---------------------------------------------------------------------
