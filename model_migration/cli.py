@@ -15,7 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from model_migration import deprecation_cli, deprecation_render, listing, render
+from model_migration import deprecation_cli, deprecation_render, listing, render, rollout_cli
 from model_migration import operations as ops
 from model_migration.domain.errors import DomainError
 from model_migration.domain.stages import (
@@ -43,6 +43,7 @@ from workflows.messages import (
 )
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Durable GitLab AI model migrations on Temporal.")
+app.add_typer(rollout_cli.app, name="rollout")
 out = Console(width=None if sys.stdout.isatty() else 200)  # pipes get whole lines
 T = TypeVar("T")
 

@@ -52,7 +52,7 @@ ONE_DAY = timedelta(days=1)
 CLI_NAMES = {
     "complete_stage": "complete", "report_evaluation": "report-eval", "report_rollout": "report-rollout",
     "extend_deadline": "extend-deadline", "pause": "pause", "resume": "resume", "abort": "abort",
-    "approve": "approve", "reject": "reject", "rerun_evaluation": "evaluate --rerun",
+    "approve": "approve", "reject": "reject", "rerun_evaluation": "evaluate --rerun", "retry_rollout": "rollout retry",
 }
 
 

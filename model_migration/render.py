@@ -75,6 +75,7 @@ def _feature_details(console: Console, st: FeatureStatus) -> None:
     if st.rollout:
         steps = ", ".join(f"{'↓' if r.rollback else ''}{r.percentage}%" for r in st.rollout)
         console.print(f"rollout: {steps}")
+    _engine_rollouts(console, st)
     if not st.gates:
         for ev in st.evaluations:
             console.print(f"evaluation: {ev.verdict} by @{ev.actor}" + (f" — {ev.summary}" if ev.summary else ""))
@@ -86,6 +87,24 @@ def _feature_details(console: Console, st: FeatureStatus) -> None:
         console.print("escalations fired:")
         for e in st.escalations:
             console.print(f"  {_when(e.at)}  {e.kind} ({e.stage})")
+
+
+def _engine_rollouts(console: Console, st: FeatureStatus) -> None:
+    """The rollouts the engine drove (revision 5): each attempt, the running one's id, the clean-up MR."""
+    if not st.flag_target:
+        return
+    console.print(f"flag: {st.flag or '—'} driven by the engine ({st.flag_target})", markup=False, highlight=False)
+    for r in st.rollouts:
+        step = f" from step {r.from_step + 1}" if r.from_step else ""
+        by = f" by @{r.requested_by}" if r.requested_by else ""
+        outcome = f" — {r.outcome}" if r.outcome else ""
+        console.print(f"  rollout {r.attempt}{step}, started {_when(r.started_at)}{by}: {r.phase}{outcome}", markup=False, highlight=False)
+    if st.rollout_workflow_id:
+        console.print(f"running rollout: {st.rollout_workflow_id} (model-migration rollout status {st.workflow_id})",
+                      markup=False, highlight=False)
+    if st.cleanup_mr:
+        mr = "none needed" if st.cleanup_mr == "-" else st.cleanup_mr
+        console.print(f"clean-up MR: {mr}", markup=False, highlight=False)
 
 
 def _num(x: float | None, signed: bool = False) -> str:
