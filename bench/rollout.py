@@ -43,6 +43,7 @@ from activities.rollout_payloads import ApplyFlagStepInput, FlagKind, FlagTarget
 from gitlab_sandbox.flag_routers import InstanceFlagGate  # noqa: E402
 from gitlab_sandbox.gateway_sim import FeatureTraffic  # noqa: E402
 from gitlab_sandbox.gitlab import GitLabSandbox  # noqa: E402
+from gitlab_sandbox.metrics_stack import MetricsStack  # noqa: E402
 from model_migration.catalog import load_catalog  # noqa: E402
 from model_migration.clients.flag_targets import GitLabInstanceFlag  # noqa: E402
 from model_migration.clients.gitlab import GitLabClient, WaitGate  # noqa: E402
@@ -56,7 +57,7 @@ from model_migration.domain.rollout_machine import Retry  # noqa: E402
 from model_migration.domain.rollout_spec import RolloutOverrides, RolloutSpec  # noqa: E402
 from model_migration.domain.stages import FeatureStage  # noqa: E402
 from model_migration.logging import configure  # noqa: E402
-from model_migration.metrics_stack import MetricsStack  # noqa: E402
+from model_migration.prometheus_setup import check_prometheus  # noqa: E402
 from model_migration.temporal import binary, register_search_attributes  # noqa: E402
 from tests.conftest import SandboxInfo  # noqa: E402
 from tests.temporal_fixtures import _evaluation  # noqa: E402
@@ -359,7 +360,7 @@ async def baseline(env: WorkflowEnvironment, queue: str, span_s: float, timers: 
 
 async def one_run(env: WorkflowEnvironment, gitlab: Instances, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """A fresh metrics stack per run (a run's candidate traffic must not be in the next one's windows), one rollout, the baseline."""
-    stack = MetricsStack(workdir)
+    stack = MetricsStack(workdir, check_prometheus())
     await asyncio.to_thread(stack.start)
     try:
         pager = Pager(env.client, asyncio.get_running_loop(), SPEC.dri)

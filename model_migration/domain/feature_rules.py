@@ -71,7 +71,7 @@ def move(
     effects: tuple[Effect, ...] = (note, Publish(), TellParent())
     if to == FeatureStage.ROLLOUT and s.driven:
         attempt = len(s.rollouts) + 1
-        run = RolloutRun(attempt=attempt, from_step=from_step, started_at=now, requested_by=actor)
+        run = RolloutRun(attempt=attempt, from_step=from_step, started_at=now, requested_by=actor or "model-migration")
         s = s.model_copy(update={"rollouts": (*s.rollouts, run)})
         effects = (*effects, StartRollout(attempt=attempt, from_step=from_step))
     return Decision(state=s, effects=effects)

@@ -20,18 +20,31 @@ from temporalio.client import WorkflowHandle
 
 import worker as worker_module
 from activities.gitlab import GitLabActivities
+from activities.rollout import RolloutActivities
+from activities.rollout_payloads import FlagKind, FlagTarget
 from gitlab_sandbox.gitlab import GitLabSandbox
+from gitlab_sandbox.metrics_stack import MetricsStack
 from model_migration import operations
+from model_migration.clients.flag_targets import GitLabInstanceFlag
 from model_migration.clients.gitlab import GitLabClient, WaitGate
+from model_migration.clients.prometheus import PrometheusClient
 from model_migration.devserver import local_environment
 from model_migration.domain.deprecation import DeprecationRequest
 from model_migration.domain.escalation import scaled_ladder
-from model_migration.domain.models import EpicDraft, EpicRef, ModelDefinition
+from model_migration.domain.models import EpicDraft, EpicRef, IssueDraft, ModelDefinition
+from model_migration.domain.rollout import LadderStep
+from model_migration.domain.rollout_machine import Abort as RolloutAbort
+from model_migration.domain.rollout_machine import Pause as RolloutPause
+from model_migration.domain.rollout_machine import Phase, Promote, Retry
+from model_migration.domain.rollout_machine import Resume as RolloutResume
 from model_migration.domain.stages import FeatureStage, MigrationStage
+from model_migration.prometheus_setup import check_prometheus
 from tests.conftest import SandboxInfo
 from tests.temporal_fixtures import Engine, _evaluation
 from tests.workflows.support import CATALOG, REPLACED, SLOW, TARGET, drive, model_for, start_feature, wait_issue
 from tests.workflows.test_evaluation_gate import ALWAYS_FAILS, KNOBS, settled
+from tests.workflows.test_feature_rollout import SPEC, candidate_gone, tunables
+from tests.workflows.test_rollout import ANALYSIS, BASELINE, CANDIDATE, TUNABLES, FlagFollower
 from workflows.deprecation import ModelDeprecationWorkflow
 from workflows.deprecation_messages import DeprecationInput, DeprecationStage, DeprecationStatus, SelectReplacement, UpdateCutoff
 from workflows.messages import (
@@ -44,11 +57,14 @@ from workflows.messages import (
     Pause,
     RerunEvaluation,
     Resume,
+    RetryRollout,
     Status,
     TournamentInput,
     evaluation_workflow_id,
     feature_workflow_id,
 )
+from workflows.rollout import RolloutWorkflow
+from workflows.rollout_messages import RolloutInput
 from workflows.tournament import TournamentWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -195,6 +211,65 @@ async def deprecation_scenarios(engine: Engine, tag: str) -> dict[str, object]:
     return handles
 
 
+async def rollout_scenarios(engine: Engine, tag: str, stack: MetricsStack) -> dict[str, object]:
+    """Features whose flag the engine drives (revision 5) on the sandbox's instance flag, the
+    gateway following the flag and Prometheus scraping it: a healthy rollout to done with its
+    paper trail; a regression rolled back, healed, and retried from the failed step; and a
+    rollout started on its own that pauses for no traffic, is retried, promoted, paused, resumed
+    and aborted."""
+
+    gitlab = engine.gitlab_client()
+    handles: dict[str, object] = {}
+    for name, percentages, scenario in (("healthy", (25, 100), {}), ("retried", (10, 25, 100), {"scenario": "regressing"})):
+        unique = f"{tag}{name[0]}"
+        flag = f"duo_chat_{unique}"
+        with FlagFollower(stack, gitlab, "duo_chat", flag, regress_above=15, **scenario) as follower:
+            bake = timedelta(seconds=4 if name == "healthy" else 12)
+            feature = await start_feature(engine, unique, tunables=tunables(*percentages, bake=bake), spec=SPEC)
+            await feature.execute_update("complete_stage", CompleteStage(
+                stage=FeatureStage.IMPLEMENT, actor="achen", prompt_version="1.0.0-dev", flag_name=flag,
+            ))
+            if name == "retried":
+                await _rolled_back(feature)
+                follower.configure(scenario="healthy")
+                await candidate_gone(stack)
+                await feature.execute_update("retry_rollout", RetryRollout(actor="achen", reason="recorded"))
+            await feature.result()
+        handles[f"rollout_feature_{name}"] = feature
+        for attempt in (1, 2) if name == "retried" else (1,):
+            handles[f"rollout_{name}_{attempt}"] = engine.client.get_workflow_handle(f"{feature.id}:rollout:{attempt}")
+
+    flag = f"quiet_{tag}"
+    issue = gitlab.ensure_issue(IssueDraft(title=f"{flag} rollout", description="", marker=f"record:{flag}"))
+    with FlagFollower(stack, gitlab, flag, flag, scenario="no_traffic") as follower:
+        request = RolloutInput(
+            feature=flag, dri="achen", manager="mkowalski", target=FlagTarget(kind=FlagKind.GITLAB_INSTANCE, name=flag),
+            candidate=CANDIDATE, baseline=BASELINE, issue_iid=issue.iid, test_run=True, tunables=TUNABLES, analysis=ANALYSIS,
+            ladder=tuple(LadderStep(percentage=p, bake=timedelta(seconds=4)) for p in (10, 50, 100)),
+        )
+        quiet = await engine.client.start_workflow(RolloutWorkflow.run, request, id=f"rollout:record/{tag}", task_queue=engine.task_queue)
+        while (await quiet.query(RolloutWorkflow.status)).phase != Phase.PAUSED:
+            await asyncio.sleep(0.2)
+        follower.configure(scenario="healthy")
+        await quiet.execute_update(RolloutWorkflow.retry, Retry(actor="achen", reason="traffic is back"))
+        await quiet.execute_update(RolloutWorkflow.promote, Promote(actor="achen", reason="recorded"))
+        await quiet.execute_update(RolloutWorkflow.pause, RolloutPause(actor="achen", reason="recorded"))
+        await quiet.execute_update(RolloutWorkflow.resume, RolloutResume(actor="achen", reason="recorded"))
+        await quiet.execute_update(RolloutWorkflow.abort, RolloutAbort(actor="lead", reason="recorded"))
+        await quiet.result()
+    handles["rollout_controls"] = quiet
+    return handles
+
+
+async def _rolled_back(feature: WorkflowHandle) -> None:
+    """Until the engine has rolled the feature back to implement."""
+    while True:
+        st = await feature.query("status", result_type=Status)
+        if st.stage == FeatureStage.IMPLEMENT and any(r.phase == "rolled_back" for r in getattr(st, "rollouts", ())):
+            return
+        await asyncio.sleep(0.5)
+
+
 async def _issue_opened(child: WorkflowHandle) -> None:
     """Until a feature child the parent starts has its issue."""
     while True:
@@ -239,10 +314,23 @@ async def main(version: str, only: str = "") -> None:
             requests.put(f"{box.url}/api/evaluation/-/config", json=knobs, headers={"PRIVATE-TOKEN": token}, timeout=10).raise_for_status()
             info = SandboxInfo(box.url, token, box.project_path, box.group_path, Path(tmp), ())
             evaluation = _evaluation(info, Path(tmp) / "results", WaitGate())
-            with ThreadPoolExecutor(max_workers=8) as executor:
-                async with worker_module.build_worker(env.client, "record", gitlab, executor, evaluation=evaluation):
-                    engine, tag = Engine(env.client, "record", gitlab), secrets.token_hex(3)
-                    handles = await (deprecation_scenarios if only == "deprecation" else scenarios)(engine, tag)
+            stack = MetricsStack(Path(tmp) / "metrics", check_prometheus()).start() if only == "rollout" else None
+            def flag(target: FlagTarget) -> GitLabInstanceFlag:
+                return GitLabInstanceFlag(GitLabClient(box.url, token, box.project_path, box.group_path), target.name)
+
+            metrics_url = stack.prometheus_url if stack else ""
+            rollout = RolloutActivities({FlagKind.GITLAB_INSTANCE: flag}, lambda: PrometheusClient(metrics_url)) if stack else None
+            try:
+                with ThreadPoolExecutor(max_workers=8) as executor:
+                    async with worker_module.build_worker(env.client, "record", gitlab, executor, evaluation=evaluation, rollout=rollout):
+                        engine, tag = Engine(env.client, "record", gitlab), secrets.token_hex(3)
+                        if stack is not None:
+                            handles = await rollout_scenarios(engine, tag, stack)
+                        else:
+                            handles = await (deprecation_scenarios if only == "deprecation" else scenarios)(engine, tag)
+            finally:
+                if stack is not None:
+                    stack.stop()
             index_file = HISTORIES / "ids.json"
             index = json.loads(index_file.read_text()) if index_file.exists() else {}
             for name, handle in handles.items():
@@ -258,5 +346,5 @@ async def main(version: str, only: str = "") -> None:
 
 
 if __name__ == "__main__":
-    # python -m tests.replay.record <version> [deprecation]: every scenario, or only the deprecation's.
+    # python -m tests.replay.record <version> [deprecation|rollout]: every scenario, or only the deprecation's or the rollout's.
     asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v1", sys.argv[2] if len(sys.argv) > 2 else ""))
