@@ -6,26 +6,23 @@ and exits 2, before anything is started or sent.
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from model_migration import deprecation_render as show
 from model_migration import deprecations as dep
+from model_migration.cli_support import actor_or_user, with_client
 from model_migration.domain.deprecation import DeprecationRequest
 from model_migration.operations import UserError
 from model_migration.settings import Settings
 
 out = Console(width=None if sys.stdout.isatty() else 200)
-T = TypeVar("T")
 
 DeprecationId = Annotated[str, typer.Argument(help="deprecation:<provider>/<model>")]
 Actor = Annotated[str, typer.Option("--actor", help="GitLab username recorded as the author.")]
@@ -38,24 +35,6 @@ def register(app: typer.Typer) -> None:
     app.command("select-replacement")(select_replacement)
     app.command("update-cutoff")(update_cutoff)
     app.command()(watch)
-
-
-def _actor(given: str) -> str:
-    if given:
-        return given
-    try:
-        return getpass.getuser()
-    except Exception:  # no user database entry, e.g. in a container
-        return "cli"
-
-
-def _run(work: Callable[[Any], Awaitable[T]]) -> T:
-    from model_migration.temporal import connect
-
-    async def main() -> T:
-        return await work(await connect(Settings()))
-
-    return asyncio.run(main())
 
 
 def _date(value: str | date, flag: str) -> date:
@@ -108,7 +87,7 @@ def deprecate(
     day = timedelta(seconds=seconds) if seconds is not None else timedelta(days=1)
     built = dep.build_input(load_catalog(s.catalog_dir), request, now=now, day=day, actor=actor, initiative=s.initiative_epic)
     plan = dep.plan_of(built)
-    workflow_id = _run(lambda c: dep.start(c, s.task_queue, built))
+    workflow_id = with_client(lambda c: dep.start(c, s.task_queue, built))
     if as_json:
         body = {"workflow_id": workflow_id, "model": plan.model, "late_mode": not plan.feasible, "summary": plan.summary(),
                 "plan": plan.model_dump(mode="json")}
@@ -130,8 +109,8 @@ def select_replacement(
 
     dep.check_id(workflow_id)
     chosen = load_catalog(Settings().catalog_dir).model(model)
-    payload = SelectReplacement(model=chosen.gitlab_identifier, reason=reason, actor=_actor(actor), definition=chosen)
-    result = _run(lambda c: dep.send(c, workflow_id, "select_replacement", payload, request_id))
+    payload = SelectReplacement(model=chosen.gitlab_identifier, reason=reason, actor=actor_or_user(actor), definition=chosen)
+    result = with_client(lambda c: dep.send(c, workflow_id, "select_replacement", payload, request_id))
     out.print(f"{workflow_id}: {result.message}", markup=False, highlight=False)
 
 
@@ -146,21 +125,21 @@ def update_cutoff(
     from workflows.deprecation_messages import UpdateCutoff
 
     dep.check_id(workflow_id)
-    payload = UpdateCutoff(new_date=_date(new_date, "--date"), reason=reason, actor=_actor(actor))
-    result = _run(lambda c: dep.send(c, workflow_id, "update_cutoff", payload, request_id))
+    payload = UpdateCutoff(new_date=_date(new_date, "--date"), reason=reason, actor=actor_or_user(actor))
+    result = with_client(lambda c: dep.send(c, workflow_id, "update_cutoff", payload, request_id))
     out.print(f"{workflow_id}: {result.message}", markup=False, highlight=False)
 
 
 def resume(workflow_id: str, actor: str, request_id: str | None) -> None:
     """``resume`` on a deprecation blocked on GitLab."""
     dep.check_id(workflow_id)
-    result = _run(lambda c: dep.send(c, workflow_id, "resume", _actor(actor), request_id))
+    result = with_client(lambda c: dep.send(c, workflow_id, "resume", actor_or_user(actor), request_id))
     out.print(f"{workflow_id}: {result.message}", markup=False, highlight=False)
 
 
 def status(workflow_id: str, as_json: bool) -> None:
     dep.check_id(workflow_id)
-    st = _run(lambda c: dep.status(c, workflow_id))
+    st = with_client(lambda c: dep.status(c, workflow_id))
     if as_json:
         print(st.model_dump_json(indent=2))
     else:
@@ -204,7 +183,7 @@ def watch(
         if as_json:
             print(json.dumps(body, indent=2))
 
-    _run(work)
+    with_client(work)
 
 
 def is_deprecation(workflow_id: str, feature: str | None) -> bool:

@@ -10,11 +10,8 @@ refusal, the workflow's or this module's, is a ``DomainError``: one line, exit 2
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -26,10 +23,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from model_migration import operations as ops
 from model_migration import rollout_render as render
+from model_migration.cli_support import actor_or_user, with_client
 from model_migration.domain import rollout_machine as machine
 from model_migration.domain.errors import CommandRejected
 from model_migration.domain.feature_rollout import ENDED_BACK
-from model_migration.settings import Settings
 from workflows.common import marker_base
 from workflows.messages import FeatureMigrationInput, FeatureStatus, RetryRollout, RolloutRun
 from workflows.rollout_messages import RolloutInput, RolloutResult, RolloutStatus, rollout_workflow_id
@@ -53,24 +50,6 @@ COMMANDS: dict[str, tuple[str, type[Human]]] = {
     "pause": ("pause", machine.Pause), "resume": ("resume", machine.Resume), "promote": ("promote", machine.Promote),
     "promote-full": ("promote_full", machine.PromoteFull), "abort": ("abort", machine.Abort), "retry": ("retry", machine.Retry),
 }
-
-
-def _actor(given: str) -> str:
-    if given:
-        return given
-    try:
-        return getpass.getuser()
-    except Exception:  # no user database entry, e.g. in a container
-        return "cli"
-
-
-def _run(work: Callable[[Client], Awaitable[T]]) -> T:
-    from model_migration.temporal import connect
-
-    async def main() -> T:
-        return await work(await connect(Settings()))
-
-    return asyncio.run(main())
 
 
 def _feature_id(workflow_id: str, feature: str | None) -> str:
@@ -136,7 +115,7 @@ async def _control(client: Client, feature_id: str, verb: str, actor: str, reaso
 
 def _command(verb: str, workflow_id: str, feature: str | None, actor: str, reason: str, request_id: str | None) -> None:
     feature_id = _feature_id(workflow_id, feature)
-    said = _run(lambda c: _control(c, feature_id, verb, _actor(actor), reason, request_id))
+    said = with_client(lambda c: _control(c, feature_id, verb, actor_or_user(actor), reason, request_id))
     out.print(said, markup=False, highlight=False)
 
 
@@ -242,7 +221,7 @@ def status(
 ) -> None:
     """The running rollout (or the last one): its ladder, every measurement with its thresholds, and its log."""
     feature_id = _feature_id(workflow_id, feature)
-    report = _run(lambda c: _report(c, feature_id))
+    report = with_client(lambda c: _report(c, feature_id))
     if as_json:
         print(report.model_dump_json(indent=2))
     else:
