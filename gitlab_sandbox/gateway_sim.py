@@ -173,6 +173,13 @@ class GatewaySim:
                 else:
                     self._features[name] = traffic if traffic.flag else replace(traffic, flag=name)
                     self._states.setdefault(name, _FeatureState())
+                    for model in (traffic.candidate, traffic.baseline):
+                        # Every series exported from the start at zero, as a gateway should: a counter
+                        # born at its first increment misses rate()'s first samples, and a ratio of
+                        # two counters born at different times reads as a false drop.
+                        for counter in (self.requests, self.errors, self.shown, self.accepted):
+                            counter.labels(name, model)
+                        self.duration.labels(name, model)
 
     def config(self) -> dict[str, Any]:
         with self._lock:

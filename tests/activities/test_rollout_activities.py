@@ -32,12 +32,16 @@ def rollout(metrics_stack: MetricsStack) -> Iterator[RolloutActivities]:
     requests.put(f"{metrics_stack.gateway_url}/-/config", json={"features": dict.fromkeys(SCENARIOS)}, timeout=5)
 
 
-def test_the_old_models_rate_is_zero_when_only_the_new_one_serves_and_unknown_when_nothing_does(rollout: RolloutActivities) -> None:
-    """No series for the old model proves nothing by itself; with the feature served, it is zero."""
+def test_the_old_models_rate_is_zero_when_only_the_new_one_serves_and_unknown_when_nothing_is_seen(rollout: RolloutActivities) -> None:
+    """The gateway exports its series at zero; an old model without any series proves nothing by
+    itself, but with the feature served (by the new model) it is zero; a feature Prometheus has never
+    seen is unknown."""
     assert rollout.old_model_rate(OldModelRateInput(feature=ALL_NEW, model="m1", window=WINDOW)) == 0.0
+    assert rollout.old_model_rate(OldModelRateInput(feature=ALL_NEW, model="never_served", window=WINDOW)) == 0.0
     half = rollout.old_model_rate(OldModelRateInput(feature=HALF, model="m1", window=WINDOW))
     assert half is not None and half > 0
-    assert rollout.old_model_rate(OldModelRateInput(feature=QUIET, model="m1", window=WINDOW)) is None
+    assert rollout.old_model_rate(OldModelRateInput(feature=QUIET, model="m1", window=WINDOW)) == 0.0
+    assert rollout.old_model_rate(OldModelRateInput(feature="act_unknown", model="m1", window=WINDOW)) is None
 
 
 def test_the_baseline_is_the_old_models_latency_percentiles_and_acceptance(rollout: RolloutActivities) -> None:

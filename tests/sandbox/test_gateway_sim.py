@@ -91,14 +91,20 @@ def test_a_regressing_candidate_degrades_only_above_its_share() -> None:
     assert mean_latency(sim, "below", "m2") / mean_latency(sim, "below", "m1") == pytest.approx(1.0, abs=0.1)
 
 
-def test_no_traffic_exports_nothing_for_the_feature() -> None:
-    """no_traffic: no series at all for the feature, while another feature's traffic flows."""
+def test_no_traffic_exports_only_zeros_for_the_feature() -> None:
+    """no_traffic: the feature's series are exported from its configuration, at zero (a counter
+    born at its first increment would miss rate()'s first samples), while another feature's flows."""
     sim = GatewaySim(seed=5)
     sim.configure({"quiet": traffic(scenario="no_traffic", percentage=50), "busy": traffic(percentage=50)})
     run(sim, 20)
     assert sample(sim, "ai_gateway_requests_total", "busy", "m1") > 0
     quiet = [s for metric in sim.registry.collect() for s in metric.samples if s.labels.get("feature") == "quiet"]
-    assert quiet == []
+    counters = {(s.name, s.labels["model"]) for s in quiet if s.name.endswith("_total")}
+    assert {name for name, _ in counters} == {
+        "ai_gateway_requests_total", "ai_gateway_request_errors_total", "ai_gateway_suggestions_shown_total",
+        "ai_gateway_suggestions_accepted_total",
+    } and {model for _, model in counters} == {"m1", "m2"}
+    assert all(s.value == 0 for s in quiet if not s.name.endswith("_created"))
 
 
 def test_one_seed_and_config_export_the_same_numbers() -> None:
