@@ -123,12 +123,13 @@ def test_commit_errors_are_gitlabs_and_change_nothing(target: Target, branch: st
 
 def test_tree_lists_paths_recursively_or_one_level(target: Target, branch: str) -> None:
     """The tree shows one level by default, everything with recursive, a folder with path."""
-    _commit(target, branch, _create("prompts/chat/1.0.0.yml", "v1"), _create("prompts/x.yml", "x"))
+    top_dir = f"tree-{branch.rsplit('-', 1)[-1]}"  # a folder of its own: other tests write to the project's main
+    _commit(target, branch, _create(f"{top_dir}/chat/1.0.0.yml", "v1"), _create(f"{top_dir}/x.yml", "x"))
     top = {e["path"]: e["type"] for e in target.project.repository_tree(ref=branch, get_all=True)}
-    assert top["prompts"] == "tree" and "prompts/x.yml" not in top
+    assert top[top_dir] == "tree" and f"{top_dir}/x.yml" not in top
     deep = target.project.repository_tree(ref=branch, recursive=True, get_all=True)
-    assert {"prompts/chat/1.0.0.yml", "prompts/x.yml"} <= {e["path"] for e in deep}
-    inner = target.project.repository_tree(ref=branch, path="prompts", get_all=True)
+    assert {f"{top_dir}/chat/1.0.0.yml", f"{top_dir}/x.yml"} <= {e["path"] for e in deep}
+    inner = target.project.repository_tree(ref=branch, path=top_dir, get_all=True)
     assert {(e["name"], e["type"]) for e in inner} == {("chat", "tree"), ("x.yml", "blob")}
 
 
