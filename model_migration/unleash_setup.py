@@ -5,7 +5,8 @@ sets up git hooks; a dependency's would report the install to a third party). It
 Node.js >= 22, but it starts and serves its admin and client APIs on Node.js 20, the Debian
 one here, so npm's engine warning is expected. The install brings the Node SDK, ``unleash-client``,
 along as a dependency. Unleash keeps its data in PostgreSQL: Debian's ``postgresql`` package
-provides the ``initdb`` and ``postgres`` binaries that the tests run on a throwaway cluster. A marker
+(installed with apt-get when it is missing, as root) provides the ``initdb`` and ``postgres``
+binaries that the tests run on a throwaway cluster. A marker
 file is written only after npm finished, so an install cut short is redone and a complete one is
 left alone.
 """
@@ -19,13 +20,15 @@ from pathlib import Path
 
 import typer
 
+from model_migration.apt import install, install_command
 from model_migration.domain.errors import DomainError, ErrorType
 from model_migration.promptfoo_setup import NODE_INSTALL, _node_version, _npm
 from model_migration.settings import Settings
 
 UNLEASH_VERSION = "8.2.0"
 SETUP_COMMAND = "model-migration setup-unleash"
-POSTGRES_INSTALL = "apt-get install -y postgresql"
+POSTGRES_PACKAGE = "postgresql"
+POSTGRES_INSTALL = install_command(POSTGRES_PACKAGE)
 #: The binaries a throwaway cluster needs: ``initdb`` makes it, ``postgres`` serves it, ``createdb`` adds Unleash's database.
 POSTGRES_TOOLS = ("initdb", "postgres", "createdb")
 #: Where Debian puts each PostgreSQL major's binaries (on PATH only ``createdb``, as a wrapper script).
@@ -57,10 +60,15 @@ def unleash_dir(settings: Settings) -> Path:
 
 
 def setup_unleash() -> None:
-    """Install the pinned Unleash server with npm and check PostgreSQL is there; does nothing when both are."""
+    """Install the pinned Unleash server with npm, and PostgreSQL with apt-get when it is missing (as
+    root); does nothing when both are there."""
     settings = Settings()
     target = unleash_dir(settings)
-    postgres = postgres_bin()
+    try:
+        postgres = postgres_bin()
+    except DomainError:  # a fresh machine: Debian's PostgreSQL, its cluster service kept stopped
+        install(POSTGRES_PACKAGE, services=(POSTGRES_PACKAGE,))
+        postgres = postgres_bin()
     if installed_version(target) == UNLEASH_VERSION:
         print(f"unleash-server {UNLEASH_VERSION} is already installed in {target}, PostgreSQL in {postgres}; nothing to do")
         return

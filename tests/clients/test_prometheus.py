@@ -15,7 +15,7 @@ import pytest
 import requests
 from pydantic import SecretStr
 
-from model_migration import prometheus_setup
+from model_migration import apt, prometheus_setup
 from model_migration.clients.prometheus import PrometheusClient, PrometheusError
 from model_migration.devserver import free_port
 from model_migration.domain.errors import DomainError, ErrorType
@@ -215,7 +215,7 @@ def test_check_prometheus_names_the_install_command(monkeypatch: pytest.MonkeyPa
 def test_setup_prometheus_does_nothing_when_it_is_there(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """An installed prometheus is left alone: apt-get is not run."""
     monkeypatch.setattr(prometheus_setup, "find_prometheus", lambda: Path("/usr/bin/prometheus"))
-    monkeypatch.setattr(prometheus_setup, "_apt", _fail)
+    monkeypatch.setattr(apt, "_apt", _fail)
     prometheus_setup.setup_prometheus()
     assert capsys.readouterr().out == "prometheus is already installed: /usr/bin/prometheus; nothing to do\n"
 
@@ -223,9 +223,9 @@ def test_setup_prometheus_does_nothing_when_it_is_there(monkeypatch: pytest.Monk
 def test_setup_prometheus_as_another_user_names_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
     """Not root: one line naming the apt-get command, and apt-get is not run."""
     monkeypatch.setattr(prometheus_setup, "find_prometheus", lambda: None)
-    monkeypatch.setattr(prometheus_setup.os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(prometheus_setup, "_apt", _fail)
-    with pytest.raises(DomainError, match=f"^prometheus is not installed; as root, run: {prometheus_setup.INSTALL}$"):
+    monkeypatch.setattr(apt.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(apt, "_apt", _fail)
+    with pytest.raises(DomainError, match=f"^prometheus not installed; as root, run: {prometheus_setup.INSTALL}$"):
         prometheus_setup.setup_prometheus()
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from model_migration import unleash_setup
 from model_migration.clients.unleash import REFUSED, ROLLOUT, UNAVAILABLE, EnvironmentState, UnleashAdmin, UnleashError
 from model_migration.devserver import free_port
 from model_migration.domain.errors import DomainError
@@ -259,3 +260,22 @@ def test_check_unleash_names_the_setup_command(tmp_path: Path) -> None:
     with pytest.raises(DomainError) as missing:
         check_unleash(Settings(state_dir=tmp_path))
     assert "model-migration setup-unleash" in missing.value.message and "\n" not in missing.value.message
+
+
+def test_setup_unleash_installs_postgresql_when_it_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A fresh machine: PostgreSQL comes from Debian with apt-get, its cluster service kept stopped."""
+    found = iter([None, tmp_path])
+    installed: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+
+    def postgres_bin() -> Path:
+        where = next(found)
+        if where is None:
+            raise DomainError("PostgreSQL's initdb and postgres were not found")
+        return where
+
+    monkeypatch.setattr(unleash_setup, "postgres_bin", postgres_bin)
+    monkeypatch.setattr(unleash_setup, "install", lambda *packages, services=(): installed.append((packages, services)))
+    monkeypatch.setattr(unleash_setup, "installed_version", lambda directory: UNLEASH_VERSION)
+    monkeypatch.setenv("MODEL_MIGRATION_STATE_DIR", str(tmp_path))
+    unleash_setup.setup_unleash()
+    assert installed == [(("postgresql",), ("postgresql",))]
