@@ -1,5 +1,6 @@
 """RolloutWorkflow's healthy path on the two other flag targets: a GitLab project flag in the
 sandbox and a flag on the real Unleash server. (The instance flag is tests/workflows/test_rollout.py.)
+Each keeps its rollout-plan issue and its "Feature Flag Roll Out" issue, closed once the flag is gone.
 
 The simulated gateway routes each user by the flag itself, as the gateway asks it: a project flag
 read from the sandbox and evaluated with Unleash's hash, an Unleash flag through the real Unleash
@@ -26,6 +27,7 @@ from temporalio.worker import Worker
 from activities.gitlab import GitLabActivities
 from activities.notify import NotifyActivities
 from activities.rollout import RolloutActivities
+from activities.rollout_issues import RolloutIssueActivities
 from activities.rollout_payloads import FlagKind, FlagTarget
 from gitlab_sandbox.flag_routers import ProjectFlagGate, UnleashGate
 from gitlab_sandbox.gateway_sim import FeatureTraffic
@@ -37,8 +39,10 @@ from model_migration.clients.unleash import UnleashAdmin
 from model_migration.domain.models import IssueDraft
 from model_migration.domain.rollout import PRODUCTION, Audience, LadderStep
 from model_migration.domain.rollout_machine import Phase
+from model_migration.domain.rollout_views import RolloutPlan
 from tests.metrics_fixtures import MetricsStack
 from tests.unleash_fixtures import UnleashServer
+from tests.workflows.support import CATALOG, REPLACED, TARGET
 from tests.workflows.test_rollout import ANALYSIS, BAKE, BASELINE, CANDIDATE, TUNABLES, phase
 from workflows.rollout import RolloutInput, RolloutResult, RolloutWorkflow
 
@@ -82,7 +86,8 @@ async def targets(  # type: ignore[no-untyped-def]
     }  # fmt: skip
     rollout = RolloutActivities(flags, lambda: PrometheusClient(metrics_stack.prometheus_url))
     queue = f"rollout-targets-{uuid.uuid4().hex[:8]}"
-    activities = [*rollout.all(), GitLabActivities(gitlab).post_note, NotifyActivities(LogNotifier()).notify]
+    issues = GitLabActivities(gitlab)
+    activities = [*rollout.all(), *RolloutIssueActivities(issues).all(), issues.post_note, NotifyActivities(LogNotifier()).notify]
     with ThreadPoolExecutor(max_workers=8) as executor:
         async with Worker(dev_env.client, task_queue=queue, workflows=[RolloutWorkflow], activities=activities,
                           activity_executor=executor):  # fmt: skip
@@ -116,9 +121,13 @@ def gated(stack: MetricsStack, feature: str, gate: Callable[[str], bool]) -> Ite
 
 async def climb(t: Targets, feature: str, target: FlagTarget) -> RolloutResult:
     issue = t.gitlab.ensure_issue(IssueDraft(title=f"{feature} rollout", description="", marker=f"rollout-test:{feature}"))
+    # With a plan, the rollout keeps the rollout-plan issue (this one) and its flag issue up to date.
+    plan = RolloutPlan(feature=CATALOG.feature("duo_chat").model_copy(update={"flag": target.name}), model=TARGET, replaced=REPLACED,
+                       ladder=LADDER, analysis=ANALYSIS)
     request = RolloutInput(
         feature=feature, dri="achen", manager="mkowalski", target=target, candidate=CANDIDATE, baseline=BASELINE,
-        issue_iid=issue.iid, ladder=LADDER, analysis=ANALYSIS, test_run=True, tunables=TUNABLES,
+        issue_iid=issue.iid, ladder=LADDER, analysis=ANALYSIS, test_run=True, tunables=TUNABLES, plan=plan,
+        plan_marker=f"rollout-test:{feature}",
     )  # fmt: skip
     handle = await t.client.start_workflow(RolloutWorkflow.run, request, id=f"rollout:{feature}", task_queue=t.queue)
     await phase(handle, Phase.DONE, timeout=60)
@@ -143,6 +152,19 @@ def check_healthy(t: Targets, feature: str, result: RolloutResult, samples: list
     assert "No traffic left on the old model" in t.gitlab.list_notes(issue.iid)[-1].body
 
 
+def check_flag_issue(t: Targets, feature: str, flag: str) -> None:
+    """The "Feature Flag Roll Out" issue: every step's box ticked in ladder order, closed after the flag went."""
+    found = t.gitlab.find_issue(f"[Feature flag] Enable {flag}", f"rollout-test:{feature}:flag-issue:{flag}")
+    assert found is not None
+    issue = t.gitlab.get_issue(found.iid)
+    assert issue.state == "closed" and "feature flag" in issue.labels
+    steps = issue.description.split("## Rollback Steps", 1)[0]
+    boxes = [line.split(": `")[0] for line in steps.splitlines() if line.startswith("- [") and "/chatops run feature set" in line]
+    assert boxes == [f"- [x] {step.label}" for step in LADDER], boxes
+    plan = t.gitlab.find_issue(f"{feature} rollout", f"rollout-test:{feature}")
+    assert plan is not None and plan.web_url in issue.description
+
+
 async def test_a_project_flag_rollout_climbs_holds_drains_and_deletes_the_flag(targets: Targets) -> None:
     """A GitLab project flag: team members (a user list), 25 %, 100 %; then the flag and its list are deleted."""
     feature = f"project_{uuid.uuid4().hex[:6]}"
@@ -151,6 +173,7 @@ async def test_a_project_flag_rollout_climbs_holds_drains_and_deletes_the_flag(t
           gated(targets.stack, feature, gate) as samples):  # fmt: skip
         result = await climb(targets, feature, target)
     check_healthy(targets, feature, result, samples)
+    check_flag_issue(targets, feature, target.name)
     assert targets.gitlab.get_project_flag(target.name) is None
     assert targets.gitlab.get_flag_user_list(f"{target.name}-team-members") is None
 
@@ -164,6 +187,7 @@ async def test_an_unleash_rollout_climbs_holds_drains_and_archives_the_flag(targ
           gated(targets.stack, feature, gate) as samples):  # fmt: skip
         result = await climb(targets, feature, target)
     check_healthy(targets, feature, result, samples)
+    check_flag_issue(targets, feature, target.name)
     admin = UnleashAdmin(server.url, server.admin_token)
     try:
         assert admin.environments(target.name) is None  # archived
