@@ -209,7 +209,11 @@ class FeatureMigrationWorkflow:
         if replaced is None:
             self._apply(CleanupOpened(detail="No replaced model was named: no prompt definitions to remove."))
             return
-        change = cleanup_change(self.input.migration_id, self.input.feature, replaced, self.input.model)
+        change = cleanup_change(
+            self.input.migration_id, self.input.feature, replaced, self.input.model,
+            tracking_url=self.input.tracking_issue.web_url if self.input.tracking_issue else "",
+            feature_issue_url=self.issue.web_url if self.issue else "",
+        )
         request = CleanupMergeRequestInput(
             branch=change.branch, deletes=change.deletes, commit_message=change.commit_message, title=change.title,
             description=change.description, labels=change.labels,
