@@ -37,6 +37,9 @@ DEFAULT_PROJECT = "gitlab-org/modelops/ai-model-migrations"
 DEFAULT_GROUP = "gitlab-org"
 
 
+#: Paths an administrator alone may read (GitLab checks ``authenticated_as_admin!`` on the whole API).
+ADMIN_READS = ("/api/v4/features",)
+
 class GitLabApp:
     """Dispatches one request: ``/api/`` paths need the token, HTML pages do not.
 
@@ -94,7 +97,8 @@ class GitLabApp:
             if admin and not self._authorized(req):
                 if not self._is_guest(req):
                     raise ApiError(401, {"message": "401 Unauthorized"})
-                if req.method != "GET":  # a Guest may read, not write
+                # A Guest may read, not write; and not what only an administrator reads (``authenticated_as_admin!``).
+                if req.method != "GET" or any(req.path.startswith(path) for path in ADMIN_READS):
                     raise ApiError(403, {"message": "403 Forbidden"})
             found = self.router.resolve(req.method, req.path)
             if found is None:
