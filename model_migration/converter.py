@@ -8,12 +8,13 @@ workflow input that fails the workflow once; for an update it is a rejection the
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import temporalio.api.common.v1
 from pydantic import ValidationError
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
-from temporalio.converter import CompositePayloadConverter, DataConverter, DefaultPayloadConverter, JSONPlainPayloadConverter
+from temporalio.converter import CompositePayloadConverter, DataConverter, DefaultPayloadConverter, JSONPlainPayloadConverter, PayloadCodec
 from temporalio.exceptions import ApplicationError
 
 from model_migration.domain.errors import ErrorType
@@ -47,3 +48,8 @@ class CheckedPayloadConverter(CompositePayloadConverter):
 
 
 data_converter = DataConverter(payload_converter_class=CheckedPayloadConverter)
+
+
+def with_codec(codec: PayloadCodec | None) -> DataConverter:
+    """``data_converter``, encoding every payload with ``codec`` when there is one."""
+    return data_converter if codec is None else dataclasses.replace(data_converter, payload_codec=codec)

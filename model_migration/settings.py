@@ -16,6 +16,11 @@ class Settings(BaseSettings):
     temporal_tls: bool = False
     temporal_api_key: SecretStr | None = None
     task_queue: str = "model-migration"
+    #: Payload encryption keys, a secret: JSON ``{"<key id>": "<base64 16/24/32-byte key>", ...}``. Unset: payloads
+    #: are stored in plain JSON. Keep rotated-out keys here so that older histories still decode.
+    codec_keys: SecretStr | None = None
+    #: The key id new payloads are encrypted with; default: the only key of ``codec_keys``.
+    codec_key_id: str | None = None
 
     gitlab_url: str = "http://127.0.0.1:8929"
     gitlab_token: SecretStr | None = None

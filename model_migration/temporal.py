@@ -14,7 +14,8 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.service import RPCError, RPCStatusCode
 
-from model_migration.converter import data_converter
+from model_migration.codec import codec_from
+from model_migration.converter import with_codec
 from model_migration.domain.errors import DomainError
 from model_migration.settings import Settings
 from workflows import attributes
@@ -44,13 +45,14 @@ async def connect(settings: Settings, *, wait: float = 0.0) -> Client:
             "TLS and API-key connections to Temporal are not supported yet; "
             "unset MODEL_MIGRATION_TEMPORAL_TLS and MODEL_MIGRATION_TEMPORAL_API_KEY"
         )
+    converter = with_codec(codec_from(settings.codec_keys, settings.codec_key_id))
     deadline = asyncio.get_running_loop().time() + wait
     while True:
         try:
             client = await Client.connect(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
-                data_converter=data_converter,
+                data_converter=converter,
             )
             break
         except RuntimeError:
