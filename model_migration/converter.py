@@ -14,7 +14,14 @@ from typing import Any
 import temporalio.api.common.v1
 from pydantic import ValidationError
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
-from temporalio.converter import CompositePayloadConverter, DataConverter, DefaultPayloadConverter, JSONPlainPayloadConverter, PayloadCodec
+from temporalio.converter import (
+    CompositePayloadConverter,
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    DefaultPayloadConverter,
+    JSONPlainPayloadConverter,
+    PayloadCodec,
+)
 from temporalio.exceptions import ApplicationError
 
 from model_migration.domain.errors import ErrorType
@@ -51,5 +58,8 @@ data_converter = DataConverter(payload_converter_class=CheckedPayloadConverter)
 
 
 def with_codec(codec: PayloadCodec | None) -> DataConverter:
-    """``data_converter``, encoding every payload with ``codec`` when there is one."""
-    return data_converter if codec is None else dataclasses.replace(data_converter, payload_codec=codec)
+    """``data_converter``, encoding every payload with ``codec`` when there is one. A failure's
+    message and stack trace then travel in an encoded payload too: they can quote issue text."""
+    if codec is None:
+        return data_converter
+    return dataclasses.replace(data_converter, payload_codec=codec, failure_converter_class=DefaultFailureConverterWithEncodedAttributes)

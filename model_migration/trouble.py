@@ -13,10 +13,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, ConfigDict
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.failure.v1 import Failure
 from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
 from temporalio.client import Client
+from temporalio.exceptions import FailureError
 from temporalio.service import RPCError
+
+from model_migration.codec import PayloadDecryptError
 
 #: How far back ``since`` is looked for; a retried activity was scheduled recently in history.
 REVERSE_PAGES = 3
@@ -43,8 +47,9 @@ def worst_pending(pending: Sequence[PendingActivityInfo]) -> PendingActivityInfo
     return max(failing, key=lambda p: p.attempt) if failing else None
 
 
-def trouble_of(info: PendingActivityInfo, since: datetime | None = None) -> GitLabTrouble:
-    message = (info.last_failure.message or "unknown error").strip().splitlines()[0][:300]
+def trouble_of(info: PendingActivityInfo, since: datetime | None = None, message: str | None = None) -> GitLabTrouble:
+    """``message``: the last failure's, when it had to be decrypted (see ``failure_message``)."""
+    message = ((info.last_failure.message if message is None else message) or "unknown error").strip().splitlines()[0][:300]
     failed_at = _time(info.last_attempt_complete_time) if info.HasField("last_attempt_complete_time") else None
     return GitLabTrouble(
         activity=info.activity_type.name, attempt=info.attempt, last_error=message,
@@ -61,7 +66,21 @@ async def gitlab_trouble(client: Client, workflow_id: str) -> GitLabTrouble | No
     worst = worst_pending(description.raw_description.pending_activities)
     if worst is None:
         return None
-    return trouble_of(worst, await _scheduled_at(client, workflow_id, description.run_id, worst.activity_id))
+    since = await _scheduled_at(client, workflow_id, description.run_id, worst.activity_id)
+    return trouble_of(worst, since, await failure_message(client, worst.last_failure))
+
+
+async def failure_message(client: Client, failure: Failure) -> str:
+    """A failure's message; with the payload codec it travels encrypted in the encoded attributes."""
+    if not failure.HasField("encoded_attributes"):
+        return failure.message
+    copy = Failure()
+    copy.CopyFrom(failure)  # decoding works in place
+    try:
+        decoded = await client.data_converter.decode_failure(copy)
+    except PayloadDecryptError as err:
+        return str(err)
+    return decoded.message if isinstance(decoded, FailureError) else str(decoded)
 
 
 async def _scheduled_at(client: Client, workflow_id: str, run_id: str, activity_id: str) -> datetime | None:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+from types import SimpleNamespace
 
 import pytest
 from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload
+from temporalio.api.failure.v1 import Failure
+from temporalio.exceptions import ApplicationError
 
 from model_migration.codec import ENCODING, KEY_ID, CodecConfigError, EncryptionCodec, PayloadDecryptError, codec_from, new_key
 from model_migration.converter import data_converter, with_codec
 from model_migration.settings import Settings
+from model_migration.trouble import failure_message
 from workflows.messages import CompleteStage
 
 A = bytes(range(32))
@@ -129,3 +133,19 @@ def test_bad_settings_are_one_line_naming_the_setting(raw: str | None, current: 
     message = str(caught.value)
     assert message.startswith(expected) and "\n" not in message
     assert base64.b64encode(A).decode() not in message and "c2hvcnQ" not in message
+
+
+async def test_failure_messages_are_encrypted_and_read_back() -> None:
+    """With the codec a failure's message and stack trace are encrypted; status's trouble line decrypts them."""
+    converter = with_codec(EncryptionCodec({"a": A}, "a"))
+    failure = Failure()
+    try:
+        raise ApplicationError(SECRET, type="GitLabUnavailable")
+    except ApplicationError as err:
+        await converter.encode_failure(err, failure)
+    assert SECRET.encode() not in failure.SerializeToString() and failure.application_failure_info.type == "GitLabUnavailable"
+    assert await failure_message(SimpleNamespace(data_converter=converter), failure) == SECRET  # type: ignore[arg-type]
+    assert failure.HasField("encoded_attributes")  # read from a copy: the description stays as it came
+    without_a = with_codec(EncryptionCodec({"b": B}, "b"))
+    assert "key id 'a'" in await failure_message(SimpleNamespace(data_converter=without_a), failure)  # type: ignore[arg-type]
+    assert await failure_message(SimpleNamespace(data_converter=data_converter), Failure(message="plain")) == "plain"  # type: ignore[arg-type]
