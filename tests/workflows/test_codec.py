@@ -22,8 +22,9 @@ import worker as worker_module
 from model_migration.codec import ENCODING, KEY_ID, EncryptionCodec, PayloadDecryptError
 from model_migration.converter import data_converter, with_codec
 from model_migration.domain.stages import FeatureStage
+from model_migration.trouble import GitLabTrouble, gitlab_trouble
 from tests.cli.run import cli, env
-from tests.temporal_fixtures import Engine, _activities, _evaluation
+from tests.temporal_fixtures import Engine, _activities, _evaluation, assert_eventually
 from tests.workflows.support import CATALOG, start_feature, status, wait_issue
 from worker import WORKFLOWS
 from workflows.messages import Abort, CompleteStage
@@ -143,3 +144,32 @@ async def test_rotation_and_replay_with_the_codec(
         assert "\n" not in str(caught.value)
         await handle.execute_update("abort", Abort(actor="lead", reason="test over"))
         await handle.result()
+
+
+async def test_a_failing_activity_s_error_is_encrypted_and_status_reads_it(
+    dev_env: WorkflowEnvironment, gitlab_sandbox, tmp_path: Path, unique: str,  # type: ignore[no-untyped-def]
+) -> None:
+    """A retried activity's last failure is stored encrypted; status's GitLab-trouble line decrypts it."""
+    server = gitlab_sandbox.server
+    server.inject_fault(r"/issues$", "500", method="POST", count=3)
+    try:
+        async with engine_with(dev_env, ONLY_A, gitlab_sandbox, tmp_path, f"codec-{uuid.uuid4().hex[:8]}") as engine:
+            handle = await start_feature(engine, unique, spec=spec_titled(unique), as_parent=False)
+
+            async def troubled() -> GitLabTrouble:
+                trouble = await gitlab_trouble(engine.client, handle.id)
+                assert trouble is not None and trouble.attempt >= 2
+                return trouble
+
+            trouble = await assert_eventually(troubled, timeout=60)
+            assert "500" in trouble.last_error and "Encoded failure" not in trouble.last_error
+            raw = await client_with(dev_env, None).get_workflow_handle(handle.id).describe()
+            [pending] = [p for p in raw.raw_description.pending_activities if p.HasField("last_failure")]
+            assert pending.last_failure.message == "Encoded failure"
+            assert trouble.last_error.encode() not in pending.last_failure.SerializeToString()
+            server.clear_faults()
+            await wait_issue(handle)
+            await handle.execute_update("abort", Abort(actor="lead", reason="test over"))
+            await handle.result()
+    finally:
+        server.clear_faults()
