@@ -19,12 +19,13 @@ from temporalio.converter import (
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
     DefaultPayloadConverter,
+    EncodingPayloadConverter,
     JSONPlainPayloadConverter,
     PayloadCodec,
 )
 from temporalio.exceptions import ApplicationError
 
-from model_migration.domain.errors import ErrorType
+from model_migration.domain.errors import DomainError, ErrorType
 
 
 def one_line(err: ValidationError, what: str) -> str:
@@ -45,13 +46,29 @@ class CheckedJSONPayloadConverter(PydanticJSONPlainPayloadConverter):
             raise ApplicationError(one_line(err, what), type=ErrorType.INVALID_INPUT.value, non_retryable=True) from None
 
 
+class EncryptedPayloadConverter(EncodingPayloadConverter):
+    """Reached only by an encrypted payload that no codec decrypted (``model_migration.codec``):
+    one line saying so, instead of an unknown-encoding ``KeyError``. It never encodes."""
+
+    @property
+    def encoding(self) -> str:
+        return "binary/encrypted"
+
+    def to_payload(self, value: Any) -> temporalio.api.common.v1.Payload | None:
+        return None
+
+    def from_payload(self, payload: temporalio.api.common.v1.Payload, type_hint: type | None = None) -> Any:
+        key_id = payload.metadata.get("encryption-key-id", b"").decode("utf-8", errors="replace")
+        raise DomainError(f"payload encrypted with key id {key_id!r}: set MODEL_MIGRATION_CODEC_KEYS to read it")
+
+
 class CheckedPayloadConverter(CompositePayloadConverter):
     def __init__(self) -> None:
         checked = CheckedJSONPayloadConverter()
         super().__init__(*(
             checked if isinstance(c, JSONPlainPayloadConverter) else c
             for c in DefaultPayloadConverter.default_encoding_payload_converters
-        ))
+        ), EncryptedPayloadConverter())
 
 
 data_converter = DataConverter(payload_converter_class=CheckedPayloadConverter)

@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from model_migration.codec import ENCODING, KEY_ID, CodecConfigError, EncryptionCodec, PayloadDecryptError, codec_from, new_key
 from model_migration.converter import data_converter, with_codec
+from model_migration.domain.errors import DomainError
 from model_migration.settings import Settings
 from model_migration.trouble import failure_message
 from workflows.messages import CompleteStage
@@ -149,3 +150,10 @@ async def test_failure_messages_are_encrypted_and_read_back() -> None:
     without_a = with_codec(EncryptionCodec({"b": B}, "b"))
     assert "key id 'a'" in await failure_message(SimpleNamespace(data_converter=without_a), failure)  # type: ignore[arg-type]
     assert await failure_message(SimpleNamespace(data_converter=data_converter), Failure(message="plain")) == "plain"  # type: ignore[arg-type]
+
+
+async def test_an_encrypted_payload_without_the_codec_is_one_line() -> None:
+    """The plain converter meets an encrypted payload: one line naming the key id and the setting, not a KeyError."""
+    [sealed] = await with_codec(EncryptionCodec({"a": A}, "a")).encode([SECRET])
+    with pytest.raises(DomainError, match=r"^payload encrypted with key id 'a': set MODEL_MIGRATION_CODEC_KEYS to read it$"):
+        await data_converter.decode([sealed], [str])

@@ -107,6 +107,9 @@ async def test_history_holds_no_plaintext_and_status_reads_it(
         refused = await asyncio.to_thread(cli, "status", handle.id, environ=rotated_out)
         assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
         assert "key id 'a'" in refused.stderr and base64.b64encode(B).decode() not in refused.stderr
+        keyless = await asyncio.to_thread(cli, "status", handle.id, environ=env(MODEL_MIGRATION_TEMPORAL_ADDRESS=address))
+        assert keyless.returncode == 2 and keyless.stderr == (
+            "error: payload encrypted with key id 'a': set MODEL_MIGRATION_CODEC_KEYS to read it\n"), keyless.stderr
 
         await handle.execute_update("abort", Abort(actor="lead", reason=f"{spec.title} is off"))
         outcome = await handle.result()
