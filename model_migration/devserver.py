@@ -69,6 +69,7 @@ class DevServer:
         ui_port: int | None = None,
         headless: bool = False,
         namespace: str = "default",
+        ui_codec_endpoint: str | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.ip = ip
@@ -76,6 +77,7 @@ class DevServer:
         self.ui_port = ui_port or free_port(ip)
         self.headless = headless
         self.namespace = namespace
+        self.ui_codec_endpoint = ui_codec_endpoint
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -103,6 +105,8 @@ class DevServer:
             cmd.append("--headless")
         else:
             cmd += ["--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]
+            if self.ui_codec_endpoint:
+                cmd += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         for flag in search_attribute_flags():
             cmd += ["--search-attribute", flag]
         return cmd

@@ -1,4 +1,4 @@
-"""Long-running commands: worker, dev-server, sandbox and demo."""
+"""Long-running commands: worker, dev-server, codec-server, sandbox and demo."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ err = Console(stderr=True)
 def register(app: typer.Typer) -> None:
     app.command()(worker)
     app.command("dev-server")(dev_server)
+    app.command("codec-server")(codec_server)
     app.command()(sandbox)
     app.command()(demo)
 
@@ -45,20 +46,36 @@ def dev_server(
     ui_port: Annotated[int, typer.Option("--ui-port", help="Web UI port.")] = 8233,
     ip: Annotated[str, typer.Option("--ip", help="Address to bind.")] = "127.0.0.1",
     state_dir: Annotated[Path | None, typer.Option("--state-dir")] = None,
+    codec: Annotated[bool, typer.Option(
+        "--codec", help="Also serve the payload codec (MODEL_MIGRATION_CODEC_KEYS) and point the Web UI at it, to read encrypted payloads.",
+    )] = False,
+    codec_port: Annotated[int | None, typer.Option("--codec-port", help="With --codec: its port; default: a free one.")] = None,
 ) -> None:
     """Run the embedded Temporal dev server, persisted to SQLite in the state directory."""
-    from model_migration.devserver import DevServer
+    from model_migration.codec_server import CodecServer, require_codec
+    from model_migration.devserver import DevServer, free_port
 
     check_bindable(ip, port, "--port", "--ip")
     check_bindable(ip, ui_port, "--ui-port", "--ip")
     settings = Settings()
-    server = DevServer((state_dir or settings.state_dir) / "temporal", ip=ip, port=port, ui_port=ui_port)
+    codec_server = None
+    if codec:
+        keys = require_codec(settings.codec_keys, settings.codec_key_id)
+        codec_port = codec_port or free_port(ip)
+        check_bindable(ip, codec_port, "--codec-port", "--ip")
+        codec_server = CodecServer(keys, host=ip, port=codec_port, ui_origins=ui_origins(ip, ui_port), token=settings.codec_server_token)
+    server = DevServer((state_dir or settings.state_dir) / "temporal", ip=ip, port=port, ui_port=ui_port,
+                       ui_codec_endpoint=codec_server.url if codec_server else None)
     _interrupt_on_term()
     code = 0
     try:
+        if codec_server:
+            codec_server.start()
         server.start()
         print(f"Temporal address: {server.address}  (MODEL_MIGRATION_TEMPORAL_ADDRESS)")
         print(f"Temporal Web UI:  {server.ui_url}")
+        if codec_server:
+            print(f"Codec server:     {codec_server.url}  (temporal --codec-endpoint)")
         print(f"State:            {server.db_file}", flush=True)
         code = server.wait()
     except KeyboardInterrupt:
@@ -66,8 +83,45 @@ def dev_server(
     finally:
         _ignore_signals()  # a second Ctrl-C must not leave the child running
         server.stop()
+        if codec_server:
+            codec_server.stop()
     if code:
         raise DomainError(f"the Temporal dev server exited with code {code}")
+
+
+def ui_origins(host: str, port: int) -> tuple[str, ...]:
+    """The origins a browser gives the Web UI at ``host:port``: loopback is reached as localhost too."""
+    names = [host, "localhost"] if host in ("127.0.0.1", "localhost") else [host]
+    return tuple(dict.fromkeys(f"http://{name}:{port}" for name in names))
+
+
+def codec_server(
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8081,
+    ui_origin: Annotated[list[str] | None, typer.Option(
+        "--ui-origin", help="The Web UI's origin, which may call it from the browser (repeat); default: http://localhost:8233.",
+    )] = None,
+) -> None:
+    """Serve the Temporal Web UI's remote codec endpoint (POST /encode, /decode) with MODEL_MIGRATION_CODEC_KEYS."""
+    from model_migration.codec_server import TOKEN_SETTING, CodecServer, require_codec
+
+    settings = Settings()
+    codec = require_codec(settings.codec_keys, settings.codec_key_id)
+    check_bindable(host, port, "--port", "--host")
+    origins = ui_origin or ["http://localhost:8233", "http://127.0.0.1:8233"]
+    server = CodecServer(codec, host=host, port=port, ui_origins=origins, token=settings.codec_server_token)
+    print(f"Codec server: {server.url}  (the Web UI's codec endpoint; temporal --codec-endpoint)")
+    print(f"UI origins:   {', '.join(sorted(server.ui_origins))}")
+    print(f"Keys:         {', '.join(codec.key_ids)} (current: {codec.current})")
+    print(f"Auth:         {'bearer token from ' + TOKEN_SETTING if server.token else 'none'}", flush=True)
+    _interrupt_on_term()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _ignore_signals()
+        server.server_close()
 
 
 def sandbox(

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     codec_keys: SecretStr | None = None
     #: The key id new payloads are encrypted with; default: the only key of ``codec_keys``.
     codec_key_id: str | None = None
+    #: ``model-migration codec-server``: when set, a request needs ``Authorization: Bearer <token>``; a secret.
+    codec_server_token: SecretStr | None = None
 
     gitlab_url: str = "http://127.0.0.1:8929"
     gitlab_token: SecretStr | None = None
