@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -169,3 +171,41 @@ def test_dev_server_passes_the_ui_its_codec_endpoint(tmp_path: Path) -> None:
     assert "--ui-codec-endpoint" not in DevServer(tmp_path).command()
     assert "--ui-codec-endpoint" not in DevServer(tmp_path, headless=True, ui_codec_endpoint="http://x").command()
     assert "--codec" in cli("dev-server", "--help").stdout
+
+
+def test_dev_server_codec_serves_and_stops_with_it(tmp_path: Path) -> None:
+    """``dev-server --codec`` starts the codec server, gives its URL to the UI, and SIGTERM ends both."""
+    from tests.cli.test_devserver_signals import _alive, _children, _read_line_with
+
+    codec_port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "model_migration.cli", "dev-server", "--codec", "--codec-port", str(codec_port),
+         "--port", str(free_port()), "--ui-port", str(free_port()), "--state-dir", str(tmp_path)],
+        env=env(MODEL_MIGRATION_CODEC_KEYS=KEYS), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    servers: list[int] = []
+    try:
+        _read_line_with(proc, "State:", timeout=90)
+        servers = [c for c in _children(proc.pid) if b"start-dev" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(servers) == 1
+        argv = Path(f"/proc/{servers[0]}/cmdline").read_bytes().split(b"\0")
+        assert argv[argv.index(b"--ui-codec-endpoint") + 1] == f"http://127.0.0.1:{codec_port}".encode()
+        sealed = EncryptionCodec({"k1": KEY}, "k1").encrypt(Payload(data=b"hello"))
+        status, _, doc = call(f"http://127.0.0.1:{codec_port}/decode", body={"payloads": [as_json(sealed)]})
+        assert status == 200 and from_json(doc["payloads"][0]).data == b"hello"  # type: ignore[index]
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+        end = time.monotonic() + 10
+        while _alive(servers[0]) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not _alive(servers[0])
+        with pytest.raises(urllib.error.URLError):
+            call(f"http://127.0.0.1:{codec_port}/decode", body={"payloads": []})
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in servers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
