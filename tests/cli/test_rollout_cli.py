@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import uuid
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,13 +21,9 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-import worker as worker_module
-from activities.rollout import RolloutActivities
 from activities.rollout_payloads import FlagKind
 from model_migration import rollout_render
-from model_migration.clients.flag_targets import GitLabInstanceFlag
-from model_migration.clients.gitlab import GitLabClient, WaitGate
-from model_migration.clients.prometheus import PrometheusClient
+from model_migration.clients.gitlab import GitLabClient
 from model_migration.domain.rollout import LadderStep, Measurement, Outcome
 from model_migration.domain.rollout_machine import Phase, StepRecord
 from model_migration.domain.rollout_spec import RolloutOverrides, RolloutSpec
@@ -37,7 +31,8 @@ from model_migration.domain.stages import FeatureStage
 from tests.cli.run import cli, env
 from tests.e2e.cli import one_line_error
 from tests.metrics_fixtures import MetricsStack
-from tests.temporal_fixtures import Engine, _activities, _evaluation, assert_eventually
+from tests.rollout_worker import rollout_worker
+from tests.temporal_fixtures import Engine, assert_eventually
 from tests.workflows.support import CATALOG, SLOW, start_feature, status, wait_stage
 from tests.workflows.test_rollout import ANALYSIS, FlagFollower
 from workflows.messages import Abort, CompleteStage, FeatureStatus, Tunables
@@ -105,18 +100,10 @@ class Driven:
 @pytest_asyncio.fixture(scope="module")
 async def driven(dev_env: WorkflowEnvironment, gitlab_sandbox, metrics_stack: MetricsStack, tmp_path_factory) -> AsyncIterator[Driven]:  # type: ignore[no-untyped-def]
     """The worker as ``model-migration worker`` builds it, with the rollout activities on the sandbox and Prometheus."""
-    gate = WaitGate()
-    gitlab = _activities(gitlab_sandbox, gate)
-    rollout = RolloutActivities(
-        {FlagKind.GITLAB_INSTANCE: lambda t: GitLabInstanceFlag(gitlab._factory(), t.name)},  # type: ignore[arg-type]
-        lambda: PrometheusClient(metrics_stack.prometheus_url),
-    )
-    queue = f"rollout-cli-{uuid.uuid4().hex[:8]}"
-    evaluation = _evaluation(gitlab_sandbox, tmp_path_factory.mktemp("results"), gate)
-    environ = env(MODEL_MIGRATION_TEMPORAL_ADDRESS=dev_env.client.service_client.config.target_host, MODEL_MIGRATION_TASK_QUEUE=queue)
-    with ThreadPoolExecutor(max_workers=16) as executor:
-        async with worker_module.build_worker(dev_env.client, queue, gitlab, executor, evaluation=evaluation, rollout=rollout):
-            yield Driven(Engine(dev_env.client, queue, gitlab), metrics_stack, gitlab._factory(), environ)  # type: ignore[arg-type]
+    async with rollout_worker(dev_env, gitlab_sandbox, metrics_stack, tmp_path_factory.mktemp("results"), "rollout-cli") as engine:
+        environ = env(MODEL_MIGRATION_TEMPORAL_ADDRESS=dev_env.client.service_client.config.target_host,
+                      MODEL_MIGRATION_TASK_QUEUE=engine.task_queue)
+        yield Driven(engine, metrics_stack, engine.gitlab_client(), environ)
 
 
 def tunables(*percentages: int) -> Tunables:

@@ -7,9 +7,7 @@ rolled back → implement → ``retry_rollout`` from the failed step → done.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -18,18 +16,16 @@ import pytest_asyncio
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-import worker as worker_module
-from activities.rollout import RolloutActivities
 from activities.rollout_payloads import FlagKind
-from model_migration.clients.flag_targets import GitLabInstanceFlag
-from model_migration.clients.gitlab import GitLabClient, WaitGate
+from model_migration.clients.gitlab import GitLabClient
 from model_migration.clients.prometheus import PrometheusClient
 from model_migration.domain.models import Issue
 from model_migration.domain.rollout import LadderStep
 from model_migration.domain.rollout_spec import RolloutOverrides, RolloutSpec
 from model_migration.domain.stages import FeatureStage
 from tests.metrics_fixtures import MetricsStack
-from tests.temporal_fixtures import Engine, _activities, _evaluation, assert_eventually
+from tests.rollout_worker import rollout_worker
+from tests.temporal_fixtures import Engine, assert_eventually
 from tests.unit.test_rollout_templates import FLAG_TEMPLATE_HEADINGS, PLAN_TEMPLATE_HEADINGS
 from tests.workflows.support import CATALOG, SLOW, start_feature, status, wait_stage
 from tests.workflows.test_rollout import ANALYSIS, CANDIDATE, FlagFollower
@@ -46,17 +42,8 @@ class Driven:
 @pytest_asyncio.fixture(scope="module")
 async def driven(dev_env: WorkflowEnvironment, gitlab_sandbox, metrics_stack: MetricsStack, tmp_path_factory) -> AsyncIterator[Driven]:  # type: ignore[no-untyped-def]
     """The worker as ``model-migration worker`` builds it, with the rollout activities on the sandbox and Prometheus."""
-    gate = WaitGate()
-    gitlab = _activities(gitlab_sandbox, gate)
-    rollout = RolloutActivities(
-        {FlagKind.GITLAB_INSTANCE: lambda t: GitLabInstanceFlag(gitlab._factory(), t.name)},  # type: ignore[arg-type]
-        lambda: PrometheusClient(metrics_stack.prometheus_url),
-    )
-    queue = f"driven-{uuid.uuid4().hex[:8]}"
-    evaluation = _evaluation(gitlab_sandbox, tmp_path_factory.mktemp("results"), gate)
-    with ThreadPoolExecutor(max_workers=16) as executor:
-        async with worker_module.build_worker(dev_env.client, queue, gitlab, executor, evaluation=evaluation, rollout=rollout):
-            yield Driven(Engine(dev_env.client, queue, gitlab), metrics_stack, gitlab._factory())  # type: ignore[arg-type]
+    async with rollout_worker(dev_env, gitlab_sandbox, metrics_stack, tmp_path_factory.mktemp("results"), "driven") as engine:
+        yield Driven(engine, metrics_stack, engine.gitlab_client())
 
 
 def tunables(*percentages: int, bake: timedelta) -> Tunables:
