@@ -1,0 +1,86 @@
+"""The worker's Prometheus metrics: the authoritative list.
+
+``model-migration worker`` serves them on ``GET /metrics`` at ``MODEL_MIGRATION_METRICS_ADDRESS``
+(e.g. ``0.0.0.0:9464``), through the Temporal SDK's runtime telemetry
+(``PrometheusConfig(durations_as_seconds=True, counters_total_suffix=True)``). Every series
+carries ``service_name="temporal-core-sdk"``; the engine's also carry what the SDK's meter adds:
+``namespace`` and ``task_queue``, plus ``workflow_type`` from workflow code and ``activity_type``
+from activity code.
+
+SDK metrics (prefix ``temporal_``), as the SDK names them; the ones alerts use:
+
+- ``temporal_workflow_task_schedule_to_start_latency_seconds`` histogram (``_bucket``/``_sum``/``_count``)
+- ``temporal_activity_schedule_to_start_latency_seconds`` histogram
+- ``temporal_activity_execution_failed_total`` counter, ``temporal_activity_execution_latency_seconds`` histogram
+  (its ``_count`` counts every activity attempt: the failure rate is failed / count)
+- ``temporal_worker_task_slots_available{worker_type=...}`` gauge, ``temporal_num_pollers{poller_type=...}`` gauge
+- ``temporal_request_failure_total``, ``temporal_long_request_failure_total`` counters (calls to the Temporal server)
+
+Engine metrics (prefix ``model_migration_``). Counters end in ``_total`` on /metrics:
+
+- ``model_migration_stage_entered_total{workflow, stage}`` counter: a workflow entered a stage.
+  ``workflow`` is ``migration`` | ``feature`` | ``deprecation`` | ``rollout``; ``stage`` is the stage's
+  value (``implement``, ``evaluate``, ... for features; the rollout's phase for rollouts).
+- ``model_migration_escalations_total{workflow, kind}`` counter: an escalation fired. ``kind`` is an
+  ``EscalationKind``: ``reminder`` | ``due`` | ``overdue`` | ``blocked`` | ``loop_cap`` | ``harness``.
+- ``model_migration_gate_verdicts_total{workflow, verdict}`` counter: an evaluation gate decided
+  (``verdict`` is ``pass`` | ``inconclusive`` | ``fail``).
+- ``model_migration_rollout_steps_total{outcome}`` counter: a rollout step's analysis finished
+  (``outcome`` is ``successful`` | ``failed`` | ``inconclusive``).
+- ``model_migration_gitlab_blocks_total{workflow, event}`` counter: ``event="blocked"`` when GitLab refused
+  the engine for good (auth, permissions, not found: the workflow waits for ``model-migration resume``),
+  ``event="resumed"`` when it is resumed.
+- ``model_migration_gitlab_requests_total{endpoint, status}`` counter: every HTTP request to GitLab's API.
+  ``endpoint`` is the class of its path: ``issues`` | ``notes`` | ``epics`` | ``labels`` | ``flags`` |
+  ``repository`` | ``merge_requests`` | ``pipelines`` | ``users`` | ``projects`` | ``groups`` | ``other``;
+  ``status`` is the HTTP status code, or ``error`` when no response came (timeout, connection refused).
+- ``model_migration_gitlab_blocked_seconds{activity_type}`` histogram: how long a GitLab activity was blocked
+  by failures before it succeeded: recorded once, on the successful attempt after one or more
+  failed ones, as the time from its first schedule to that success.
+- ``model_migration_gitlab_failing_seconds{activity_type}`` histogram: recorded on every failed attempt of a
+  GitLab activity, as the time since that activity was first scheduled. Failed attempts retry at
+  least once a minute (the workflows' retry policy), so a block shows up here every minute while
+  it lasts, on whichever worker runs the attempt.
+
+Buckets of the two GitLab histograms (seconds): ``GITLAB_BLOCKED_BUCKETS``, with 3600 among them.
+
+How the alerts read them (counters reset when a worker restarts and a workflow's metrics are not
+emitted again when it is replayed, so alerts use ``increase()`` over windows, never raw values):
+
+- A feature blocked on GitLab for more than 1 h:
+  - retrying (GitLab down, 5xx, rate limits): some attempt failed in the last 15 minutes while its
+    activity had already been failing for over an hour:
+    ``sum(increase(model_migration_gitlab_failing_seconds_count[15m]))
+    - sum(increase(model_migration_gitlab_failing_seconds_bucket{le="3600"}[15m])) > 0``;
+  - refused for good (the workflow waits for a resume):
+    ``sum(model_migration_gitlab_blocks_total{event="blocked"}) - sum(model_migration_gitlab_blocks_total{event="resumed"}) > 0``
+    held ``for: 1h`` (a worker restart resets the counts, which can clear this one early; the
+    ``blocked`` escalation also tells people outside GitLab when the block starts).
+- A feature overdue: ``increase(model_migration_escalations_total{workflow="feature", kind="overdue"}[25h]) > 0``.
+  The overdue step fires one day after the due date and again every day while the stage stays
+  open, so a window of just over a day always holds one while the feature is overdue.
+- Activity failure rate: ``rate(temporal_activity_execution_failed_total[10m])
+  / rate(temporal_activity_execution_latency_seconds_count[10m])``.
+- No worker polling: ``temporal_workflow_task_schedule_to_start_latency_seconds`` (p95 over 5m) high,
+  or ``up == 0`` for the worker's scrape job.
+"""
+
+from __future__ import annotations
+
+STAGE_ENTERED = "model_migration_stage_entered"
+ESCALATIONS = "model_migration_escalations"
+GATE_VERDICTS = "model_migration_gate_verdicts"
+ROLLOUT_STEPS = "model_migration_rollout_steps"
+GITLAB_BLOCKS = "model_migration_gitlab_blocks"
+GITLAB_REQUESTS = "model_migration_gitlab_requests"
+GITLAB_BLOCKED_SECONDS = "model_migration_gitlab_blocked_seconds"
+GITLAB_FAILING_SECONDS = "model_migration_gitlab_failing_seconds"
+
+#: Seconds; 3600 is the alerts' "more than an hour".
+GITLAB_BLOCKED_BUCKETS: tuple[float, ...] = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400)
+
+#: For ``PrometheusConfig(histogram_bucket_overrides=...)``.
+BUCKET_OVERRIDES: dict[str, list[float]] = {
+    GITLAB_BLOCKED_SECONDS: list(GITLAB_BLOCKED_BUCKETS),
+    GITLAB_FAILING_SECONDS: list(GITLAB_BLOCKED_BUCKETS),
+}
