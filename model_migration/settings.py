@@ -13,7 +13,19 @@ class Settings(BaseSettings):
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
+    #: TLS with the system's trusted CAs; any ``temporal_tls_*`` setting below turns TLS on as well.
     temporal_tls: bool = False
+    #: The CA that signed the server's certificate (default: the system's), as a PEM file or a PEM value.
+    temporal_tls_ca_file: Path | None = None
+    temporal_tls_ca: SecretStr | None = None
+    #: The name to verify the server's certificate against (and to send as SNI), when not the address's host.
+    temporal_tls_server_name: str | None = None
+    #: mTLS: the client certificate (chain) and its private key (a secret), each as a PEM file or a PEM value.
+    temporal_tls_cert_file: Path | None = None
+    temporal_tls_cert: SecretStr | None = None
+    temporal_tls_key_file: Path | None = None
+    temporal_tls_key: SecretStr | None = None
+    #: Sent as ``authorization: Bearer <key>`` (Temporal Cloud's API keys); a secret. Turns TLS on.
     temporal_api_key: SecretStr | None = None
     task_queue: str = "model-migration"
     #: Payload encryption keys, a secret: JSON ``{"<key id>": "<base64 16/24/32-byte key>", ...}``. Unset: payloads
