@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     catalog_dir: Path | None = None
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
+    #: The worker's Prometheus endpoint, ``host:port`` (e.g. ``0.0.0.0:9464``), serving ``GET /metrics``; unset: no metrics.
+    metrics_address: str | None = None
+    #: The worker's health endpoint, ``host:port`` (e.g. ``0.0.0.0:8080``): ``GET /live`` and ``GET /ready``; unset: none.
+    health_address: str | None = None
+    #: Seconds a stopping worker (SIGTERM) gives running activities to finish before it cancels them.
+    graceful_shutdown: float = 30.0
 
     def resolved_promptfoo_dir(self) -> Path:
         return self.promptfoo_dir or self.state_dir / "promptfoo"
