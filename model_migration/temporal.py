@@ -19,11 +19,8 @@ from model_migration.codec import codec_from
 from model_migration.converter import with_codec
 from model_migration.domain.errors import DomainError
 from model_migration.settings import Settings
+from model_migration.temporal_tls import connection_error, tls_config
 from workflows import attributes
-
-
-class UnsupportedSetting(DomainError):
-    pass
 
 
 def binary(name: str) -> Path:
@@ -41,11 +38,8 @@ async def connect(settings: Settings, *, wait: float = 0.0, runtime: Runtime | N
     """A client for the configured namespace; one clear error if Temporal or the namespace is not there.
     ``wait``: seconds to keep trying, for a server this process has just started (its port can
     accept connections a moment before its frontend answers)."""
-    if settings.temporal_tls or settings.temporal_api_key is not None:
-        raise UnsupportedSetting(
-            "TLS and API-key connections to Temporal are not supported yet; "
-            "unset MODEL_MIGRATION_TEMPORAL_TLS and MODEL_MIGRATION_TEMPORAL_API_KEY"
-        )
+    tls = tls_config(settings)
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     converter = with_codec(codec_from(settings.codec_keys, settings.codec_key_id))
     deadline = asyncio.get_running_loop().time() + wait
     while True:
@@ -55,9 +49,16 @@ async def connect(settings: Settings, *, wait: float = 0.0, runtime: Runtime | N
                 namespace=settings.temporal_namespace,
                 data_converter=converter,
                 runtime=runtime,
+                tls=tls,
+                api_key=api_key,
             )
             break
-        except RuntimeError:
+        except (RuntimeError, RPCError) as err:
+            # A certificate or a key that is wrong stays wrong: say so at once instead of waiting out ``wait``.
+            if (clear := connection_error(err, settings.temporal_address, tls, api_key is not None)) is not None:
+                raise clear from None
+            if isinstance(err, RPCError):
+                raise
             if asyncio.get_running_loop().time() >= deadline:
                 raise DomainError(
                     f"cannot reach Temporal at {settings.temporal_address}; start it with: model-migration dev-server "

@@ -16,7 +16,7 @@ from gitlab_sandbox.gitlab import GitLabSandbox
 from model_migration.catalog import load_catalog
 from model_migration.clients.gitlab import GitLabClient
 
-pytest_plugins = ["tests.temporal_fixtures", "tests.unleash_fixtures", "tests.metrics_fixtures"]
+pytest_plugins = ["tests.temporal_fixtures", "tests.unleash_fixtures", "tests.metrics_fixtures", "tests.tls_fixtures"]
 
 #: Test users plus every DRI and manager in the shipped catalog, so workflows can assign them.
 SANDBOX_USERS = ("dri-chat", "mgr-chat", "bot", *load_catalog().usernames())
