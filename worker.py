@@ -9,8 +9,10 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import structlog
+from temporalio import activity as temporal_activity
 from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 
@@ -21,6 +23,7 @@ from activities.rollout import Flag, RolloutActivities
 from activities.rollout_issues import RolloutIssueActivities
 from activities.rollout_payloads import FlagKind, FlagTarget
 from activities.watch import WatchActivities
+from model_migration import observability
 from model_migration.catalog import load_catalog
 from model_migration.clients.ai_gateway import AiGatewayClient
 from model_migration.clients.experiments import ExperimentServiceClient
@@ -37,8 +40,11 @@ from model_migration.clients.unleash import UnleashAdmin
 from model_migration.deprecations import TemporalDeprecations
 from model_migration.domain.errors import DomainError, ErrorType, GitLabError
 from model_migration.domain.models import User
+from model_migration.health import Health
+from model_migration.metrics import GitLabActivityMetrics
 from model_migration.promptfoo_setup import check_promptfoo, installed_version
 from model_migration.settings import Settings
+from model_migration.temporal import connect
 from workflows.deprecation import ModelDeprecationWorkflow
 from workflows.evaluation import EvaluationWorkflow
 from workflows.feature import FeatureMigrationWorkflow
@@ -216,12 +222,17 @@ def build_worker(
     watch: WatchActivities | None = None,
     rollout: RolloutActivities | None = None,
     rollout_issues: RolloutIssueActivities | None = None,
+    graceful_shutdown: timedelta = timedelta(0),
 ) -> Worker:
+    """``graceful_shutdown``: how long a stopping worker lets running activities finish before it cancels them."""
     notify = notify or NotifyActivities(LogNotifier())
     extra = evaluation.all() if evaluation is not None else []
     extra += [watch.watch_deprecations] if watch is not None else []
+    on_gitlab = gitlab.all()
     if rollout is not None:  # the flags and metrics, and the rollout's two issues
-        extra += [*rollout.all(), *(rollout_issues or RolloutIssueActivities(gitlab)).all()]
+        issue_activities = (rollout_issues or RolloutIssueActivities(gitlab)).all()
+        extra += [*rollout.all(), *issue_activities]
+        on_gitlab += issue_activities
     write_workflow_bytecode()
     return Worker(
         client,
@@ -230,8 +241,13 @@ def build_worker(
         activities=[*gitlab.all(), notify.notify, *extra],
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
-        interceptors=interceptors,
+        interceptors=[*interceptors, GitLabActivityMetrics(activity_names(on_gitlab))],
+        graceful_shutdown_timeout=graceful_shutdown,
     )
+
+
+def activity_names(functions: Sequence[Callable[..., object]]) -> list[str]:
+    return [name for fn in functions if (name := temporal_activity._Definition.must_from_callable(fn).name)]
 
 
 async def run(
@@ -239,8 +255,12 @@ async def run(
     client: Client,
     stop: asyncio.Event | None = None,
     gitlab: GitLabActivities | None = None,
+    health: Health | None = None,
 ) -> None:
     """Run until ``stop`` is set (or SIGINT/SIGTERM when run from a terminal).
+
+    ``health`` turns ready once the worker polls and unready when it starts to drain: it stops
+    polling and gives running activities ``settings.graceful_shutdown`` seconds to finish.
 
     Raises ``GitLabError`` (one line, no token) before starting when GitLab cannot be reached
     or refuses the token; the command line then exits non-zero."""
@@ -261,16 +281,41 @@ async def run(
         notify = NotifyActivities(notifier_from(settings))
         watch = watch_activities(settings, client)
         issues = RolloutIssueActivities(gitlab, settings.prometheus_url or "", settings.grafana_url or "")
+        tracing = observability.tracing()
         worker = build_worker(client, settings.task_queue, gitlab, executor, notify=notify, evaluation=evaluation, watch=watch,
-                              rollout=rollout, rollout_issues=issues)
+                              rollout=rollout, rollout_issues=issues, interceptors=tracing.interceptors,
+                              graceful_shutdown=timedelta(seconds=settings.graceful_shutdown))
         if not settings.initiative_epic:
             log.info("initiative_epic_unset", detail="migrations are not filed under an initiative epic; "
                      "set MODEL_MIGRATION_INITIATIVE_EPIC=<group>&<iid> to file them")
         log.info("worker_started", task_queue=settings.task_queue, temporal=settings.temporal_address,
                  gitlab=settings.gitlab_url, project=settings.gitlab_project, gitlab_user=me.username)
-        async with worker:
-            await stop.wait()
+        try:
+            async with worker:
+                await asyncio.sleep(0)  # let the worker's run task start its pollers
+                if health is not None and worker.is_running:
+                    health.ready = True
+                await stop.wait()
+                if health is not None:
+                    health.ready = False
+                log.info("worker_draining", graceful_shutdown=settings.graceful_shutdown)
+        finally:
+            tracing.shutdown()
     log.info("worker_stopped", gitlab_calls=dict(gitlab.calls))
+
+
+async def serve(settings: Settings) -> None:
+    """``model-migration worker``: the metrics runtime and the health endpoint, then the worker.
+
+    A metrics or health address that is malformed or taken stops the start with one line."""
+    runtime = observability.worker_runtime(settings)
+    health = Health()
+    if settings.health_address:
+        await health.start(settings.health_address)
+    try:
+        await run(settings, await connect(settings, runtime=runtime), health=health)
+    finally:
+        await health.stop()
 
 
 if __name__ == "__main__":

@@ -67,6 +67,13 @@ emitted again when it is replayed, so alerts use ``increase()`` over windows, ne
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio import activity
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
+
 STAGE_ENTERED = "model_migration_stage_entered"
 ESCALATIONS = "model_migration_escalations"
 GATE_VERDICTS = "model_migration_gate_verdicts"
@@ -84,3 +91,74 @@ BUCKET_OVERRIDES: dict[str, list[float]] = {
     GITLAB_BLOCKED_SECONDS: list(GITLAB_BLOCKED_BUCKETS),
     GITLAB_FAILING_SECONDS: list(GITLAB_BLOCKED_BUCKETS),
 }
+
+#: GitLab API path segments, most specific first: a path's endpoint class is the first one it holds.
+_ENDPOINT_CLASSES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("notes", ("notes",)),
+    ("epics", ("epics",)),
+    ("labels", ("labels",)),
+    ("flags", ("feature_flags", "features")),
+    ("repository", ("repository",)),
+    ("merge_requests", ("merge_requests",)),
+    ("pipelines", ("pipelines", "pipeline", "jobs")),
+    ("issues", ("issues",)),
+    ("users", ("users", "user")),
+    ("projects", ("projects",)),
+    ("groups", ("groups",)),
+)
+
+
+def endpoint_class(path: str) -> str:
+    """The class of a GitLab API path, e.g. ``/api/v4/projects/a%2Fb/issues/3/notes`` -> ``notes``."""
+    segments = set(path.partition("?")[0].split("/"))
+    for name, markers in _ENDPOINT_CLASSES:
+        if segments.intersection(markers):
+            return name
+    return "other"
+
+
+def record_gitlab_request(path: str, status: int | None) -> None:
+    """Count one request to GitLab, from inside an activity; elsewhere (the worker's start-up
+    check, the command line) nothing is recorded."""
+    if not activity.in_activity():
+        return
+    try:
+        meter = activity.metric_meter()
+    except RuntimeError:  # an activity without a meter (a sync activity not run in a thread)
+        return
+    counter = meter.create_counter(GITLAB_REQUESTS, "HTTP requests to GitLab's API, by endpoint class and status")
+    counter.add(1, {"endpoint": endpoint_class(path), "status": str(status) if status is not None else "error"})
+
+
+class GitLabActivityMetrics(Interceptor):
+    """A worker interceptor that times GitLab activities blocked by failures (see the histograms above)."""
+
+    def __init__(self, activity_types: Iterable[str]) -> None:
+        self.activity_types = frozenset(activity_types)
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _GitLabActivityInbound(next, self.activity_types)
+
+
+class _GitLabActivityInbound(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, activity_types: frozenset[str]) -> None:
+        super().__init__(next)
+        self.activity_types = activity_types
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        info = activity.info()
+        if info.activity_type not in self.activity_types:
+            return await self.next.execute_activity(input)
+        try:
+            result = await self.next.execute_activity(input)
+        except BaseException:
+            self._record(GITLAB_FAILING_SECONDS, "Time since a failing GitLab activity was first scheduled, at each failed attempt", info)
+            raise
+        if info.attempt > 1:
+            self._record(GITLAB_BLOCKED_SECONDS, "Time a GitLab activity was blocked by failures before it succeeded", info)
+        return result
+
+    @staticmethod
+    def _record(name: str, description: str, info: activity.Info) -> None:
+        seconds = max(0.0, (datetime.now(UTC) - info.scheduled_time).total_seconds())
+        activity.metric_meter().create_histogram_float(name, description, "s").record(seconds)

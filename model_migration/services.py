@@ -30,15 +30,10 @@ def worker() -> None:
     """Run a worker: workflows and GitLab activities for the configured task queue."""
     import worker as worker_module
     from model_migration import logging as mm_logging
-    from model_migration.temporal import connect
 
     settings = Settings()
     mm_logging.configure(settings.log_level, settings.log_format)
-
-    async def main() -> None:
-        await worker_module.run(settings, await connect(settings))
-
-    asyncio.run(main())
+    asyncio.run(worker_module.serve(settings))
 
 
 def dev_server(

@@ -32,6 +32,7 @@ from model_migration.clients.gitlab_shapes import note as _note
 from model_migration.clients.gitlab_shapes import with_marker as _with_marker
 from model_migration.domain.errors import ErrorType, GitLabError
 from model_migration.domain.models import Issue, IssueDraft, Note, marker_comment
+from model_migration.metrics import record_gitlab_request
 
 log = structlog.get_logger(__name__)
 
@@ -113,6 +114,7 @@ class _Gitlab(gitlab.Gitlab):
 
     def _remember_headers(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self._last.headers = response.headers
+        record_gitlab_request(response.request.path_url, response.status_code)
         self._gate.observe(self._gate_key, response.status_code, response.headers)
 
     def http_request(self, verb: str, path: str, *args: Any, **kwargs: Any) -> requests.Response:
@@ -131,6 +133,9 @@ class _Gitlab(gitlab.Gitlab):
             headers = CaseInsensitiveDict(self._last.headers or {})
             exc.response_headers = headers  # type: ignore[attr-defined]
             raise
+        finally:
+            if self._last.headers is None:  # no response came: the response hook counted nothing
+                record_gitlab_request(path, None)
 
 
 _OLDEST_FIRST = {"sort": "asc", "order_by": "created_at"}
