@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from model_migration.domain.compat import compatibility_problems
     from model_migration.domain.feature import Note
     from model_migration.domain.stages import FeatureStage, MigrationStage
-    from workflows import attributes, views
+    from workflows import attributes, metrics, views
     from workflows.common import handle, marker_base, notify, until_done, validate
     from workflows.feature import FeatureMigrationWorkflow
     from workflows.messages import (
@@ -198,6 +198,7 @@ class ModelMigrationWorkflow:
 
     def _apply(self, command: machine.Command) -> machine.Decision:
         decision = machine.decide(self.state, command, workflow.now())
+        metrics.migration_change(self.state, decision.state)
         self.state = decision.state
         for effect in decision.effects:
             if isinstance(effect, machine.Forward):
