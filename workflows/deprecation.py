@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from model_migration.domain.replacement import Choice, choose, tournament_table
     from model_migration.domain.stages import FeatureStage
     from model_migration.domain.tournament import TournamentResult
+    from workflows import metrics
     from workflows.common import call, notify, until_done
     from workflows.deprecation_messages import (
         CutoffChange,
@@ -98,6 +99,7 @@ class ModelDeprecationWorkflow:
         self.plan = self._plan(self.clock.today)
         self.calendar = escalation_calendar(self.plan, input.calendar)
         self.stage = DeprecationStage.TOURNAMENT
+        metrics.stage_entered("deprecation", self.stage.value)
         self.progress = {f.name: FeatureProgress(feature=f.name, stage=FeatureStage.IMPLEMENT) for f in input.features}
         self.finished_on: dict[str, date] = {}
         self.fired: list[FiredEntry] = []
@@ -130,6 +132,7 @@ class ModelDeprecationWorkflow:
         await self._choose_replacement()
         await self._migrate()
         self.stage = DeprecationStage.DONE
+        metrics.stage_entered("deprecation", self.stage.value)
         self.done = True
         await escalations
         self._note(closing_summary(self.plan, self.replacement.gitlab_identifier if self.replacement else "", self._results()))
@@ -169,6 +172,7 @@ class ModelDeprecationWorkflow:
             self._select(by_key[self.choice.leader], f"clear winner: {self.choice.reason}", "model-migration")
         else:
             self.stage = DeprecationStage.SELECTING
+            metrics.stage_entered("deprecation", self.stage.value)
             self._note(
                 f"{mention(AI_FRAMEWORK)} the replacement needs a decision ({self.choice.reason}). "
                 f"Run: `model-migration select-replacement {self.id} --model <candidate> --reason <why>`"
@@ -240,6 +244,7 @@ class ModelDeprecationWorkflow:
     async def _migrate(self) -> None:
         assert self.replacement is not None and self.epic is not None
         self.stage = DeprecationStage.MIGRATING
+        metrics.stage_entered("deprecation", self.stage.value)
         child = MigrationInput(
             model=self.replacement, replaced=self.input.retiring, features=self.input.features,
             tunables=self._tunables(), started_by=self.input.started_by, planned_from=workflow.now(),
@@ -351,6 +356,7 @@ class ModelDeprecationWorkflow:
 
     async def _block(self, reason: str) -> None:
         self.blocked = f"GitLab: {reason}"
+        metrics.gitlab_block("deprecation", "blocked")
         await notify(
             self.id, (self.input.started_by, AI_FRAMEWORK), f"Deprecation of {self.input.retiring.name} is blocked on GitLab access",
             f"{reason}. Fix the token or permissions, then run: model-migration resume {self.id}", self._timeout,
@@ -498,6 +504,7 @@ class ModelDeprecationWorkflow:
         if not self.blocked:
             raise _rejected("the deprecation is not blocked")
         self.blocked = ""
+        metrics.gitlab_block("deprecation", "resumed")
         return DeprecationCommandResult(stage=self.stage, message=f"resumed by {actor}")
 
     @workflow.query

@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from model_migration.domain.gateway import cleanup_change
     from model_migration.domain.models import IssueRef
     from model_migration.domain.stages import FeatureStage
-    from workflows import attributes, views
+    from workflows import attributes, metrics, views
     from workflows.common import Journal, call, handle, marker_base, notify, until_done, validate
     from workflows.messages import (
         FEATURE_PROGRESS,
@@ -85,6 +85,7 @@ class FeatureMigrationWorkflow:
     @workflow.run
     async def run(self, input: FeatureMigrationInput) -> FeatureOutcome:
         self._publish(first=True)
+        metrics.stage_entered("feature", self.state.stage.value)
         try:
             await self._gitlab(self._ensure_issue)
             if self.input.epic is not None:  # a deprecation's feature: only runs started with an epic
@@ -118,6 +119,7 @@ class FeatureMigrationWorkflow:
         """Decide, keep the state, and carry out the effects that need no waiting."""
         decision = machine.decide(self.state, command, workflow.now())
         before, self.state = self.state, decision.state
+        metrics.feature_change(before, self.state, command)
         for effect in decision.effects:
             if isinstance(effect, machine.Note):
                 self.journal.note(effect)

@@ -68,6 +68,7 @@ class ModelMigrationWorkflow:
     @workflow.run
     async def run(self, input: MigrationInput) -> MigrationResult:
         self._publish(first=True)
+        metrics.stage_entered("migration", self.stage.value)
         await self._gitlab(self.gitlab.ensure)
         await self._gitlab(self.gitlab.file_under_initiative)
         self.problems = compatibility_problems(input.model, input.features)

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from model_migration.domain.models import IssueRef, marker_comment
     from model_migration.domain.rollout_baseline import ObservedBaseline
     from model_migration.domain.rollout_views import step_views
+    from workflows import metrics
     from workflows.common import GitLabBlocked, call, notify, rejected
     from workflows.rollout_messages import RolloutInput, RolloutResult, RolloutStatus
 
@@ -61,6 +62,7 @@ class RolloutWorkflow:
 
     @workflow.run
     async def run(self, input: RolloutInput) -> RolloutResult:
+        metrics.stage_entered("rollout", self.state.phase.value)
         try:
             await self._open_paper_trail()
             while not self.state.phase.terminal or self.pending:
@@ -86,6 +88,7 @@ class RolloutWorkflow:
         decision = machine.decide(self.state, command, workflow.now())
         if decision.state != self.state or decision.effects:
             self.version += 1
+        metrics.rollout_change(self.state, decision.state)
         self.state = decision.state
         self.pending.extend(decision.effects)
         return decision
