@@ -1,9 +1,9 @@
 """A TLS-terminating gRPC proxy (Debian's nginx) in front of the session's dev server, with
 certificates from a CA the fixture makes, so that secured connections are tested without Temporal Cloud.
 
-Three listeners on free loopback ports: TLS only; mutual TLS (a client certificate from the CA is
-required); TLS plus an API key (``authorization: Bearer <key>``, else 401). A second CA signs
-nothing the proxy trusts: it is the "wrong CA".
+Four listeners on free loopback ports: TLS only; mutual TLS (a client certificate from the CA is
+required); TLS plus an API key (``authorization: Bearer <key>``); both. A second CA signs nothing
+the proxy trusts: it is the "wrong CA".
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class TlsProxy:
     tls: str  # host:port of each listener
     mtls: str
     api_key_address: str
+    mtls_api_key: str  # both a client certificate and the API key
     api_key: str
     error_log: Path
 
@@ -134,25 +135,58 @@ def make_pki(directory: Path) -> Pki:
     return Pki(ca_path, wrong_path, *server, *client, *stranger)
 
 
-def nginx_config(directory: Path, pki: Pki, upstream: str, ports: tuple[int, int, int], api_key: str) -> str:
-    """The proxy's nginx.conf: everything it writes stays in ``directory``; it runs in the foreground."""
-    tls, mtls, keyed = ports
-    # A root master hands work to an unprivileged user by default, which could not use the private temp dirs.
-    user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
-    grpc = f"""
-            grpc_pass grpc://{upstream};
-            grpc_read_timeout 300s;
-            grpc_send_timeout 300s;"""
-    def unauthenticated(message: str) -> str:  # gRPC's UNAUTHENTICATED, in a trailers-only response
+def _server(port: int, pki: Pki, upstream: str, *, mtls: bool, api_key: bool) -> str:
+    """One listener: TLS with the server certificate; with ``mtls`` a client certificate from the CA is
+    required, with ``api_key`` the bearer token. A refusal is a gRPC UNAUTHENTICATED status, as a
+    Temporal server's own refusal is (nginx's own answer, an HTTP 4xx page, is no gRPC)."""
+    def refuse(message: str) -> str:  # a trailers-only gRPC response
         return f"""
             default_type application/grpc;
             add_header grpc-status 16 always;
             add_header grpc-message "{message}" always;
             return 200;"""
 
-    ssl = f"""
+    client = f"""
+        ssl_client_certificate {pki.ca};
+        ssl_verify_client on;
+        error_page 496 = @no_certificate;
+        error_page 495 = @bad_certificate;
+        location @no_certificate {{{refuse("client certificate required")}
+        }}
+        location @bad_certificate {{{refuse("client certificate not trusted")}
+        }}""" if mtls else ""
+    key_check = """
+            if ($api_key_ok = 0) {
+                return 401;
+            }""" if api_key else ""
+    key_refusal = f"""
+        error_page 401 = @unauthorized;
+        location @unauthorized {{{refuse("Request unauthorized")}
+        }}""" if api_key else ""
+    return f"""
+    server {{
+        listen 127.0.0.1:{port} ssl http2;
         ssl_certificate {pki.server_cert};
-        ssl_certificate_key {pki.server_key};"""
+        ssl_certificate_key {pki.server_key};{client}{key_refusal}
+        location / {{{key_check}
+            grpc_pass grpc://{upstream};
+            grpc_read_timeout 300s;  # above the SDK's long polls
+            grpc_send_timeout 300s;
+        }}
+    }}"""
+
+
+def nginx_config(directory: Path, pki: Pki, upstream: str, ports: tuple[int, int, int, int], api_key: str) -> str:
+    """The proxy's nginx.conf: everything it writes stays in ``directory``; it runs in the foreground."""
+    tls, mtls, keyed, both = ports
+    # A root master hands work to an unprivileged user by default, which could not use the private temp dirs.
+    user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
+    servers = "".join((
+        _server(tls, pki, upstream, mtls=False, api_key=False),
+        _server(mtls, pki, upstream, mtls=True, api_key=False),
+        _server(keyed, pki, upstream, mtls=False, api_key=True),
+        _server(both, pki, upstream, mtls=True, api_key=True),
+    ))
     return f"""{user}daemon off;
 worker_processes 1;
 pid {directory}/nginx.pid;
@@ -169,38 +203,7 @@ http {{
     map $http_authorization $api_key_ok {{
         "Bearer {api_key}" 1;
         default 0;
-    }}
-    server {{
-        listen 127.0.0.1:{tls} ssl http2;{ssl}
-        location / {{{grpc}
-        }}
-    }}
-    server {{
-        listen 127.0.0.1:{mtls} ssl http2;{ssl}
-        ssl_client_certificate {pki.ca};
-        ssl_verify_client on;
-        # nginx completes the handshake and answers 496 (no certificate) or 495 (a bad one) over HTTP;
-        # a gRPC client reads a gRPC status, as a Temporal server's own refusal gives it.
-        error_page 496 = @no_certificate;
-        error_page 495 = @bad_certificate;
-        location / {{{grpc}
-        }}
-        location @no_certificate {{{unauthenticated("client certificate required")}
-        }}
-        location @bad_certificate {{{unauthenticated("client certificate not trusted")}
-        }}
-    }}
-    server {{
-        listen 127.0.0.1:{keyed} ssl http2;{ssl}
-        error_page 401 = @refused;
-        location / {{
-            if ($api_key_ok = 0) {{
-                return 401;
-            }}{grpc}
-        }}
-        location @refused {{{unauthenticated("Request unauthorized")}
-        }}
-    }}
+    }}{servers}
 }}
 """
 
@@ -221,7 +224,7 @@ def tls_proxy(dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFac
         pytest.fail(f"nginx not installed; run: {INSTALL_TOOLS}", pytrace=False)
     directory = tmp_path_factory.mktemp("tls-proxy")
     pki = make_pki(directory)
-    ports = (free_port(), free_port(), free_port())
+    ports = (free_port(), free_port(), free_port(), free_port())
     api_key = secrets.token_urlsafe(24)
     config = directory / "nginx.conf"
     config.write_text(nginx_config(directory, pki, dev_env.client.service_client.config.target_host, ports, api_key))
