@@ -292,7 +292,8 @@ async def run(
                  gitlab=settings.gitlab_url, project=settings.gitlab_project, gitlab_user=me.username)
         try:
             async with worker:
-                await asyncio.sleep(0)  # let the worker's run task start its pollers
+                while not (worker.is_running or worker.is_shutdown or stop.is_set()):
+                    await asyncio.sleep(0.05)  # the worker checks the namespace, then starts its pollers
                 if health is not None and worker.is_running:
                     health.ready = True
                 await stop.wait()

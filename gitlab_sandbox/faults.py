@@ -24,7 +24,7 @@ from typing import Any
 from gitlab_sandbox.routing import ApiError, Request, Response, Router, html_response, json_response
 
 ADMIN = "/-/sandbox"
-FAULTS = ("500", "502", "429", "timeout", "drop_after_write")
+FAULTS = ("500", "502", "429", "timeout", "drop_after_write", "slow")
 METHODS = ("*", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 #: What the headers advertise when no budget is set: present, but never reached.
 UNLIMITED = 1_000_000
@@ -140,6 +140,9 @@ class FaultInjector:
         if rule.fault == "timeout":
             self.stopping.wait(rule.delay)
             return html_response(_page("504 Gateway Time-out", "The request took too long."), 504)
+        if rule.fault == "slow":  # a busy GitLab: the request is served as usual, after ``delay`` seconds
+            self.stopping.wait(rule.delay)
+            return handler()
         response = handler()  # drop_after_write: the write happens, the answer never leaves
         response.drop = True
         return response

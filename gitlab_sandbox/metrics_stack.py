@@ -11,6 +11,7 @@ background while it starts other things. ``stop`` ends Prometheus by its process
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import time
@@ -29,10 +30,11 @@ class MetricsStackError(RuntimeError):
     """Prometheus exited or never scraped the gateway; one line with the last line it logged."""
 
 
-def prometheus_config(target: str) -> str:
-    return (
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
-        f"scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['{target}']\n"
+def prometheus_config(target: str, others: dict[str, str] | None = None) -> str:
+    """Prometheus scraping the gateway ``target``, and each of ``others`` (``{job: host:port}``)."""
+    jobs = {JOB: target, **(others or {})}
+    return "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n" + "".join(
+        f"  - job_name: {job}\n    static_configs:\n      - targets: ['{address}']\n" for job, address in jobs.items()
     )
 
 
@@ -54,6 +56,7 @@ class MetricsStack:
         self.ready_after = 0.0
         self._launched = 0.0
         self._process: subprocess.Popen[bytes] | None = None
+        self._others: dict[str, str] = {}
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     @property
@@ -65,8 +68,7 @@ class MetricsStack:
         self._launched = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.gateway_url = self.gateway.start()
-        config = self.workdir / "prometheus.yml"
-        config.write_text(prometheus_config(self.gateway_url.removeprefix("http://")), encoding="utf-8")
+        config = self._write_config()
         port = _free_port()
         with self.log.open("wb") as out:
             self._process = subprocess.Popen(
@@ -105,6 +107,22 @@ class MetricsStack:
             self.stop()
             raise
         return self
+
+    def _write_config(self) -> Path:
+        config = self.workdir / "prometheus.yml"
+        config.write_text(prometheus_config(self.gateway_url.removeprefix("http://"), self._others), encoding="utf-8")
+        return config
+
+    def scrape(self, job: str, target: str | None) -> None:
+        """Scrape ``target`` (``host:port``) too, as ``job``; None stops scraping it. Prometheus
+        reloads its configuration on SIGHUP and applies new targets on its next 5-second tick."""
+        if target is None:
+            self._others.pop(job, None)
+        else:
+            self._others[job] = target
+        self._write_config()
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         """SIGTERM to Prometheus's process id (it shuts down cleanly), SIGKILL if it lingers; then the gateway."""

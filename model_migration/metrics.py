@@ -2,7 +2,7 @@
 
 ``model-migration worker`` serves them on ``GET /metrics`` at ``MODEL_MIGRATION_METRICS_ADDRESS``
 (e.g. ``0.0.0.0:9464``), through the Temporal SDK's runtime telemetry
-(``PrometheusConfig(durations_as_seconds=True, counters_total_suffix=True)``). Every series
+(``PrometheusConfig(durations_as_seconds=True, counters_total_suffix=True, unit_suffix=True)``). Every series
 carries ``service_name="temporal-core-sdk"``; the engine's also carry what the SDK's meter adds:
 ``namespace`` and ``task_queue``, plus ``workflow_type`` from workflow code and ``activity_type``
 from activity code.
@@ -161,4 +161,4 @@ class _GitLabActivityInbound(ActivityInboundInterceptor):
     @staticmethod
     def _record(name: str, description: str, info: activity.Info) -> None:
         seconds = max(0.0, (datetime.now(UTC) - info.scheduled_time).total_seconds())
-        activity.metric_meter().create_histogram_float(name, description, "s").record(seconds)
+        activity.metric_meter().create_histogram_float(name, description).record(seconds)  # no unit: the name has it

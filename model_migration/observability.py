@@ -37,7 +37,7 @@ def worker_runtime(settings: Settings) -> Runtime | None:
     split_address(address, "MODEL_MIGRATION_METRICS_ADDRESS")
     try:
         return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
-            bind_address=address, durations_as_seconds=True, counters_total_suffix=True,
+            bind_address=address, durations_as_seconds=True, counters_total_suffix=True, unit_suffix=True,
             histogram_bucket_overrides=BUCKET_OVERRIDES,
         )))
     except ValueError as err:  # the SDK's exporter: a bad address, or one in use
@@ -83,4 +83,6 @@ def tracing(environ: Mapping[str, str] | None = None) -> Tracing:
     resource = Resource.create({SERVICE_NAME_KEY: environ.get("OTEL_SERVICE_NAME") or SERVICE_NAME})
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    return Tracing([TracingInterceptor(provider.get_tracer("model_migration"))], provider)
+    # Workflows are started by the command line, which does not trace: a workflow's spans start their own trace.
+    interceptor = TracingInterceptor(provider.get_tracer("model_migration"), always_create_workflow_spans=True)
+    return Tracing([interceptor], provider)
