@@ -31,11 +31,26 @@ from activities.payloads import (
     NoteRef,
     PostEpicNoteInput,
     PostNoteInput,
+    TrackingIssueResult,
     UpdateEpicInput,
     UpdateIssueInput,
+    WriteTrackingIssueInput,
 )
+from model_migration.domain import templates
 from model_migration.domain.errors import DomainError
-from model_migration.domain.models import Branch, Commit, Epic, EpicDraft, EpicRef, Issue, IssueDraft, IssueRef, MergeRequest, Note
+from model_migration.domain.models import (
+    Branch,
+    Commit,
+    Epic,
+    EpicDraft,
+    EpicRef,
+    Issue,
+    IssueDraft,
+    IssueRef,
+    MergeRequest,
+    Note,
+    marker_comment,
+)
 
 log = structlog.get_logger("activities.gitlab")
 
@@ -140,6 +155,26 @@ class GitLabActivities:
             )
             return issue.ref()
 
+    @activity.defn(name=Activity.WRITE_TRACKING_ISSUE)
+    def write_tracking_issue(self, request: WriteTrackingIssueInput) -> TrackingIssueResult:
+        """Draw the description from the request's view, then find or create the issue, or
+        rewrite its description."""
+        view = request.view
+        body = templates.tracking_issue_body(
+            migration_id=view.migration_id, model=view.model, replaced=view.replaced, rows=list(view.rows),
+            target_date=view.target_date, config_mr_url=view.config_mr_url,
+        )
+        with self._call(Activity.WRITE_TRACKING_ISSUE) as client:
+            if request.iid == 0:
+                draft = IssueDraft(
+                    title=request.title, description=body, marker=request.marker, labels=list(request.labels),
+                    due_date=request.due_date,
+                )
+                return TrackingIssueResult(issue=client.ensure_issue(draft).ref())
+            # The workflow asks only when the description changed; a retry writes the same text again.
+            description = body + "\n\n" + marker_comment(request.marker)
+            return TrackingIssueResult(issue=client.update_issue(request.iid, description=description).ref())
+
     @activity.defn(name=Activity.POST_NOTE)
     def post_note(self, request: PostNoteInput) -> NoteRef:
         with self._call(Activity.POST_NOTE) as client:
@@ -239,7 +274,7 @@ class GitLabActivities:
         return [
             self.ensure_issue, self.update_issue, self.post_note, self.ensure_issue_link, self.ensure_model_config_mr,
             self.merge_request_state, self.ensure_labels, self.add_to_epic, self.ensure_epic, self.update_epic,
-            self.post_epic_note, self.file_epic_under, self.ensure_cleanup_mr,
+            self.post_epic_note, self.file_epic_under, self.ensure_cleanup_mr, self.write_tracking_issue,
         ]
 
 

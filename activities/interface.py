@@ -32,8 +32,10 @@ from activities.payloads import (
     PostEpicNoteInput,
     PostNoteInput,
     RunExperimentInput,
+    TrackingIssueResult,
     UpdateEpicInput,
     UpdateIssueInput,
+    WriteTrackingIssueInput,
 )
 from model_migration.domain.gate import GateResult
 from model_migration.domain.models import IssueRef
@@ -51,6 +53,11 @@ def ensure_issue(request: EnsureIssueInput) -> IssueRef:
 @activity.defn(name=Activity.UPDATE_ISSUE)
 def update_issue(request: UpdateIssueInput) -> IssueRef:
     raise Declared(Activity.UPDATE_ISSUE)
+
+
+@activity.defn(name=Activity.WRITE_TRACKING_ISSUE)
+def write_tracking_issue(request: WriteTrackingIssueInput) -> TrackingIssueResult:
+    raise Declared(Activity.WRITE_TRACKING_ISSUE)
 
 
 @activity.defn(name=Activity.POST_NOTE)

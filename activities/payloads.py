@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict
 
 from model_migration.domain.evaluation import HarnessKind
 from model_migration.domain.gate import GateConfig
-from model_migration.domain.models import EpicDraft, EpicRef, IssueDraft
+from model_migration.domain.models import EpicDraft, EpicRef, IssueDraft, IssueRef, ModelDefinition
+from model_migration.domain.templates import FeatureRow
 
 FROZEN = ConfigDict(frozen=True)
 
@@ -37,6 +38,7 @@ class Activity(StrEnum):
     ENSURE_CLEANUP_MR = "ensure_cleanup_mr"
     ENSURE_FLAG_ISSUE = "ensure_flag_issue"
     WRITE_ROLLOUT_ISSUES = "write_rollout_issues"
+    WRITE_TRACKING_ISSUE = "write_tracking_issue"
 
 
 class EnsureIssueInput(BaseModel):
@@ -239,3 +241,36 @@ class FileEpicInput(BaseModel):
     model_config = FROZEN
     epic_iid: int
     parent: EpicRef
+
+
+
+class TrackingView(BaseModel):
+    """What the tracking issue's description is drawn from: the migration's features as rows."""
+
+    model_config = FROZEN
+    migration_id: str
+    model: ModelDefinition
+    replaced: ModelDefinition | None = None
+    rows: tuple[FeatureRow, ...] = ()
+    target_date: date | None = None
+    config_mr_url: str = ""
+
+
+class WriteTrackingIssueInput(BaseModel):
+    """The migration's tracking issue, its description drawn by the activity from ``view``.
+    The workflow runs it as a local activity, whose input is not kept in history (only its small
+    result is): the text (76k characters for 200 features) and the rows never enter it.
+    ``iid`` 0: find the issue by ``marker``, or create it; otherwise rewrite its description."""
+
+    model_config = FROZEN
+    marker: str
+    view: TrackingView
+    iid: int = 0
+    title: str = ""
+    labels: tuple[str, ...] = ()
+    due_date: date | None = None
+
+
+class TrackingIssueResult(BaseModel):
+    model_config = FROZEN
+    issue: IssueRef

@@ -129,7 +129,7 @@ async def start(client: Client, task_queue: str, request: DeprecationInput) -> s
         SearchAttributePair(attributes.KIND, "deprecation"),
         SearchAttributePair(attributes.MODEL, request.retiring.gitlab_identifier),
         SearchAttributePair(attributes.PROVIDER, request.retiring.provider),
-        SearchAttributePair(attributes.FEATURES, sorted(f.name for f in request.features)),
+        SearchAttributePair(attributes.FEATURES, attributes.fitting(f.name for f in request.features)),
     ])
     try:
         await client.start_workflow(

@@ -103,7 +103,8 @@ async def _row(client: Client, m: WorkflowExecution, features: list[WorkflowExec
     if running and not deadlines and (own := attrs.get(attributes.DUE_DATE)) and stage not in TERMINAL:
         deadlines.append((own, ""))  # no feature has started yet: the migration's own due date
     nxt, feature = min(deadlines) if deadlines else (None, "")
-    values = [stages.get(n, "") for n in names] or list(stages.values())
+    # A big migration's MigrationFeatures holds only the names that fit: its children tell the rest.
+    values = [stages.get(n, "") for n in sorted(set(names) | set(stages))]
     return Row(
         workflow_id=m.id, model=model, stage=stage, running=running,
         done=values.count("done"), aborted=values.count("aborted"), total=len(values),

@@ -3,11 +3,18 @@
 Each upsert costs the Temporal server a visibility write, so a starter passes a workflow's
 first values with it (``at_feature_start``, ``at_migration_start``) and the workflow upserts
 only when a value changes: a stage moves or a deadline shifts.
+
+The server refuses a value over 2,048 bytes. ``MigrationFeatures`` on a migration (revision 5
+on) therefore lists its features, sorted, only as far as they fit (``fitting``): about 90 names
+of real length. Each feature workflow carries its own name in ``MigrationFeatures``, so
+``MigrationKind = 'feature' AND MigrationFeatures = '<name>'`` finds a feature in a migration
+of any size; ``model-migration list`` counts a migration's features from those workflows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +24,7 @@ from temporalio.common import SearchAttributeKey, SearchAttributePair, SearchAtt
 from model_migration.domain.deadlines import due_in, plan_due_dates
 from model_migration.domain.stages import FeatureStage, MigrationStage
 from workflows.messages import FeatureMigrationInput, MigrationInput
+from workflows.versions import SCALE_REVISION
 
 KIND = SearchAttributeKey.for_keyword("MigrationKind")  # "migration" | "feature"
 STAGE = SearchAttributeKey.for_keyword("MigrationStage")
@@ -47,9 +55,31 @@ def migration_values(input: MigrationInput, stage: MigrationStage, due: datetime
         SearchAttributePair(STAGE, stage.value),
         SearchAttributePair(MODEL, input.model.gitlab_identifier),
         SearchAttributePair(PROVIDER, input.model.provider),
-        SearchAttributePair(FEATURES, sorted(f.name for f in input.features)),
+        SearchAttributePair(FEATURES, _migration_features(input)),
         SearchAttributePair(DUE_DATE, due),
     ]
+
+
+#: The server's limit on one search-attribute value, and what ``fitting`` keeps below it.
+VALUE_LIMIT = 2048
+VALUE_BUDGET = VALUE_LIMIT - 48
+
+
+def fitting(names: Iterable[str], budget: int = VALUE_BUDGET) -> list[str]:
+    """``names`` sorted, as many as fit in ``budget`` bytes once encoded as a JSON list."""
+    kept: list[str] = []
+    size = 2  # []
+    for name in sorted(names):
+        size += len(json.dumps(name).encode()) + (2 if kept else 0)  # ", " between items
+        if size > budget:
+            break
+        kept.append(name)
+    return kept
+
+
+def _migration_features(input: MigrationInput) -> list[str]:
+    names = sorted(f.name for f in input.features)
+    return fitting(names) if input.revision >= SCALE_REVISION else names
 
 
 def migration_eta(input: MigrationInput, now: datetime) -> datetime:

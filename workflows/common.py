@@ -41,10 +41,24 @@ async def call(activity: Callable[[A], R], arg: A, timeout: timedelta) -> R:
     try:
         return await workflow.execute_activity(activity, arg, start_to_close_timeout=timeout, retry_policy=RETRY)
     except ActivityError as err:
-        cause = err.cause
-        if isinstance(cause, ApplicationError) and cause.non_retryable:
-            raise GitLabBlocked(cause.message) from err
+        _raise_blocked(err)
         raise
+
+
+async def call_local(activity: Callable[[A], R], arg: A, timeout: timedelta) -> R:
+    """As ``call``, as a local activity: it runs within the workflow's task, and history keeps
+    only its result, in one marker event, never its input."""
+    try:
+        return await workflow.execute_local_activity(activity, arg, start_to_close_timeout=timeout, retry_policy=RETRY)
+    except ActivityError as err:
+        _raise_blocked(err)
+        raise
+
+
+def _raise_blocked(err: ActivityError) -> None:
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.non_retryable:
+        raise GitLabBlocked(cause.message) from err
 
 
 async def notify(workflow_id: str, audience: tuple[str, ...], subject: str, body: str, timeout: timedelta) -> None:

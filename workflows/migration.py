@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
         feature_workflow_id,
     )
     from workflows.tracking import TrackingIssue
-    from workflows.versions import CONFIG_MR_PATCH, FEATURE_REVISION, MIGRATION_BLOCKED_NOTICE_PATCH
+    from workflows.versions import CONFIG_MR_PATCH, FEATURE_REVISION, MIGRATION_BLOCKED_NOTICE_PATCH, SCALE_REVISION
 
 
 
@@ -59,6 +59,8 @@ class ModelMigrationWorkflow:
         #: A deprecation moved its cutoff by this much: features start with their plan moved too.
         self.shift = timedelta(0)
         self.features_started = False
+        #: What the deprecation parent was last told of each feature (revision 5 tells it only changes).
+        self.told: dict[str, FeatureProgress] = {}
         self.gitlab = TrackingIssue(self.id, marker_base(self.id, input.rerun), input, self.eta, self.children)
 
     @property
@@ -154,9 +156,15 @@ class ModelMigrationWorkflow:
         """A deprecation's migration tells its parent where every feature is (inputs with a parent only)."""
         if self.input.parent_id is None:
             return
+        progress = list(self.children.values())
+        if self.input.revision >= SCALE_REVISION:  # the parent keeps what it was told: only the changes
+            progress = [p for p in progress if self.told.get(p.feature) != p]
+            if not progress:
+                return
+            self.told.update((p.feature, p) for p in progress)
         parent = workflow.get_external_workflow_handle(self.input.parent_id)
         try:
-            await parent.signal(DEPRECATION_PROGRESS, list(self.children.values()))
+            await parent.signal(DEPRECATION_PROGRESS, progress)
         except Exception as err:  # a parent that is gone needs nothing
             workflow.logger.info("progress not passed to %s: %s", self.input.parent_id, err)
 

@@ -16,13 +16,15 @@ with workflow.unsafe.imports_passed_through():
         EnsureIssueInput,
         MergeRequestInput,
         MergeRequestRef,
+        TrackingView,
         UpdateIssueInput,
+        WriteTrackingIssueInput,
     )
     from model_migration.domain import gateway, templates
     from model_migration.domain.models import IssueDraft, IssueRef
-    from workflows.common import Journal, call
+    from workflows.common import Journal, call, call_local
     from workflows.messages import FeatureProgress, MigrationInput
-    from workflows.versions import INITIATIVE_REVISION, TABLE_DIFF_PATCH
+    from workflows.versions import INITIATIVE_REVISION, SCALE_REVISION, TABLE_DIFF_PATCH
 
 MODELS_YML = "ai_gateway/model_selection/models.yml"
 FIRST_PROMPT_VERSION = "1.0.0-dev"
@@ -44,7 +46,13 @@ class TrackingIssue:
     def _timeout(self) -> timedelta:
         return self.input.tunables.activity_timeout
 
-    def body(self) -> str:
+    @property
+    def drawn_by_activity(self) -> bool:
+        """Revision 5: the local activity ``write_tracking_issue`` draws the description from
+        ``view()``; neither the text nor the rows enter history, only the issue's reference."""
+        return self.input.revision >= SCALE_REVISION
+
+    def view(self) -> TrackingView:
         rows = [
             templates.FeatureRow(
                 feature=f, stage=self.children[f.name].stage, eta=(self.children[f.name].eta or self.eta).date(),
@@ -53,14 +61,27 @@ class TrackingIssue:
             for f in self.input.features
         ]
         target = self.input.tunables.plan.target
+        return TrackingView(
+            migration_id=self.id, model=self.input.model, replaced=self.input.replaced, rows=tuple(rows),
+            target_date=target.date() if target else None, config_mr_url=self.config_mr.web_url if self.config_mr else "",
+        )
+
+    def body(self) -> str:
+        view = self.view()
         return templates.tracking_issue_body(
-            migration_id=self.id, model=self.input.model, replaced=self.input.replaced,
-            rows=rows, target_date=target.date() if target else None,
-            config_mr_url=self.config_mr.web_url if self.config_mr else "",
+            migration_id=view.migration_id, model=view.model, replaced=view.replaced, rows=list(view.rows),
+            target_date=view.target_date, config_mr_url=view.config_mr_url,
         )
 
     async def ensure(self) -> None:
         self.written_body = self.body()
+        if self.drawn_by_activity:
+            request = WriteTrackingIssueInput(
+                marker=f"{self.key}:tracking", view=self.view(), title=templates.tracking_issue_title(self.input.model),
+                labels=LABELS, due_date=self.eta.date(),
+            )
+            self.issue = (await call_local(interface.write_tracking_issue, request, self._timeout)).issue
+            return
         draft = IssueDraft(
             title=templates.tracking_issue_title(self.input.model), description=self.written_body,
             marker=f"{self.key}:tracking", labels=list(LABELS), due_date=self.eta.date(),
@@ -81,6 +102,12 @@ class TrackingIssue:
     async def update_table(self) -> None:
         assert self.issue is not None
         body = self.body()
+        if self.drawn_by_activity:
+            if body != self.written_body:  # rendered here only to tell: the activity draws it again
+                request = WriteTrackingIssueInput(marker=f"{self.key}:tracking", view=self.view(), iid=self.issue.iid)
+                await call_local(interface.write_tracking_issue, request, self._timeout)
+                self.written_body = body
+            return
         if workflow.patched(TABLE_DIFF_PATCH) and body == self.written_body:
             return
         description = body + "\n\n" + f"<!-- model-migration:{self.key}:tracking -->"

@@ -60,9 +60,17 @@ FEATURE_REVISION = 5
 #:    ``FEATURE_REVISION``; a rerun's markers carry its number. (Runs started before the
 #:    migration input had a revision read as 1, and start their features at revision 2.)
 #: 4. The tracking issue is filed under the initiative epic named in the input, if any.
-MIGRATION_REVISION = 4
+#: 5. Sized for hundreds of features: the tracking issue is written by ``write_tracking_issue``,
+#:    a local activity that draws the description from the features' rows, so that neither the
+#:    text (76k characters for 200 features, at every table change before) nor the rows enter
+#:    history, and a write costs one marker event instead of six; a
+#:    deprecation's migration tells its parent only the features that changed since it last
+#:    told it; ``MigrationFeatures`` holds only the names that fit in one search-attribute value.
+MIGRATION_REVISION = 5
 #: The migration revision from which ``initiative_epic`` is honoured.
 INITIATIVE_REVISION = 4
+#: The migration revision from which the changes of revision 5 apply.
+SCALE_REVISION = 5
 
 # -- keyed on the input: only runs a deprecation starts take these ------------------------------
 #: A migration with ``deprecation_epic`` files its tracking issue there instead of the initiative
