@@ -131,7 +131,12 @@ async def scenarios(engine: Engine, tag: str) -> dict[str, object]:
     await drive(late)
     await late.result()
     handles["feature_escalated"] = late
+    return {**handles, **await migration_scenarios(engine, tag)}
 
+
+async def migration_scenarios(engine: Engine, tag: str) -> dict[str, object]:
+    """A migration of two features, filed under an initiative epic, each driven to done."""
+    handles: dict[str, object] = {}
     model = model_for(f"{tag}c")
     gl = engine.gitlab_client()
     initiative = gl.ensure_epic(EpicDraft(title="AI Model Version Migration Initiative", description="", marker=f"initiative:{tag}"))
@@ -327,7 +332,8 @@ async def main(version: str, only: str = "") -> None:
                         if stack is not None:
                             handles = await rollout_scenarios(engine, tag, stack)
                         else:
-                            handles = await (deprecation_scenarios if only == "deprecation" else scenarios)(engine, tag)
+                            chosen = {"deprecation": deprecation_scenarios, "migration": migration_scenarios}.get(only, scenarios)
+                            handles = await chosen(engine, tag)
             finally:
                 if stack is not None:
                     stack.stop()
@@ -346,5 +352,5 @@ async def main(version: str, only: str = "") -> None:
 
 
 if __name__ == "__main__":
-    # python -m tests.replay.record <version> [deprecation|rollout]: every scenario, or only the deprecation's or the rollout's.
+    # python -m tests.replay.record <version> [deprecation|migration|rollout]: every scenario, or only those of one workflow.
     asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "v1", sys.argv[2] if len(sys.argv) > 2 else ""))
