@@ -82,6 +82,15 @@ def test_servicemonitor_matches_its_crd_schema_and_the_service() -> None:
     assert service["spec"]["selector"].items() <= manifest("Deployment", JOB)["spec"]["template"]["metadata"]["labels"].items()
 
 
+def test_prometheusrule_holds_the_alert_rules() -> None:
+    """The PrometheusRule (for the Prometheus Operator) passes a schema derived from its CRD and holds exactly the
+    groups of deploy/prometheus/alerts.yml, which promtool tests: copy them over after a change there."""
+    done = run(tool("check-jsonschema"), "--schemafile", SCHEMAS / "prometheusrule.schema.json", KUBERNETES / "prometheusrule.yaml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rules = manifest("PrometheusRule", "model-migration")["spec"]["groups"]
+    assert rules == yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"]
+
+
 def test_kustomization_lists_every_manifest() -> None:
     """kubectl apply -k applies all of deploy/kubernetes; the manifests name no namespace."""
     listed = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())["resources"]
