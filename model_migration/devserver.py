@@ -53,7 +53,9 @@ async def local_environment() -> WorkflowEnvironment:
         ui=False,
         search_attributes=attributes.ALL,
         data_converter=data_converter,
-        dev_server_log_level="error",
+        # Warnings through: history size and continue-as-new warnings name the workflow. The
+        # server inherits this process's output, which pytest captures (shown with a failure).
+        dev_server_log_level="warn",
         # Its HTTP and metrics ports too, so that two at once on one machine do not clash.
         dev_server_extra_args=["--http-port", str(free_port()), "--metrics-port", str(free_port())],
     )
@@ -92,12 +94,18 @@ class DevServer:
     def db_file(self) -> Path:
         return self.state_dir / "temporal.db"
 
+    @property
+    def log_file(self) -> Path:
+        """The server's own log: warnings and errors, e.g. a workflow's history nearing its limits."""
+        return self.state_dir / "temporal.log"
+
     def command(self) -> list[str]:
         cmd = [
             str(binary("temporal")), "server", "start-dev",
             "--ip", self.ip, "--port", str(self.port),
             "--db-filename", str(self.db_file),
-            "--log-level", "error",
+            # Warnings through (history size, continue-as-new), into ``log_file``, never the terminal.
+            "--log-level", "warn",
         ]
         if self.namespace != "default":
             cmd += ["--namespace", self.namespace]
@@ -113,7 +121,7 @@ class DevServer:
 
     def start(self, timeout: float = 60.0) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.state_dir / "temporal.log", "ab")  # noqa: SIM115 - lives as long as the server
+        log = open(self.log_file, "ab")  # noqa: SIM115 - lives as long as the server
         self.process = subprocess.Popen(self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                         env={**os.environ, "TEMPORAL_CLI_SHOW_WARNINGS": "false"})
         log.close()
@@ -122,7 +130,7 @@ class DevServer:
             if self.process.poll() is not None:
                 raise DomainError(
                     f"the Temporal dev server exited with code {self.process.returncode}; "
-                    f"see {self.state_dir / 'temporal.log'} (is port {self.port} in use?)"
+                    f"see {self.log_file} (is port {self.port} in use?)"
                 )
             try:
                 with socket.create_connection((self.ip, self.port), timeout=0.5):

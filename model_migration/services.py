@@ -71,7 +71,8 @@ def dev_server(
         print(f"Temporal Web UI:  {server.ui_url}")
         if codec_server:
             print(f"Codec server:     {codec_server.url}  (temporal --codec-endpoint)")
-        print(f"State:            {server.db_file}", flush=True)
+        print(f"State:            {server.db_file}")
+        print(f"Server log:       {server.log_file}  (warnings, e.g. a history nearing its limits)", flush=True)
         code = server.wait()
     except KeyboardInterrupt:
         code = 0
