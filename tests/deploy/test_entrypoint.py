@@ -123,3 +123,63 @@ async def test_the_image_entrypoint_runs_a_worker_from_the_manifests(
     assert code == 0, f"{quoted(command)} exited {code}:\n{output[-3000:]}"
     assert "worker_stopped" in output, output[-3000:]
     assert gitlab_sandbox.token not in output and env["MODEL_MIGRATION_CODEC_KEYS"] not in output
+
+
+async def test_the_codec_server_deployment_runs_and_round_trips_a_payload(tmp_path: Path) -> None:
+    """codec-server.yaml's command with its environment (keys and token from the Secret, bound to loopback on a free
+    port here): the UI's origin gets CORS, a request without the token is refused, encode then decode gives the payload back."""
+    (container,) = manifest("Deployment", "model-migration-codec-server")["spec"]["template"]["spec"]["containers"]
+    args = list(container["args"])
+    assert args[0] == "codec-server" and container["livenessProbe"]["tcpSocket"]["port"] == "codec"
+    (declared,) = container["ports"]
+    assert str(declared["containerPort"]) == args[args.index("--port") + 1]
+    origin = args[args.index("--ui-origin") + 1]
+    port = free_port()
+    args[args.index("--port") + 1], args[args.index("--host") + 1] = str(port), "127.0.0.1"
+    secret = manifest("Secret", "model-migration")["stringData"]
+    token = secrets.token_urlsafe(16)
+    values = {"MODEL_MIGRATION_CODEC_KEYS": json.dumps({"k1": base64.b64encode(secrets.token_bytes(32)).decode()}),
+              "MODEL_MIGRATION_CODEC_KEY_ID": "k1", "MODEL_MIGRATION_CODEC_SERVER_TOKEN": token}
+    env = {"PATH": f"{BIN}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    for item in container["env"]:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            ref = item["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == "model-migration" and ref["key"] in secret, ref
+            env[item["name"]] = values[ref["key"]]
+    executable = BIN / dockerfile_command()[0]
+    process = subprocess.Popen([str(executable), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+
+    def post(path: str, body: object, auth: bool = True) -> tuple[int, dict[str, str], object]:
+        headers = {"Content-Type": "application/json", "Origin": origin, **({"Authorization": f"Bearer {token}"} if auth else {})}
+        request = urllib.request.Request(url + path, data=json.dumps(body).encode(), headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, dict(response.headers), json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers), None
+
+    try:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 30
+        while (await asyncio.to_thread(get, url + "/decode"))[0] == 0:
+            assert process.poll() is None and loop.time() < end, process.stdout.read().decode() if process.stdout else ""
+            await asyncio.sleep(0.2)
+        plain = {"metadata": {"encoding": base64.b64encode(b"json/plain").decode()}, "data": base64.b64encode(b'"confidential"').decode()}
+        refused, _, _ = await asyncio.to_thread(post, "/encode", {"payloads": [plain]}, False)
+        assert refused == 401
+        status, headers, encoded = await asyncio.to_thread(post, "/encode", {"payloads": [plain]})
+        assert status == 200 and headers.get("Access-Control-Allow-Origin") == origin
+        assert encoded["payloads"][0]["data"] != plain["data"]  # type: ignore[index]
+        status, _, decoded = await asyncio.to_thread(post, "/decode", encoded)
+        assert status == 200 and decoded == {"payloads": [plain]}
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(process.wait, 15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert code == 0
