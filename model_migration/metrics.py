@@ -7,14 +7,24 @@ carries ``service_name="temporal-core-sdk"``; the engine's also carry what the S
 ``namespace`` and ``task_queue``, plus ``workflow_type`` from workflow code and ``activity_type``
 from activity code.
 
-SDK metrics (prefix ``temporal_``), as the SDK names them; the ones alerts use:
+SDK metrics (prefix ``temporal_``), as the SDK's exporter names them (histograms in seconds, with
+``_bucket``/``_sum``/``_count``; a series appears once it has a first value). The ones alerts use:
 
-- ``temporal_workflow_task_schedule_to_start_latency_seconds`` histogram (``_bucket``/``_sum``/``_count``)
-- ``temporal_activity_schedule_to_start_latency_seconds`` histogram
-- ``temporal_activity_execution_failed_total`` counter, ``temporal_activity_execution_latency_seconds`` histogram
-  (its ``_count`` counts every activity attempt: the failure rate is failed / count)
-- ``temporal_worker_task_slots_available{worker_type=...}`` gauge, ``temporal_num_pollers{poller_type=...}`` gauge
-- ``temporal_request_failure_total``, ``temporal_long_request_failure_total`` counters (calls to the Temporal server)
+- ``temporal_workflow_task_schedule_to_start_latency_seconds`` histogram (workflow tasks waiting for a worker)
+- ``temporal_activity_schedule_to_start_latency_seconds`` histogram (activities waiting for a worker)
+- ``temporal_activity_execution_latency_seconds`` histogram: every activity attempt that ended
+- ``temporal_activity_execution_failed_total`` counter: activity attempts that failed (absent until one does)
+- ``temporal_worker_task_slots_available{worker_type}``, ``temporal_worker_task_slots_used{worker_type}``,
+  ``temporal_num_pollers{poller_type}`` gauges
+- ``temporal_request_total``, ``temporal_long_request_total`` (and ``temporal_request_failure_total``,
+  ``temporal_long_request_failure_total`` once a call to the Temporal server fails) counters
+
+Also exported: ``temporal_activity_succeed_endtoend_latency_seconds``, ``temporal_activity_task_received_total``,
+``temporal_workflow_task_execution_latency_seconds``, ``temporal_workflow_task_replay_latency_seconds``,
+``temporal_workflow_task_queue_poll_succeed_total``, ``temporal_sticky_cache_hit_total``,
+``temporal_sticky_cache_size``, ``temporal_worker_start_total``, ``temporal_request_latency_seconds``,
+``temporal_long_request_latency_seconds``; and the workflow ones once workflows end
+(``temporal_workflow_completed_total``, ``temporal_workflow_failed_total``, ...).
 
 Engine metrics (prefix ``model_migration_``). Counters end in ``_total`` on /metrics:
 

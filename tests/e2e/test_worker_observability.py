@@ -135,7 +135,10 @@ def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
 
 
 def value(found: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
-    return sum(v for got, v in found.get(name, []) if all(got.get(k) == want for k, want in labels.items()))
+    def same(key: str, got: str | None, want: str) -> bool:
+        return got is not None and (float(got) == float(want) if key == "le" else got == want)
+
+    return sum(v for got, v in found.get(name, []) if all(same(k, got.get(k), want) for k, want in labels.items()))
 
 
 def prometheus(stack: MetricsStack, query: str) -> list[dict[str, Any]]:
@@ -146,12 +149,14 @@ def prometheus(stack: MetricsStack, query: str) -> list[dict[str, Any]]:
     return result
 
 
-def test_metrics_reach_prometheus_and_traces_reach_otlp(observed: Observed, metrics_stack: MetricsStack) -> None:
+def test_metrics_reach_prometheus_and_traces_reach_otlp(observed: Observed, metrics_stack: MetricsStack, gitlab_sandbox) -> None:  # type: ignore[no-untyped-def]
     """SDK and engine metrics on /metrics, with labels; a real Prometheus scrapes them; spans arrive over OTLP."""
     metrics_stack.scrape(JOB, observed.metrics.removeprefix("http://"))  # its next tick picks the worker up
     try:
         model = observed.models[0]
         migration = f"migration:anthropic/claude-sonnet-4-5/{model.rsplit('_', 1)[1]}"
+        # GitLab fails the merge request's creation once: the activity retries, blocked for a second.
+        gitlab_sandbox.server.inject_fault(r"/merge_requests$", "500", method="POST", count=1)
         observed.cli("start", "--model", model, "-f", "duo_chat", "--day-seconds", "600")
         wait_status(observed.cli, migration, lambda s: s["config_mr_url"])
 
@@ -168,6 +173,12 @@ def test_metrics_reach_prometheus_and_traces_reach_otlp(observed: Observed, metr
         tracking = {"endpoint": "issues", "status": "201", "activity_type": "write_tracking_issue"}
         assert value(found, "model_migration_gitlab_requests_total", **tracking) >= 1
         assert value(found, "model_migration_gitlab_requests_total", endpoint="repository") >= 1  # the config merge request's branch
+        assert value(found, "model_migration_gitlab_requests_total", endpoint="merge_requests", status="500") == 1
+        config_mr = {"activity_type": "ensure_model_config_mr"}
+        assert value(found, "model_migration_gitlab_failing_seconds_count", **config_mr) == 1
+        assert value(found, "model_migration_gitlab_failing_seconds_bucket", le="3600", **config_mr) == 1
+        assert value(found, "model_migration_gitlab_blocked_seconds_count", **config_mr) == 1
+        assert value(found, "temporal_activity_execution_failed_total", activity_type="ensure_model_config_mr") == 1
 
         up = f'up{{job="{JOB}"}}'
         engine = f'model_migration_stage_entered_total{{job="{JOB}", workflow="migration", stage="init"}}'
@@ -183,21 +194,22 @@ def test_metrics_reach_prometheus_and_traces_reach_otlp(observed: Observed, metr
             time.sleep(0.2)
     finally:
         metrics_stack.scrape(JOB, None)
+        gitlab_sandbox.server.clear_faults()
 
 
 def test_sigterm_drains_the_activity_in_flight(observed: Observed, dev_env: WorkflowEnvironment, gitlab_sandbox) -> None:  # type: ignore[no-untyped-def]
-    """SIGTERM while GitLab takes 3 s to create the tracking issue: /ready turns 503 at once, the
-    activity completes on its first attempt and writes once, and the worker exits 0 within the grace."""
+    """SIGTERM while GitLab takes 3 s to open the configuration merge request: /ready turns 503 at
+    once, the activity completes on its first attempt and writes once, and the worker exits 0 within the grace."""
     server = gitlab_sandbox.server
     model = observed.models[1]
     migration = f"migration:anthropic/claude-sonnet-4-5/{model.rsplit('_', 1)[1]}"
     since = time.time()
-    server.inject_fault(r"/projects/[^/]+/issues$", "slow", method="POST", count=1, delay=3)
+    server.inject_fault(r"/merge_requests$", "slow", method="POST", count=1, delay=3)
     try:
         observed.cli("start", "--model", model, "-f", "duo_chat", "--day-seconds", "600")
         end = time.monotonic() + 20
         while not any(rule["fault"] == "slow" and rule["fired"] for rule in server.faults()):
-            assert time.monotonic() < end, "the tracking issue was never requested"
+            assert time.monotonic() < end, "the merge request was never requested"
             time.sleep(0.05)
         sent = time.monotonic()
         observed.worker.send_signal(signal.SIGTERM)
@@ -216,15 +228,21 @@ def test_sigterm_drains_the_activity_in_flight(observed: Observed, dev_env: Work
     assert 2 < took < GRACE, took  # it waited for the slow write, not for the whole grace
     assert ready and set(ready) == {503}, ready
 
-    posts = [e for e in server.requests.entries() if e[0] >= since and e[1] == "POST" and e[2].endswith("/issues")]
-    assert [status for *_, status, _ in posts] == [201], posts
-    history = asyncio.run(_history(dev_env, migration))
-    started = [e.activity_task_started_event_attributes.attempt for e in history
-               if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED]
-    completed = [e for e in history if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED]
-    assert started[:1] == [1] and len(completed) == 1, (started, len(completed))
+    def merge_requests_opened() -> list[int]:
+        return [e[3] for e in server.requests.entries() if e[0] >= since and e[1] == "POST" and e[2].endswith("/merge_requests")]
 
-    # Nothing lost: the next worker carries on from the completed activity, and writes the issue no second time.
+    assert merge_requests_opened() == [201]
+    history = asyncio.run(_history(dev_env, migration))
+    scheduled = [e.event_id for e in history if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                 and e.activity_task_scheduled_event_attributes.activity_type.name == "ensure_model_config_mr"]
+    started = [e.activity_task_started_event_attributes.attempt for e in history
+               if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+               and e.activity_task_started_event_attributes.scheduled_event_id in scheduled]
+    completed = [e for e in history if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+                 and e.activity_task_completed_event_attributes.scheduled_event_id in scheduled]
+    assert len(scheduled) == 1 and started == [1] and len(completed) == 1, [EventType.Name(e.event_type) for e in history]
+
+    # Nothing lost: the next worker carries on from the completed activity and opens no second merge request.
     env = {k: v for k, v in observed.cli.env.items() if k not in ("MODEL_MIGRATION_METRICS_ADDRESS", "MODEL_MIGRATION_HEALTH_ADDRESS")}
     after = Cli(env)
     after.start_worker()
@@ -232,8 +250,7 @@ def test_sigterm_drains_the_activity_in_flight(observed: Observed, dev_env: Work
         wait_status(after, migration, lambda s: s["config_mr_url"])
     finally:
         after.kill_workers()
-    posts = [e for e in server.requests.entries() if e[0] >= since and e[1] == "POST" and e[2].endswith("/issues")]
-    assert len(posts) == 1, posts
+    assert merge_requests_opened() == [201]
 
 
 async def _history(dev_env: WorkflowEnvironment, workflow_id: str) -> list[Any]:
