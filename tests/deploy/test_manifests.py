@@ -3,6 +3,7 @@ cross-checks no schema makes: settings names, probe ports, drain times, metric n
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -278,6 +279,17 @@ def test_dashboard_queries_parse_and_use_real_metrics(tmp_path: Path) -> None:
     shown = {re.sub(r"_(total|bucket|count|sum)$", "", n) for n in used}
     assert engine <= shown, engine - shown
     assert "$__rate_interval" in DASHBOARD.read_text() and '"uid": "${datasource}"' in DASHBOARD.read_text()
+
+
+def test_dashboard_panels_are_laid_out_on_the_grid() -> None:
+    """Unique panel ids, each panel within Grafana's 24 columns, none over another."""
+    panels = json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    boxes = [(p["title"], p["gridPos"]) for p in panels]
+    assert all(0 <= g["x"] and g["x"] + g["w"] <= 24 for _, g in boxes)
+    overlapping = [(a, b) for i, (a, g) in enumerate(boxes) for b, h in boxes[i + 1:]
+                   if g["x"] < h["x"] + h["w"] and h["x"] < g["x"] + g["w"] and g["y"] < h["y"] + h["h"] and h["y"] < g["y"] + g["h"]]
+    assert overlapping == []
 
 
 def test_secret_template_has_every_secret_setting() -> None:
