@@ -190,6 +190,8 @@ async def start(client: Client, task_queue: str, request: MigrationInput, *, rer
         )
     except WorkflowAlreadyStartedError:
         raise _already_running(workflow_id) from None
+    except RPCError as err:
+        raise UserError(f"Temporal refused to start {workflow_id}: {err.message}") from None
     return workflow_id
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +10,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from model_migration.catalog import load_catalog
 from model_migration.domain.deadlines import StagePlan, due_in, plan_due_dates
-from model_migration.domain.stages import FeatureStage
+from model_migration.domain.stages import FeatureStage, MigrationStage
 from workflows import attributes
 from workflows.messages import FeatureMigrationInput, MigrationInput, Tunables
 
@@ -74,3 +75,17 @@ def test_only_the_moving_values_are_upserted_after_the_first_time() -> None:
     assert [u.key for u in attributes.updates(values)] == [p.key for p in values]
     moving = attributes.updates(values, only_moving=True)
     assert [(u.key, u.value) for u in moving] == [(attributes.STAGE, "evaluate"), (attributes.DUE_DATE, START)]
+
+
+def test_migration_features_fit_in_one_value_from_revision_5() -> None:
+    """Revision 5 keeps the sorted names that fit in 2,048 bytes; older runs keep every name, as their histories hold."""
+    spec = CATALOG.feature("vulnerability_resolution")
+    many = tuple(spec.model_copy(update={"name": f"{spec.name}_{i:03d}"}) for i in range(200))
+    capped = dict((p.key.name, p.value) for p in attributes.migration_values(
+        MigrationInput(model=MODEL, features=many, revision=5), MigrationStage.INIT, START))["MigrationFeatures"]
+    assert capped == sorted(f.name for f in many)[: len(capped)] and 60 < len(capped) < 200
+    assert len(json.dumps(capped).encode()) <= attributes.VALUE_LIMIT
+    old = dict((p.key.name, p.value) for p in attributes.migration_values(
+        MigrationInput(model=MODEL, features=many, revision=4), MigrationStage.INIT, START))["MigrationFeatures"]
+    assert len(old) == 200
+    assert attributes.fitting(["b", "a"]) == ["a", "b"] and attributes.fitting(["abc", "de"], budget=8) == ["abc"]
