@@ -71,9 +71,12 @@ def cli() -> list[str]:
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
-    """This environment without the caller's own MODEL_MIGRATION_* and OTEL_* settings, plus ``extra``."""
+    """This environment without the caller's own MODEL_MIGRATION_* and OTEL_* settings, plus ``extra``.
+
+    The processes run the code of the tree this file is in (``PYTHONPATH``), as the bench does,
+    whichever checkout the virtualenv's editable install points at."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODEL_MIGRATION_", "OTEL_"))}
-    return {**env, **extra}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 60.0) -> None:
