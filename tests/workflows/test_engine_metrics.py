@@ -1,0 +1,62 @@
+"""The engine's metrics from workflow code, read from an SDK metric buffer: a feature's stages,
+its escalations by kind (overdue among them) and its gate verdict, each counted once."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from types import SimpleNamespace
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.runtime import BUFFERED_METRIC_KIND_COUNTER, MetricBuffer, Runtime, TelemetryConfig
+from temporalio.testing import WorkflowEnvironment
+
+from model_migration.converter import data_converter
+from model_migration.domain.stages import FeatureStage
+from tests.temporal_fixtures import _engine, assert_eventually
+from tests.workflows.support import start_feature, status, wait_issue
+from workflows.messages import CompleteStage, MetricResult, ReportEvaluation, Tunables, Verdict
+
+
+async def test_a_feature_counts_its_stages_escalations_and_verdict(  # type: ignore[no-untyped-def]
+    skip_env: WorkflowEnvironment, gitlab_sandbox, unique: str, tmp_path,
+) -> None:
+    """Implement left 10 days (due on day 7): reminder, due and three overdue escalations; then the
+    team completes it and reports a passing evaluation: evaluate and rollout entered, one verdict."""
+    buffer = MetricBuffer(10_000)
+    runtime = Runtime(telemetry=TelemetryConfig(metrics=buffer))
+    client = await Client.connect(
+        skip_env.client.service_client.config.target_host, namespace=skip_env.client.namespace,
+        data_converter=data_converter, runtime=runtime,
+    )
+    counts: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+    engine_labels = ("workflow", "stage", "kind", "verdict")
+
+    def collect() -> None:
+        for update in buffer.retrieve_updates():
+            if update.metric.name.startswith("model_migration_") and update.metric.kind == BUFFERED_METRIC_KIND_COUNTER:
+                labels = tuple(sorted((k, str(v)) for k, v in update.attributes.items() if k in engine_labels))
+                counts[(update.metric.name, labels)] += int(update.value)
+
+    async for engine in _engine(SimpleNamespace(client=client), gitlab_sandbox, tmp_path):  # type: ignore[arg-type]
+        handle = await start_feature(engine, unique, "code_generation", Tunables(), as_parent=False, revision=3)
+        await wait_issue(handle)
+        await skip_env.sleep(timedelta(days=10))
+        fired = Counter(e.kind.value for e in (await status(handle)).escalations)
+        await handle.execute_update("complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor="x", prompt_version="1.0.0"))
+        evaluation = ReportEvaluation(actor="x", verdict=Verdict.PASS, metrics=(MetricResult(name="m", baseline=1.0, candidate=1.1),))
+        await handle.execute_update("report_evaluation", evaluation)
+
+        async def in_rollout(feature: WorkflowHandle = handle) -> None:
+            assert (await status(feature)).stage == FeatureStage.ROLLOUT
+
+        await assert_eventually(in_rollout)
+        await handle.terminate("test over")
+    collect()
+
+    assert fired == {"reminder": 1, "due": 1, "overdue": 3}, fired
+    escalations = {dict(labels)["kind"]: n for (name, labels), n in counts.items() if name == "model_migration_escalations"}
+    assert escalations == dict(fired), counts
+    stages = {dict(labels)["stage"]: n for (name, labels), n in counts.items() if name == "model_migration_stage_entered"}
+    assert stages == {"implement": 1, "evaluate": 1, "rollout": 1}, counts
+    assert counts[("model_migration_gate_verdicts", (("verdict", "pass"), ("workflow", "feature")))] == 1, counts
