@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -73,7 +73,6 @@ class Observed:
     health: str
     models: list[str]
     traces: TraceReceiver
-    stderr: list[str] = field(default_factory=list)
 
 
 def get(url: str) -> tuple[int, str]:
