@@ -223,8 +223,10 @@ def build_worker(
     rollout: RolloutActivities | None = None,
     rollout_issues: RolloutIssueActivities | None = None,
     graceful_shutdown: timedelta = timedelta(0),
+    max_cached_workflows: int = 1000,
 ) -> Worker:
-    """``graceful_shutdown``: how long a stopping worker lets running activities finish before it cancels them."""
+    """``graceful_shutdown``: how long a stopping worker lets running activities finish before it cancels them;
+    ``max_cached_workflows``: its sticky cache (``MODEL_MIGRATION_MAX_CACHED_WORKFLOWS``)."""
     notify = notify or NotifyActivities(LogNotifier())
     extra = evaluation.all() if evaluation is not None else []
     extra += [watch.watch_deprecations] if watch is not None else []
@@ -243,6 +245,7 @@ def build_worker(
         max_concurrent_activities=executor._max_workers,
         interceptors=[*interceptors, GitLabActivityMetrics(activity_names(on_gitlab))],
         graceful_shutdown_timeout=graceful_shutdown,
+        max_cached_workflows=max_cached_workflows,
     )
 
 
@@ -284,7 +287,8 @@ async def run(
         tracing = observability.tracing()
         worker = build_worker(client, settings.task_queue, gitlab, executor, notify=notify, evaluation=evaluation, watch=watch,
                               rollout=rollout, rollout_issues=issues, interceptors=tracing.interceptors,
-                              graceful_shutdown=timedelta(seconds=settings.graceful_shutdown))
+                              graceful_shutdown=timedelta(seconds=settings.graceful_shutdown),
+                              max_cached_workflows=settings.max_cached_workflows)
         if not settings.initiative_epic:
             log.info("initiative_epic_unset", detail="migrations are not filed under an initiative epic; "
                      "set MODEL_MIGRATION_INITIATIVE_EPIC=<group>&<iid> to file them")

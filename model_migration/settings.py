@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     health_address: str | None = None
     #: Seconds a stopping worker (SIGTERM) gives running activities to finish before it cancels them.
     graceful_shutdown: float = 30.0
+    #: Workflows the worker keeps in memory between tasks (its sticky cache; the SDK's default).
+    #: Fewer: less memory per open workflow, and an evicted one replays its history on its next task.
+    max_cached_workflows: int = Field(default=1000, ge=0)
 
     def resolved_promptfoo_dir(self) -> Path:
         return self.promptfoo_dir or self.state_dir / "promptfoo"
