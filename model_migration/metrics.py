@@ -31,8 +31,10 @@ Engine metrics (prefix ``model_migration_``). Counters end in ``_total`` on /met
 - ``model_migration_stage_entered_total{workflow, stage}`` counter: a workflow entered a stage.
   ``workflow`` is ``migration`` | ``feature`` | ``deprecation`` | ``rollout``; ``stage`` is the stage's
   value (``implement``, ``evaluate``, ... for features; the rollout's phase for rollouts).
-- ``model_migration_escalations_total{workflow, kind}`` counter: an escalation fired. ``kind`` is an
-  ``EscalationKind``: ``reminder`` | ``due`` | ``overdue`` | ``blocked`` | ``loop_cap`` | ``harness``.
+- ``model_migration_escalations_total{workflow, kind}`` counter: an escalation fired. For
+  ``workflow="feature"``, ``kind`` is the ``EscalationKind``: ``reminder`` | ``due`` | ``overdue`` |
+  ``blocked`` | ``loop_cap`` | ``harness``; ``workflow="deprecation"``: ``kind="calendar"`` (a calendar
+  entry that named late features); ``workflow="rollout"``: ``kind="rollout"`` (the DRI is asked to act).
 - ``model_migration_gate_verdicts_total{workflow, verdict}`` counter: an evaluation gate decided
   (``verdict`` is ``pass`` | ``inconclusive`` | ``fail``).
 - ``model_migration_rollout_steps_total{outcome}`` counter: a rollout step's analysis finished

@@ -318,6 +318,7 @@ class ModelDeprecationWorkflow:
         self.fired.append(FiredEntry(on=entry.on, name=entry.name, features=tuple(f.feature for f in late), label=entry.label))
         if not late:
             return
+        metrics.escalation("deprecation", "calendar")
         labels = (entry.label,) if entry.label else ()
         if labels and not self.labels_ensured:
             await self._gitlab(self._ensure_labels)

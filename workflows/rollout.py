@@ -223,6 +223,7 @@ class RolloutWorkflow:
             return None
 
     async def _escalate(self, reason: str) -> None:
+        metrics.escalation("rollout", "rollout")
         audience = tuple(p for p in (self.input.dri, self.input.manager) if p)
         body = f"Rollout of {self.input.feature} needs you: {reason}. Run `model-migration status` for the measurements."
         await notify(self.id, audience, f"{self.input.feature} rollout: {reason}", body, self.input.tunables.activity_timeout)
