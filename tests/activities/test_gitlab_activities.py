@@ -23,7 +23,9 @@ from activities.payloads import (
     MergeRequestRef,
     PostEpicNoteInput,
     PostNoteInput,
+    TrackingView,
     UpdateEpicInput,
+    WriteTrackingIssueInput,
 )
 from gitlab_sandbox.gitlab import GitLabSandbox
 from model_migration.catalog import load_catalog
@@ -31,6 +33,8 @@ from model_migration.clients.gitlab import GitLabClient
 from model_migration.domain.errors import ErrorType
 from model_migration.domain.gateway import cleanup_change, prompt_definition_path
 from model_migration.domain.models import EpicDraft, EpicRef, IssueDraft, marker_comment
+from model_migration.domain.stages import FeatureStage
+from model_migration.domain.templates import FeatureRow
 
 
 def client_for(sandbox, token: str | None = None) -> GitLabClient:  # type: ignore[no-untyped-def]
@@ -288,3 +292,22 @@ def test_cleanup_mr_with_nothing_to_remove_opens_nothing(gitlab_sandbox, case: s
     assert ref == MergeRequestRef(iid=0, web_url="", state=NOTHING_TO_REMOVE)
     assert client.find_merge_request(request.branch) is None
     assert request.branch not in [b.name for b in client._project.branches.list(get_all=True)]  # noqa: SLF001
+
+
+def test_write_tracking_issue_draws_the_description_from_the_rows(gitlab_sandbox) -> None:  # type: ignore[no-untyped-def]
+    """Created once by its marker (a retry finds it), then rewritten from new rows; the result is the issue's reference only."""
+    catalog = load_catalog()
+    key = f"migration:test/{uuid.uuid4().hex[:8]}"
+    rows = tuple(FeatureRow(feature=catalog.feature(n)) for n in ("duo_chat", "code_generation"))
+    view = TrackingView(migration_id=key, model=catalog.model("claude_sonnet_4_5_20250929"), rows=rows)
+    create = WriteTrackingIssueInput(marker=f"{key}:tracking", view=view, title=f"AI Model Migration - {key}", labels=("ai",))
+    acts = activities_for(gitlab_sandbox)
+    first = env(1).run(acts.write_tracking_issue, create)
+    again = env(2).run(acts.write_tracking_issue, create)
+    assert again.issue.iid == first.issue.iid
+    done = rows[0].model_copy(update={"stage": FeatureStage.DONE, "issue_url": f"{gitlab_sandbox.url}/x/-/issues/7"})
+    later = view.model_copy(update={"rows": (done, rows[1])})
+    env(1).run(acts.write_tracking_issue, WriteTrackingIssueInput(marker=f"{key}:tracking", view=later, iid=first.issue.iid))
+    description = client_for(gitlab_sandbox).get_issue(first.issue.iid).description
+    assert "Progress: 1 of 2 feature(s) done" in description and "/x/-/issues/7" in description
+    assert description.endswith(marker_comment(f"{key}:tracking"))
