@@ -266,7 +266,7 @@ async def bench(args: argparse.Namespace, state: Path) -> dict[str, Any]:
                 wait_for_line(worker_log, "worker_started", worker, "the worker")
                 say(f"worker {worker.pid} polling {queue}; dev server {server.address}, sandbox {gitlab_url}")
                 client = await connect(Settings(temporal_address=server.address), wait=30)
-                idle = settled_rss(worker.pid)
+                idle = settled_rss(worker.pid, args.settle)
                 say(f"idle: {idle['rss']} MB")
                 return await measure(args, client, queue, worker, tag, idle, load_before)
     finally:
@@ -283,7 +283,7 @@ async def measure(
     await until_quiet(client, [*first, migration_id(migration_input(tag, 0, 1).model)], timeout=120)
     await update_latencies(client, first, 5, rng)  # warm-up: connections, the first replay
     baseline_ms = await update_latencies(client, first, args.updates, rng)
-    one_open = settled_rss(worker.pid, 1.0)
+    one_open = settled_rss(worker.pid, args.settle / 3)
     say(f"baseline: 1 feature open, {one_open['rss']} MB; p99 {percentiles(baseline_ms)['p99']} ms")
 
     # The load: --features over --migrations, started as people start them.
@@ -304,7 +304,7 @@ async def measure(
     await until_quiet(client, [*feature_ids, *migration_ids], timeout=args.timeout)
     settled_s = time.perf_counter() - t0
     say(f"every feature's issue filed and every workflow idle after {settled_s:.1f}s")
-    loaded = settled_rss(worker.pid)
+    loaded = settled_rss(worker.pid, args.settle)
     say(f"all open: {loaded['rss']} MB (peak {loaded['peak']} MB)")
 
     await update_latencies(client, feature_ids, 5, rng)
@@ -367,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the worker's MODEL_MIGRATION_MAX_CACHED_WORKFLOWS (default: the setting's default)")
     parser.add_argument("--concurrency", type=int, default=10, help="migrations being started at once (10)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds the start may take (900)")
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds of quiet before an RSS reading (3)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
