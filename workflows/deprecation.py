@@ -27,6 +27,7 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.metrics as metrics
     from activities import interface
     from activities.payloads import (
         EnsureEpicInput,
@@ -57,7 +58,6 @@ with workflow.unsafe.imports_passed_through():
     from model_migration.domain.replacement import Choice, choose, tournament_table
     from model_migration.domain.stages import FeatureStage
     from model_migration.domain.tournament import TournamentResult
-    from workflows import metrics
     from workflows.common import call, notify, until_done
     from workflows.deprecation_messages import (
         CutoffChange,

@@ -14,6 +14,9 @@ from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.attributes as attributes
+    import workflows.metrics as metrics
+    import workflows.views as views
     from activities import interface
     from activities.payloads import (
         AddToEpicInput,
@@ -31,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
     from model_migration.domain.gateway import cleanup_change
     from model_migration.domain.models import IssueRef
     from model_migration.domain.stages import FeatureStage
-    from workflows import attributes, metrics, views
     from workflows.common import Journal, call, handle, marker_base, notify, until_done, validate
     from workflows.messages import (
         FEATURE_PROGRESS,

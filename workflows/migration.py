@@ -10,12 +10,14 @@ from temporalio import workflow
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.attributes as attributes
+    import workflows.metrics as metrics
+    import workflows.views as views
     from model_migration.domain import migration as machine
     from model_migration.domain import templates
     from model_migration.domain.compat import compatibility_problems
     from model_migration.domain.feature import Note
     from model_migration.domain.stages import FeatureStage, MigrationStage
-    from workflows import attributes, metrics, views
     from workflows.common import handle, marker_base, notify, until_done, validate
     from workflows.feature import FeatureMigrationWorkflow
     from workflows.messages import (

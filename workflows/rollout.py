@@ -18,6 +18,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.metrics as metrics
     from activities import interface
     from activities import rollout_interface as flags
     from activities.payloads import PostNoteInput
@@ -35,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
     from model_migration.domain.models import IssueRef, marker_comment
     from model_migration.domain.rollout_baseline import ObservedBaseline
     from model_migration.domain.rollout_views import step_views
-    from workflows import metrics
     from workflows.common import GitLabBlocked, call, notify, rejected
     from workflows.rollout_messages import RolloutInput, RolloutResult, RolloutStatus
 
