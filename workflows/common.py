@@ -9,7 +9,7 @@ from typing import Any, Protocol, TypeVar
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities import interface
@@ -47,16 +47,28 @@ async def call(activity: Callable[[A], R], arg: A, timeout: timedelta) -> R:
 
 async def call_local(activity: Callable[[A], R], arg: A, timeout: timedelta) -> R:
     """As ``call``, as a local activity: it runs within the workflow's task, and history keeps
-    only its result, in one marker event, never its input."""
+    only its result, in one marker event, never its input. Its retries are few and quick, as a
+    local activity that runs long keeps the workflow's task open (three events per extension);
+    a failure that outlasts them runs it as an activity, whose retries cost no events and whose
+    input is kept in history (only then)."""
     try:
-        return await workflow.execute_local_activity(activity, arg, start_to_close_timeout=timeout, retry_policy=RETRY)
-    except ActivityError as err:
+        return await workflow.execute_local_activity(activity, arg, start_to_close_timeout=timeout, retry_policy=LOCAL_RETRY)
+    except FailureError as err:  # a local activity's failure may come unwrapped
         _raise_blocked(err)
-        raise
+    return await call(activity, arg, timeout)
 
 
-def _raise_blocked(err: ActivityError) -> None:
-    cause = err.cause
+LOCAL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=4),
+    maximum_attempts=3,
+    non_retryable_error_types=ErrorType.non_retryable(),
+)
+
+
+def _raise_blocked(err: FailureError) -> None:
+    cause = err.cause if isinstance(err, ActivityError) else err
     if isinstance(cause, ApplicationError) and cause.non_retryable:
         raise GitLabBlocked(cause.message) from err
 
