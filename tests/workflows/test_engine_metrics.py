@@ -5,30 +5,35 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import timedelta
-from types import SimpleNamespace
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import WorkflowHandle
 from temporalio.runtime import BUFFERED_METRIC_KIND_COUNTER, MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
 
 from model_migration.converter import data_converter
+from model_migration.devserver import free_port
 from model_migration.domain.stages import FeatureStage
+from model_migration.temporal import binary, register_search_attributes
 from tests.temporal_fixtures import _engine, assert_eventually
 from tests.workflows.support import start_feature, status, wait_issue
 from workflows.messages import CompleteStage, MetricResult, ReportEvaluation, Tunables, Verdict
 
 
-async def test_a_feature_counts_its_stages_escalations_and_verdict(  # type: ignore[no-untyped-def]
-    skip_env: WorkflowEnvironment, gitlab_sandbox, unique: str, tmp_path,
-) -> None:
+async def test_a_feature_counts_its_stages_escalations_and_verdict(gitlab_sandbox, unique: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Implement left 10 days (due on day 7): reminder, due and three overdue escalations; then the
-    team completes it and reports a passing evaluation: evaluate and rollout entered, one verdict."""
+    team completes it and reports a passing evaluation: evaluate and rollout entered, one verdict.
+    On a time-skipping server of its own, whose client runs on a runtime that buffers metrics."""
     buffer = MetricBuffer(10_000)
     runtime = Runtime(telemetry=TelemetryConfig(metrics=buffer))
-    client = await Client.connect(
-        skip_env.client.service_client.config.target_host, namespace=skip_env.client.namespace,
-        data_converter=data_converter, runtime=runtime,
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(binary("temporal-test-server")), port=free_port(), data_converter=data_converter, runtime=runtime,
     )
+    async with env:
+        await register_search_attributes(env.client)
+        await _run_feature(env, gitlab_sandbox, unique, tmp_path, buffer)
+
+
+async def _run_feature(env: WorkflowEnvironment, gitlab_sandbox, unique: str, tmp_path, buffer: MetricBuffer) -> None:  # type: ignore[no-untyped-def]
     counts: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
     engine_labels = ("workflow", "stage", "kind", "verdict")
 
@@ -38,10 +43,10 @@ async def test_a_feature_counts_its_stages_escalations_and_verdict(  # type: ign
                 labels = tuple(sorted((k, str(v)) for k, v in update.attributes.items() if k in engine_labels))
                 counts[(update.metric.name, labels)] += int(update.value)
 
-    async for engine in _engine(SimpleNamespace(client=client), gitlab_sandbox, tmp_path):  # type: ignore[arg-type]
+    async for engine in _engine(env, gitlab_sandbox, tmp_path):
         handle = await start_feature(engine, unique, "code_generation", Tunables(), as_parent=False, revision=3)
         await wait_issue(handle)
-        await skip_env.sleep(timedelta(days=10))
+        await env.sleep(timedelta(days=10))
         fired = Counter(e.kind.value for e in (await status(handle)).escalations)
         await handle.execute_update("complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor="x", prompt_version="1.0.0"))
         evaluation = ReportEvaluation(actor="x", verdict=Verdict.PASS, metrics=(MetricResult(name="m", baseline=1.0, candidate=1.1),))
