@@ -173,6 +173,32 @@ async def test_refused_tracking_issue_blocks_the_migration_and_tells_people(
         await parent.result()
 
 
+async def test_a_tracking_issue_write_that_keeps_failing_is_retried_as_an_activity(engine: Engine, gitlab_sandbox, unique: str) -> None:  # type: ignore[no-untyped-def]
+    """GitLab answers 500 to the tracking issue: three quick local attempts, then an activity retries until GitLab is back."""
+    server = gitlab_sandbox.server
+    server.inject_fault(r"^/api/v4/projects/[^/]+/issues$", "500", method="POST", fraction=1.0, seed=1)
+    request = MigrationInput(
+        model=model_for(unique), replaced=REPLACED, features=(CATALOG.feature("duo_chat"),), tunables=SLOW, revision=MIGRATION_REVISION
+    )
+    try:
+        parent = engine.client.get_workflow_handle(await operations.start(engine.client, engine.task_queue, request))
+
+        async def handed_to_an_activity() -> None:
+            scheduled = [e for e in (await parent.fetch_history()).events if e.HasField("activity_task_scheduled_event_attributes")]
+            assert [e.activity_task_scheduled_event_attributes.activity_type.name for e in scheduled] == ["write_tracking_issue"]
+
+        await assert_eventually(handed_to_an_activity, timeout=30)
+    finally:
+        server.clear_faults()
+
+    async def tracked() -> None:
+        assert (await status(parent)).issue is not None
+
+    await assert_eventually(tracked, timeout=30)
+    await parent.execute_update("abort", Abort(actor="ai-lead", reason="test over"))
+    await parent.result()
+
+
 async def test_chaos_five_migrations_leave_one_of_everything(engine: Engine, gitlab_sandbox) -> None:  # type: ignore[no-untyped-def]
     """20 % of writes answer 500 and 10 % drop after writing; 5 migrations of 3 features complete once."""
     server = gitlab_sandbox.server
