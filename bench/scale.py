@@ -377,8 +377,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"a migration holds at most {len(FEATURES)} features (the catalog's): raise --migrations")
     if args.updates < 1:
         parser.error("--updates must be at least 1")
-    with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp:
-        result = asyncio.run(bench(args, Path(tmp)))
+    # Ctrl-C or SIGTERM stops the run through its clean-up (the worker, the sandbox and the dev
+    # server stop too), also when started in the background, where SIGINT comes ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp:
+            result = asyncio.run(bench(args, Path(tmp)))
+    except KeyboardInterrupt:
+        say("interrupted; the worker, the sandbox and the dev server are stopped")
+        return 130
     print(json.dumps(result, indent=2) if args.json else report(result), flush=True)
     return 0
 
