@@ -20,7 +20,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +126,15 @@ def spawn(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess
         yield process
     finally:
         stop(process)
+
+
+class MemoryDevServer(DevServer):
+    """The dev server in memory, as the tests and bench/engine.py run it; its output goes to its log."""
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        at = cmd.index("--db-filename")
+        return [*cmd[:at], *cmd[at + 2:], "--http-port", str(free_port()), "--metrics-port", str(free_port())]
 
 
 def rss_mb(pid: int) -> dict[str, float]:
@@ -249,14 +258,16 @@ async def bench(args: argparse.Namespace, state: Path) -> dict[str, Any]:
     common = {"MODEL_MIGRATION_STATE_DIR": str(state), "MODEL_MIGRATION_GITLAB_URL": gitlab_url}
     load_before = os.getloadavg()
 
-    server = DevServer(state / "temporal", headless=True)
-    server.start()
-    try:
+    async with AsyncExitStack() as stack:
+        server = (DevServer if args.persisted else MemoryDevServer)(state / "temporal", headless=True)
+        server.start()
+        stack.callback(server.stop)
+        address = server.address
         sandbox_log = state / "sandbox.log"
         with spawn([*cli(), "sandbox", "--port", str(sandbox_port)], clean_env(common), sandbox_log) as box:
             wait_for_port(sandbox_port, box, "the GitLab sandbox", sandbox_log)
             worker_env = {
-                **common, "MODEL_MIGRATION_TEMPORAL_ADDRESS": server.address, "MODEL_MIGRATION_TASK_QUEUE": queue,
+                **common, "MODEL_MIGRATION_TEMPORAL_ADDRESS": address, "MODEL_MIGRATION_TASK_QUEUE": queue,
                 "MODEL_MIGRATION_LOG_FORMAT": "json", "MODEL_MIGRATION_LOG_LEVEL": "info",
             }
             if args.cache is not None:
@@ -264,13 +275,12 @@ async def bench(args: argparse.Namespace, state: Path) -> dict[str, Any]:
             worker_log = state / "worker.log"
             with spawn([*cli(), "worker"], clean_env(worker_env), worker_log) as worker:
                 wait_for_line(worker_log, "worker_started", worker, "the worker")
-                say(f"worker {worker.pid} polling {queue}; dev server {server.address}, sandbox {gitlab_url}")
-                client = await connect(Settings(temporal_address=server.address), wait=30)
+                say(f"worker {worker.pid} polling {queue}; dev server {address}, sandbox {gitlab_url}")
+                client = await connect(Settings(temporal_address=address), wait=30)
                 idle = settled_rss(worker.pid, args.settle)
                 say(f"idle: {idle['rss']} MB")
                 return await measure(args, client, queue, worker, tag, idle, load_before)
-    finally:
-        server.stop()
+    raise AssertionError("unreachable")
 
 
 async def measure(
@@ -315,6 +325,7 @@ async def measure(
     result = {
         "features": len(feature_ids), "migrations": len(migration_ids), "open_workflows": open_workflows,
         "max_cached_workflows": args.cache if args.cache is not None else "default",
+        "dev_server": "sqlite on disk" if args.persisted else "in memory",
         "worker_rss_mb": {
             "idle": idle["rss"], "one_feature_open": one_open["rss"], "all_open": loaded["rss"],
             "after_updates": after["rss"], "peak": after["peak"],
@@ -341,7 +352,7 @@ def report(r: dict[str, Any]) -> str:
     rss, start, upd = r["worker_rss_mb"], r["start_s"], r["update_ms"]
     lines = [
         f"{r['features']} features over {r['migrations']} migrations ({r['open_workflows']} open workflows), one worker,"
-        f" max_cached_workflows {r['max_cached_workflows']}",
+        f" max_cached_workflows {r['max_cached_workflows']}, dev server {r['dev_server']}",
         f"worker RSS MB: idle {rss['idle']}, 1 feature open {rss['one_feature_open']}, all open {rss['all_open']}"
         f" ({rss['ratio_all_open_to_idle']}x idle; {rss['kb_per_open_workflow']} kB per open workflow),"
         f" after the updates {rss['after_updates']}, peak {rss['peak']}",
@@ -367,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the worker's MODEL_MIGRATION_MAX_CACHED_WORKFLOWS (default: the setting's default)")
     parser.add_argument("--concurrency", type=int, default=10, help="migrations being started at once (10)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds the start may take (900)")
+    parser.add_argument("--persisted", action="store_true",
+                        help="the dev server on SQLite on disk, as `model-migration dev-server` runs it (default: in memory)")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds of quiet before an RSS reading (3)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
