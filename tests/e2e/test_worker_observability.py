@@ -162,7 +162,6 @@ def test_metrics_reach_prometheus_and_traces_reach_otlp(observed: Observed, metr
         status, text = get(f"{observed.metrics}/metrics")
         assert status == 200
         found = samples(text)
-        print("exported:", sorted({n for n in found if n.startswith(("temporal_", "model_migration_"))}))
         for sdk in ("temporal_workflow_task_schedule_to_start_latency_seconds_bucket", "temporal_activity_execution_latency_seconds_count",
                     "temporal_activity_schedule_to_start_latency_seconds_bucket", "temporal_worker_task_slots_available"):
             assert sdk in found, sorted(n for n in found if n.startswith("temporal_"))
@@ -178,6 +177,8 @@ def test_metrics_reach_prometheus_and_traces_reach_otlp(observed: Observed, metr
         assert value(found, "model_migration_gitlab_failing_seconds_bucket", le="3600", **config_mr) == 1
         assert value(found, "model_migration_gitlab_blocked_seconds_count", **config_mr) == 1
         assert value(found, "temporal_activity_execution_failed_total", activity_type="ensure_model_config_mr") == 1
+        # The failure-rate alert's denominator counts every attempt, the failed one included.
+        assert value(found, "temporal_activity_execution_latency_seconds_count", activity_type="ensure_model_config_mr") == 2
 
         up = f'up{{job="{JOB}"}}'
         engine = f'model_migration_stage_entered_total{{job="{JOB}", workflow="migration", stage="init"}}'
