@@ -1,20 +1,25 @@
 """The engine's metrics from workflow code, read from an SDK metric buffer: a feature's stages,
-its escalations by kind (overdue among them) and its gate verdict, each counted once."""
+its escalations by kind (overdue among them) and its gate verdict, each counted once, replays included."""
 
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from temporalio.client import WorkflowHandle
 from temporalio.runtime import BUFFERED_METRIC_KIND_COUNTER, MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+import worker as worker_module
+from activities.notify import NotifyActivities
+from model_migration.clients.gitlab import WaitGate
+from model_migration.clients.notifier import LogNotifier
 from model_migration.converter import data_converter
 from model_migration.devserver import free_port
 from model_migration.domain.stages import FeatureStage
 from model_migration.temporal import binary, register_search_attributes
-from tests.temporal_fixtures import _engine, assert_eventually
+from tests.temporal_fixtures import Engine, _activities, assert_eventually
 from tests.workflows.support import start_feature, status, wait_issue
 from workflows.messages import CompleteStage, MetricResult, ReportEvaluation, Tunables, Verdict
 
@@ -34,30 +39,33 @@ async def test_a_feature_counts_its_stages_escalations_and_verdict(gitlab_sandbo
 
 
 async def _run_feature(env: WorkflowEnvironment, gitlab_sandbox, unique: str, tmp_path, buffer: MetricBuffer) -> None:  # type: ignore[no-untyped-def]
+    gitlab = _activities(gitlab_sandbox, WaitGate())
+    queue = f"metrics-{unique}"
+    # No workflow cache: every workflow task replays the history from the start, so a metric that
+    # the SDK did not hold back during replay would be counted again and again.
+    with ThreadPoolExecutor(max_workers=8) as executor:
+        async with Worker(env.client, task_queue=queue, workflows=worker_module.WORKFLOWS, activity_executor=executor,
+                          activities=[*gitlab.all(), NotifyActivities(LogNotifier()).notify], max_cached_workflows=0):
+            handle = await start_feature(Engine(env.client, queue, gitlab), unique, "code_generation", Tunables(), as_parent=False,
+                                         revision=3)
+            await wait_issue(handle)
+            await env.sleep(timedelta(days=10))
+            fired = Counter(e.kind.value for e in (await status(handle)).escalations)
+            await handle.execute_update("complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor="x", prompt_version="1.0.0"))
+            evaluation = ReportEvaluation(actor="x", verdict=Verdict.PASS, metrics=(MetricResult(name="m", baseline=1.0, candidate=1.1),))
+            await handle.execute_update("report_evaluation", evaluation)
+
+            async def in_rollout() -> None:
+                assert (await status(handle)).stage == FeatureStage.ROLLOUT
+
+            await assert_eventually(in_rollout)
+            await handle.terminate("test over")
+
     counts: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
-    engine_labels = ("workflow", "stage", "kind", "verdict")
-
-    def collect() -> None:
-        for update in buffer.retrieve_updates():
-            if update.metric.name.startswith("model_migration_") and update.metric.kind == BUFFERED_METRIC_KIND_COUNTER:
-                labels = tuple(sorted((k, str(v)) for k, v in update.attributes.items() if k in engine_labels))
-                counts[(update.metric.name, labels)] += int(update.value)
-
-    async for engine in _engine(env, gitlab_sandbox, tmp_path):
-        handle = await start_feature(engine, unique, "code_generation", Tunables(), as_parent=False, revision=3)
-        await wait_issue(handle)
-        await env.sleep(timedelta(days=10))
-        fired = Counter(e.kind.value for e in (await status(handle)).escalations)
-        await handle.execute_update("complete_stage", CompleteStage(stage=FeatureStage.IMPLEMENT, actor="x", prompt_version="1.0.0"))
-        evaluation = ReportEvaluation(actor="x", verdict=Verdict.PASS, metrics=(MetricResult(name="m", baseline=1.0, candidate=1.1),))
-        await handle.execute_update("report_evaluation", evaluation)
-
-        async def in_rollout(feature: WorkflowHandle = handle) -> None:
-            assert (await status(feature)).stage == FeatureStage.ROLLOUT
-
-        await assert_eventually(in_rollout)
-        await handle.terminate("test over")
-    collect()
+    for update in buffer.retrieve_updates():
+        if update.metric.name.startswith("model_migration_") and update.metric.kind == BUFFERED_METRIC_KIND_COUNTER:
+            labels = tuple(sorted((k, str(v)) for k, v in update.attributes.items() if k in ("workflow", "stage", "kind", "verdict")))
+            counts[(update.metric.name, labels)] += int(update.value)
 
     assert fired == {"reminder": 1, "due": 1, "overdue": 3}, fired
     escalations = {dict(labels)["kind"]: n for (name, labels), n in counts.items() if name == "model_migration_escalations"}
