@@ -103,9 +103,10 @@ class Settings(BaseSettings):
     health_address: str | None = None
     #: Seconds a stopping worker (SIGTERM) gives running activities to finish before it cancels them.
     graceful_shutdown: float = 30.0
-    #: Workflows the worker keeps in memory between tasks (its sticky cache; the SDK's default).
+    #: Workflows the worker keeps in memory between tasks (its sticky cache; the SDK's default is 1000).
     #: Fewer: less memory per open workflow, and an evicted one replays its history on its next task.
-    max_cached_workflows: int = Field(default=1000, ge=0)
+    #: 150 keeps a worker with 1,000 open features under 200 MB (bench/scale.py, bench/README.md).
+    max_cached_workflows: int = Field(default=150, ge=0)
 
     def resolved_promptfoo_dir(self) -> Path:
         return self.promptfoo_dir or self.state_dir / "promptfoo"
