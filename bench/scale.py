@@ -46,7 +46,7 @@ TARGET = CATALOG.model("claude_sonnet_4_5_20250929")
 REPLACED = CATALOG.model("claude_3_7_sonnet_20250219")
 FEATURES = list(CATALOG.features)
 ACTOR = "ai-lead"
-#: The update measured: a feature's DRI asks to resume a feature that is not paused. The
+#: The update measured: someone asks to resume a feature that is not paused. The
 #: validator refuses it ("the workflow is not paused"), so nothing changes and nothing is
 #: written to history, yet it makes the whole trip a person's command makes: the server, a
 #: workflow task on the worker (a replay of the history first, if the workflow is not in the
