@@ -21,7 +21,7 @@ async def test_a_200_feature_migration_starts_from_the_cli(dev_env: WorkflowEnvi
         MODEL_MIGRATION_TEMPORAL_ADDRESS=dev_env.client.service_client.config.target_host,
         MODEL_MIGRATION_CATALOG_DIR=str(tmp_path / "catalog"), MODEL_MIGRATION_TASK_QUEUE=f"nobody-{tmp_path.name}",
     )
-    args = ["start", "--model", "claude_sonnet_4_5_20250929"]
+    args = ["start", "--model", "claude_sonnet_4_5_vertex"]
     done = cli(*args, *(a for n in names for a in ("--feature", n)), environ=environ)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert "with 200 features" in done.stdout
