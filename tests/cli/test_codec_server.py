@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -175,7 +173,7 @@ def test_dev_server_passes_the_ui_its_codec_endpoint(tmp_path: Path) -> None:
 
 def test_dev_server_codec_serves_and_stops_with_it(tmp_path: Path) -> None:
     """``dev-server --codec`` starts the codec server, gives its URL to the UI, and SIGTERM ends both."""
-    from tests.cli.test_devserver_signals import _alive, _children, _read_line_with
+    from tests.cli.test_devserver_signals import _children, _kill_all, _read_line_with, _wait_gone
 
     codec_port = free_port()
     proc = subprocess.Popen(
@@ -196,16 +194,8 @@ def test_dev_server_codec_serves_and_stops_with_it(tmp_path: Path) -> None:
         assert status == 200 and from_json(doc["payloads"][0]).data == b"hello"  # type: ignore[index]
         proc.terminate()
         assert proc.wait(timeout=30) == 0
-        end = time.monotonic() + 10
-        while _alive(servers[0]) and time.monotonic() < end:
-            time.sleep(0.1)
-        assert not _alive(servers[0])
+        assert _wait_gone(servers[0])
         with pytest.raises(urllib.error.URLError):
             call(f"http://127.0.0.1:{codec_port}/decode", body={"payloads": []})
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for pid in servers:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        _kill_all(proc, servers)

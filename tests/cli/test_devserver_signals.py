@@ -47,6 +47,24 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _wait_gone(pid: int, timeout: float = 10) -> bool:
+    """True once ``pid`` has exited (a zombie counts as gone), False if it outlives ``timeout``."""
+    end = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < end:
+        time.sleep(0.1)
+    return not _alive(pid)
+
+
+def _kill_all(proc: subprocess.Popen[str], servers: list[int]) -> None:
+    """Whatever a failed test left running: the CLI, then the servers it started."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for pid in servers:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_the_temporal_server_it_started(sig: signal.Signals, tmp_path: Path) -> None:
     """The signal goes to the CLI process alone; the temporal child must be gone afterwards."""
@@ -64,14 +82,6 @@ def test_a_signal_stops_the_temporal_server_it_started(sig: signal.Signals, tmp_
         assert len(servers) == 1, _children(proc.pid)
         proc.send_signal(sig)
         assert proc.wait(timeout=30) == 0
-        end = time.monotonic() + 10
-        while _alive(servers[0]) and time.monotonic() < end:
-            time.sleep(0.1)
-        assert not _alive(servers[0]), f"temporal server {servers[0]} outlived the CLI"
+        assert _wait_gone(servers[0]), f"temporal server {servers[0]} outlived the CLI"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for pid in servers:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        _kill_all(proc, servers)
