@@ -29,6 +29,7 @@ from model_migration.converter import data_converter
 from model_migration.devserver import free_port, local_environment
 from model_migration.settings import Settings
 from model_migration.temporal import binary, register_search_attributes
+from tests.timeskip import settle_and_terminate
 
 T = TypeVar("T")
 
@@ -116,10 +117,17 @@ async def engine(dev_env: WorkflowEnvironment, gitlab_sandbox, tmp_path_factory)
 
 
 @pytest_asyncio.fixture(scope="session")
-async def skip_engine(skip_env: WorkflowEnvironment, gitlab_sandbox, tmp_path_factory) -> AsyncIterator[Engine]:  # type: ignore[no-untyped-def]
-    """A worker on the time-skipping server."""
+async def skip_worker(skip_env: WorkflowEnvironment, gitlab_sandbox, tmp_path_factory) -> AsyncIterator[Engine]:  # type: ignore[no-untyped-def]
     async for e in _engine(skip_env, gitlab_sandbox, tmp_path_factory.mktemp("results")):
         yield e
+
+
+@pytest_asyncio.fixture
+async def skip_engine(skip_worker: Engine) -> AsyncIterator[Engine]:
+    """A worker on the time-skipping server. Whatever a test leaves open there is ended after it:
+    its timers would fire in the next test's skips, and its activities would hold the clock."""
+    yield skip_worker
+    await settle_and_terminate(skip_worker.client)
 
 
 @pytest.fixture

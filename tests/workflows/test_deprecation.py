@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from model_migration.domain.deprecation import DeprecationRequest, PlanRules
 from model_migration.domain.models import EpicDraft, EpicRef
 from model_migration.domain.stages import FeatureStage, MigrationStage
 from tests.temporal_fixtures import Engine, assert_eventually
+from tests.timeskip import settle_and_terminate, skip
 from tests.workflows.support import CATALOG, SLOW, drive, status, wait_issue
 from tests.workflows.test_evaluation_gate import simulator  # noqa: F401 - the fixture
 from workflows.deprecation import ModelDeprecationWorkflow
@@ -94,26 +94,9 @@ async def features_started(engine: Engine, handle: WorkflowHandle) -> dict[str, 
 
 
 async def finish(engine: Engine, handle: WorkflowHandle) -> None:
-    """Stop the deprecation, its migration and its features: one left polling or escalating keeps
-    the time-skipping server from skipping for the tests after this one."""
-    migration = f"{handle.id}:migration"
-    ids = (handle.id, migration, *(feature_workflow_id(migration, f) for f in FEATURES))
-
-    async def quiet() -> None:
-        for wid in ids:
-            try:
-                raw = (await engine.client.get_workflow_handle(wid).describe()).raw_description
-            except RPCError:
-                continue  # never started
-            assert not raw.pending_activities, f"{wid} has an activity running"
-
-    # The test server keeps time still for good if an activity was running when its workflow ended.
-    await assert_eventually(quiet)
-    for wid in ids:
-        try:  # the test server does not pass a parent's close on to its children
-            await engine.client.get_workflow_handle(wid).terminate("test over")
-        except RPCError:
-            pass  # never started, or ended already
+    """Stop the deprecation, its migration and its features once nothing runs: one left polling or
+    escalating keeps the time-skipping server from skipping for the tests after this one."""
+    await settle_and_terminate(engine.client)
 
 
 def epic_notes(engine: Engine, epic_url: str) -> list[str]:
@@ -143,7 +126,7 @@ async def test_a_full_deprecation_with_a_late_feature_getting_the_whole_ladder(
     late_issue = (await status(late)).issue
     assert late_issue is not None
 
-    await skip_env.sleep(timedelta(days=57))
+    await skip(skip_env, timedelta(days=57))
     st = await dstatus(handle)
     reached = [e for e in st.fired if e.features]
     assert [e.name for e in reached] == LADDER
@@ -211,9 +194,9 @@ async def test_a_cutoff_extension_moves_every_timer(
         assert after[FeatureStage.IMPLEMENT] - before[FeatureStage.IMPLEMENT] == timedelta(days=28), (before, after)
 
     await assert_eventually(shifted)
-    await skip_env.sleep(timedelta(days=30))
+    await skip(skip_env, timedelta(days=30))
     assert not [e for e in (await dstatus(handle)).fired if e.name.startswith("reminder")]  # T−14 was day 14, now day 42
-    await skip_env.sleep(timedelta(days=13))
+    await skip(skip_env, timedelta(days=13))
     st = await dstatus(handle)
     assert [(e.name, e.on) for e in st.fired] == [("reminder T−14d", now.date() + timedelta(days=42))]
     assert "Google extended the shutdown" in skip_engine.gitlab_client().get_epic(EpicRef.from_web_url(st.epic_url).iid).description
@@ -266,7 +249,7 @@ async def test_a_close_call_waits_for_select_replacement(
         with pytest.raises(WorkflowUpdateFailedError) as err:
             await handle.execute_update("select_replacement", bad)
         assert why in str(err.value.cause)
-    await skip_env.sleep(timedelta(days=3))  # past the 2 days it has: AI Framework is reminded
+    await skip(skip_env, timedelta(days=3))  # past the 2 days it has: AI Framework is reminded
     assert any("still undecided" in b for b in epic_notes(skip_engine, st.epic_url))
     await handle.execute_update("select_replacement", SelectReplacement(
         model=WINNER.gitlab_identifier, reason="within noise; Sonnet 4.5 is the provider's recommendation", actor="ai-lead",

@@ -11,6 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 from model_migration.domain.escalation import EscalationKind
 from model_migration.domain.stages import FeatureStage
 from tests.temporal_fixtures import Engine, assert_eventually
+from tests.timeskip import skip
 from tests.workflows.support import CATALOG, start_feature, status, wait_issue
 from workflows.messages import FEATURE_REVISION, CompleteStage, MetricResult, ReportEvaluation, ReportRollout, Tunables, Verdict
 
@@ -26,7 +27,7 @@ async def test_three_weeks_undone_escalates_in_order(
     handle = await start_feature(skip_engine, unique, "code_generation", Tunables(), as_parent=False, revision=revision)
     st = await wait_issue(handle)
     due = st.deadlines[0].due
-    await skip_env.sleep(timedelta(weeks=3))
+    await skip(skip_env, timedelta(weeks=3))
     st = await status(handle)
     kinds = [e.kind for e in st.escalations]
     # Implement is due on day 7: a reminder on day 5, the due notice on day 7, overdue daily from day 8.
@@ -82,7 +83,7 @@ async def test_commands_that_leave_the_deadline_keep_the_timer(
     assert sum(e.event_type == TIMER_STARTED for e in history) == 3
 
     due = next(d.due for d in st.deadlines if d.stage == FeatureStage.ROLLOUT)
-    await skip_env.sleep(due + timedelta(hours=12) - await skip_env.get_current_time())
+    await skip(skip_env, due + timedelta(hours=12) - await skip_env.get_current_time())
     st = await status(handle)
     assert [(e.kind, e.stage) for e in st.escalations] == [
         (EscalationKind.REMINDER, FeatureStage.ROLLOUT), (EscalationKind.DUE, FeatureStage.ROLLOUT),
