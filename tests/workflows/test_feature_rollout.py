@@ -28,7 +28,7 @@ from tests.rollout_worker import rollout_worker
 from tests.temporal_fixtures import Engine, assert_eventually
 from tests.unit.test_rollout_templates import FLAG_TEMPLATE_HEADINGS, PLAN_TEMPLATE_HEADINGS
 from tests.workflows.support import CATALOG, SLOW, start_feature, status, wait_stage
-from tests.workflows.test_rollout import ANALYSIS, CANDIDATE, FlagFollower
+from tests.workflows.test_rollout import ANALYSIS, CANDIDATE, REGRESS_ABOVE, FlagFollower
 from workflows.messages import Abort, CompleteStage, FeatureOutcome, ReportRollout, RetryRollout, RolloutResult, Tunables
 
 
@@ -138,7 +138,7 @@ def check_paper_trail(gitlab: GitLabClient, plan: Issue, flag: str, marker: str)
 
 async def test_a_rollback_sends_the_feature_back_and_retry_resumes_at_the_failed_step(driven: Driven, unique: str) -> None:
     handle, flag = await to_rollout(driven, unique, tunables(10, 25, 100, bake=timedelta(seconds=12)))
-    with FlagFollower(driven.stack, driven.gitlab, "duo_chat", flag, scenario="regressing", regress_above=15) as follower:
+    with FlagFollower(driven.stack, driven.gitlab, "duo_chat", flag, scenario="regressing", regress_above=REGRESS_ABOVE) as follower:
         st = await wait_stage(handle, FeatureStage.IMPLEMENT, timeout=90)
         assert st.rollouts[0].phase == "rolled_back" and st.rollouts[0].failed_step == 1, st.rollouts
         assert st.pending_action is not None and st.pending_action.command == "rollout retry"
