@@ -65,8 +65,10 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
 
 
-@pytest_asyncio.fixture(scope="session")
+@pytest_asyncio.fixture
 async def skip_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of the test's own (it starts in a fraction of a second): its clock,
+    which any workflow or activity left behind would move or hold, is no other test's."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(binary("temporal-test-server")),
         port=free_port(),
@@ -116,18 +118,13 @@ async def engine(dev_env: WorkflowEnvironment, gitlab_sandbox, tmp_path_factory)
         yield e
 
 
-@pytest_asyncio.fixture(scope="session")
-async def skip_worker(skip_env: WorkflowEnvironment, gitlab_sandbox, tmp_path_factory) -> AsyncIterator[Engine]:  # type: ignore[no-untyped-def]
+@pytest_asyncio.fixture
+async def skip_engine(skip_env: WorkflowEnvironment, gitlab_sandbox, tmp_path_factory) -> AsyncIterator[Engine]:  # type: ignore[no-untyped-def]
+    """A worker on the test's time-skipping server. What the test leaves open is ended once no
+    activity runs, so the worker stops with nothing in flight."""
     async for e in _engine(skip_env, gitlab_sandbox, tmp_path_factory.mktemp("results")):
         yield e
-
-
-@pytest_asyncio.fixture
-async def skip_engine(skip_worker: Engine) -> AsyncIterator[Engine]:
-    """A worker on the time-skipping server. Whatever a test leaves open there is ended after it:
-    its timers would fire in the next test's skips, and its activities would hold the clock."""
-    yield skip_worker
-    await settle_and_terminate(skip_worker.client)
+        await settle_and_terminate(e.client)
 
 
 @pytest.fixture
