@@ -58,6 +58,8 @@ COMPLETABLE = tuple(s.value for s in CompletableStage)
 ON_MIGRATION = tuple(s.value for s in MIGRATION_COMPLETABLE)
 ON_FEATURE = tuple(s.value for s in FEATURE_COMPLETABLE)
 DEADLINE_STAGES = tuple(s.value for s in FEATURE_STAGES)
+#: How many feature names `start` prints; `status` lists every one.
+SHOWN_FEATURES = 12
 
 
 class Fail(Exception):
@@ -155,7 +157,9 @@ def start(
     ops.preflight(request, datetime.now(UTC).date())
     workflow_id = run(lambda c: ops.start(c, s.task_queue, request, rerun=rerun))
     again = " again" if rerun else ""
-    out.print(f"started {workflow_id}{again} with {len(request.features)} features: {', '.join(f.name for f in request.features)}")
+    names = [f.name for f in request.features]
+    shown = ", ".join(names[:SHOWN_FEATURES]) + (f" and {len(names) - SHOWN_FEATURES} more" if len(names) > SHOWN_FEATURES else "")
+    out.print(f"started {workflow_id}{again} with {len(names)} features: {shown}")
 
 
 @app.command()
