@@ -94,8 +94,8 @@ async def features_started(engine: Engine, handle: WorkflowHandle) -> dict[str, 
 
 
 async def finish(engine: Engine, handle: WorkflowHandle) -> None:
-    """Stop the deprecation, its migration and its features once nothing runs: one left polling or
-    escalating keeps the time-skipping server from skipping for the tests after this one."""
+    """Stop the deprecation, its migration and its features once no activity runs: the test ends
+    with nothing in flight (a workflow ended mid-activity holds the test server's clock for good)."""
     await settle_and_terminate(engine.client)
 
 
