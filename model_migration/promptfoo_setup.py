@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,11 +19,11 @@ import typer
 
 from model_migration.clients.promptfoo_harness import SETUP_COMMAND, promptfoo_cli
 from model_migration.domain.errors import DomainError, ErrorType
+from model_migration.node_setup import NODE_INSTALL, node_tools, node_version
 from model_migration.settings import Settings
 
 PROMPTFOO_VERSION = "0.118.0"
 MIN_NODE = 20
-NODE_INSTALL = "apt-get install -y nodejs npm"
 #: Written into the install directory once the install and the native rebuild both succeeded.
 MARKER = ".model-migration-promptfoo"
 
@@ -40,7 +39,7 @@ def setup_promptfoo() -> None:
     if installed_version(target) == PROMPTFOO_VERSION:
         print(f"promptfoo {PROMPTFOO_VERSION} is already installed in {target}; nothing to do")
         return
-    node, npm = _node_tools()
+    node, npm = node_tools(f"promptfoo {PROMPTFOO_VERSION}", MIN_NODE)
     target.mkdir(parents=True, exist_ok=True)
     (target / MARKER).unlink(missing_ok=True)
     print(f"installing promptfoo {PROMPTFOO_VERSION} into {target} with npm (about 2 minutes) ...", flush=True)
@@ -51,7 +50,7 @@ def setup_promptfoo() -> None:
     if version != PROMPTFOO_VERSION:
         message = f"npm installed promptfoo {version or 'nothing'} into {target}, not {PROMPTFOO_VERSION}"
         raise DomainError(message, type=ErrorType.INVALID_INPUT)
-    (target / MARKER).write_text(json.dumps({"promptfoo": PROMPTFOO_VERSION, "node": _node_version(node)}) + "\n", encoding="utf-8")
+    (target / MARKER).write_text(json.dumps({"promptfoo": PROMPTFOO_VERSION, "node": node_version(node)}) + "\n", encoding="utf-8")
     print(f"promptfoo {PROMPTFOO_VERSION} installed: {promptfoo_cli(target)}")
 
 
@@ -84,32 +83,6 @@ def check_promptfoo(settings: Settings) -> Path:
     if shutil.which("node") is None:
         raise DomainError(f"the promptfoo harness needs Node.js >= {MIN_NODE} on PATH: {NODE_INSTALL}", type=ErrorType.INVALID_INPUT)
     return directory
-
-
-def _node_tools() -> tuple[str, str]:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        missing = " and ".join(name for name, path in (("node", node), ("npm", npm)) if path is None)
-        raise DomainError(
-            f"{missing} not found: promptfoo {PROMPTFOO_VERSION} needs Node.js >= {MIN_NODE} and npm; install them with: {NODE_INSTALL}",
-            type=ErrorType.INVALID_INPUT,
-        )
-    version = _node_version(node)
-    major = re.match(r"v?(\d+)", version)
-    if major is None or int(major.group(1)) < MIN_NODE:
-        raise DomainError(
-            f"node {version or '(no version)'} is too old: promptfoo {PROMPTFOO_VERSION} needs Node.js >= {MIN_NODE} ({NODE_INSTALL})",
-            type=ErrorType.INVALID_INPUT,
-        )
-    return node, npm
-
-
-def _node_version(node: str) -> str:
-    try:
-        done = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-    except OSError:
-        return ""
-    return done.stdout.strip()
 
 
 def _npm(npm: str, *args: str) -> None:

@@ -22,7 +22,8 @@ import typer
 
 from model_migration.apt import install, install_command
 from model_migration.domain.errors import DomainError, ErrorType
-from model_migration.promptfoo_setup import NODE_INSTALL, _node_version, _npm
+from model_migration.node_setup import NODE_INSTALL, node_tools, node_version
+from model_migration.promptfoo_setup import _npm
 from model_migration.settings import Settings
 
 UNLEASH_VERSION = "8.2.0"
@@ -72,11 +73,7 @@ def setup_unleash() -> None:
     if installed_version(target) == UNLEASH_VERSION:
         print(f"unleash-server {UNLEASH_VERSION} is already installed in {target}, PostgreSQL in {postgres}; nothing to do")
         return
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        missing = " and ".join(name for name, path in (("node", node), ("npm", npm)) if path is None)
-        raise DomainError(f"{missing} not found: unleash-server {UNLEASH_VERSION} needs Node.js and npm; install them with: {NODE_INSTALL}",
-                          type=ErrorType.INVALID_INPUT)
+    node, npm = node_tools(f"unleash-server {UNLEASH_VERSION}")
     target.mkdir(parents=True, exist_ok=True)
     (target / MARKER).unlink(missing_ok=True)
     print(f"installing unleash-server {UNLEASH_VERSION} into {target} with npm (about a minute) ...", flush=True)
@@ -85,7 +82,7 @@ def setup_unleash() -> None:
     if version != UNLEASH_VERSION:
         raise DomainError(f"npm installed unleash-server {version or 'nothing'} into {target}, not {UNLEASH_VERSION}",
                           type=ErrorType.INVALID_INPUT)
-    marker = {"unleash-server": UNLEASH_VERSION, "unleash-client": _package_version(target, "unleash-client"), "node": _node_version(node)}
+    marker = {"unleash-server": UNLEASH_VERSION, "unleash-client": _package_version(target, "unleash-client"), "node": node_version(node)}
     (target / MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
     print(f"unleash-server {UNLEASH_VERSION} installed in {target}; PostgreSQL in {postgres}")
 
