@@ -5,8 +5,9 @@ Semantics follow GitLab's ``Admin::SetFeatureFlagService`` and Flipper:
 - ``value`` true/"100" enables fully (clearing other gates), false/"0" disables (clearing all);
   other numbers set ``percentage_of_actors`` when ``key`` says so, else ``percentage_of_time``.
   An unknown ``key`` with a percentage is a 400, as is a percentage on a fully-enabled flag.
-- ``feature_group``/``user``/``group``/``namespace``/``project``/``repository`` (comma lists)
-  enable or disable for those actors only; an unknown one is 400 ``"<name> is not found!"``.
+- ``user``/``group``/``namespace``/``project``/``repository`` (comma lists) and ``feature_group``
+  (one name, commas and all, as ``Feature::Target`` takes it) enable or disable for those actors
+  only; an unknown actor is 400 ``"<name> is not found!"``, any group name is a group.
 - Errors are ``{"message": "400 Bad request - <reason>"}``; Grape parameter errors
   ``{"error": ...}``. There is no ``GET /features/:name``: clients list and filter.
 
@@ -90,10 +91,12 @@ class FeaturesApi:
         return json_response(render(feature), 201)
 
     def _actors(self, target: str, raw: Any) -> list[tuple[str, str]]:
-        """``(gate, flipper id or group name)`` for each comma-separated name in ``raw``."""
-        names = [n.strip() for n in str(raw or "").split(",") if n.strip()]
+        """``(gate, flipper id or group name)`` for each comma-separated name in ``raw``; a
+        ``feature_group`` is one name, commas and all."""
         if target == "feature_group":
-            return [("groups", n) for n in names]
+            group = str(raw or "")
+            return [("groups", group)] if group else []
+        names = [n.strip() for n in str(raw or "").split(",") if n.strip()]
         return [("actors", self._flipper_id(target, n)) for n in names]
 
     def _flipper_id(self, target: str, name: str) -> str:

@@ -300,6 +300,13 @@ def test_feature_group_need_not_be_registered(target: Target, feature: str) -> N
     assert (result.state, _gates(result)) == ("conditional", {"boolean": False, "groups": ["mm_no_such_group"]})
 
 
+def test_feature_group_is_one_name_commas_and_all(target: Target, feature: str) -> None:
+    """Unlike ``user``, ``group`` and ``project``, ``feature_group`` is not split on commas
+    (``Feature::Target#feature_group`` passes it whole): "a,b" is one group, which nobody is in."""
+    result = target.gl.features.set(feature, True, feature_group="gitlab_team_members,mm_other")
+    assert (result.state, _gates(result)) == ("conditional", {"boolean": False, "groups": ["gitlab_team_members,mm_other"]})
+
+
 def test_key_with_an_actor_is_400(target: Target, feature: str) -> None:
     """``key`` and any actor parameter are mutually exclusive (Grape's 400)."""
     with pytest.raises(gitlab.exceptions.GitlabSetError) as raised:
