@@ -77,10 +77,14 @@ class UserListsApi:
         return json_response(render_list(found), 201)
 
     def delete_user_list(self, req: Request) -> Response:
-        with self.store.transaction() as conn:
-            conn.execute(
-                "DELETE FROM feature_flag_user_lists WHERE id = ?", (self._user_list(req)["id"],)
-            )
+        """A list that a flag's strategy names is kept: 409, as ``ensure_no_associated_strategies`` answers."""
+        with self.store.lock:
+            found = self._user_list(req)
+            flags = self.store.select("feature_flags", project_id=found["project_id"])
+            if any(s.get("user_list_id") == found["id"] for f in flags for s in f.get("strategies", [])):
+                raise ApiError(409, {"message": ["User list is associated with a strategy"]})
+            with self.store.transaction() as conn:
+                conn.execute("DELETE FROM feature_flag_user_lists WHERE id = ?", (found["id"],))
         return Response(204)
 
     def _user_list(self, req: Request) -> dict[str, Any]:

@@ -179,6 +179,23 @@ def test_project_flag_with_each_strategy(target: Target, flag: str) -> None:
         user_list.delete()
 
 
+def test_a_user_list_a_strategy_uses_is_kept_409(target: Target, flag: str) -> None:
+    """Deleting a user list that a flag's strategy names is a 409 (``ensure_no_associated_strategies``);
+    once the flag is gone the list deletes."""
+    user_list = target.project.feature_flags_user_lists.create({"name": _name("mm-kept"), "user_xids": "1"})
+    try:
+        target.project.feature_flags.create({"name": flag, "strategies": [_strategy("gitlabUserList", {}, user_list_id=user_list.id)]})
+        with pytest.raises(gitlab.exceptions.GitlabDeleteError) as raised:
+            user_list.delete()
+        assert (raised.value.response_code, raised.value.error_message) == (409, ["User list is associated with a strategy"])
+        assert target.project.feature_flags_user_lists.get(user_list.iid).name == user_list.name
+        target.project.feature_flags.delete(flag)
+    finally:
+        user_list.delete()
+    with pytest.raises(gitlab.exceptions.GitlabGetError):
+        target.project.feature_flags_user_lists.get(user_list.iid)
+
+
 def test_project_flag_update_in_place_destroy_and_add(target: Target, flag: str) -> None:
     """PUT with a strategy id changes it in place; ``_destroy`` removes; no id adds."""
     created = target.project.feature_flags.create({"name": flag, "strategies": [PERCENT]})
