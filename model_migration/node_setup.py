@@ -7,6 +7,7 @@ a tool that needs 20 says how to get it.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -19,17 +20,24 @@ NODESOURCE = "https://deb.nodesource.com"
 
 
 def node_tools(needed_by: str, minimum: int | None = None) -> tuple[str, str]:
-    """The paths of node and npm, installing what is missing; one line when that cannot be done
-    or the node found is older than ``minimum`` (a major version)."""
-    if shutil.which("node") is None:
-        install("nodejs")
-    if shutil.which("npm") is None:
-        install("npm")
+    """The paths of node and npm, installing what is missing (as root, where apt-get is); one line
+    when that cannot be done or the node found is older than ``minimum`` (a major version)."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        missing = " and ".join(name for name, path in (("node", node), ("npm", npm)) if path is None)
-        message = f"{missing} still not found after apt-get: {needed_by} needs Node.js and npm on PATH"
-        raise DomainError(message, type=ErrorType.INVALID_INPUT)
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            at_least = f" >= {minimum}" if minimum is not None else ""
+            raise DomainError(
+                f"{_missing(node, npm)} not found: {needed_by} needs Node.js{at_least} and npm; as root, run: {NODE_INSTALL}",
+                type=ErrorType.INVALID_INPUT,
+            )
+        if node is None:
+            install("nodejs")
+        if shutil.which("npm") is None:
+            install("npm")
+        node, npm = shutil.which("node"), shutil.which("npm")
+        if node is None or npm is None:
+            message = f"{_missing(node, npm)} still not found after apt-get: {needed_by} needs Node.js and npm on PATH"
+            raise DomainError(message, type=ErrorType.INVALID_INPUT)
     if minimum is not None:
         version = node_version(node)
         major = re.match(r"v?(\d+)", version)
@@ -40,6 +48,10 @@ def node_tools(needed_by: str, minimum: int | None = None) -> tuple[str, str]:
                 type=ErrorType.INVALID_INPUT,
             )
     return node, npm
+
+
+def _missing(node: str | None, npm: str | None) -> str:
+    return " and ".join(name for name, path in (("node", node), ("npm", npm)) if path is None)
 
 
 def node_version(node: str) -> str:

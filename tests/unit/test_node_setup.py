@@ -87,8 +87,18 @@ def test_without_root_it_names_the_command_and_installs_nothing(bin_dir: Path, m
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(DomainError) as caught:
         node_tools("promptfoo 0.118.0", 20)
-    assert caught.value.message == "nodejs not installed; as root, run: apt-get install -y --no-install-recommends nodejs"
+    assert caught.value.message == (
+        "node and npm not found: promptfoo 0.118.0 needs Node.js >= 20 and npm; as root, run: apt-get install -y nodejs npm"
+    )
     assert not log.exists()
+
+
+def test_without_apt_get_it_names_what_is_needed(bin_dir: Path) -> None:
+    with pytest.raises(DomainError) as caught:
+        node_tools("unleash-server 8.2.0")
+    assert caught.value.message == (
+        "node and npm not found: unleash-server 8.2.0 needs Node.js and npm; as root, run: apt-get install -y nodejs npm"
+    )
 
 
 def test_an_apt_that_brings_no_node_is_one_line(bin_dir: Path) -> None:
